@@ -1,0 +1,5 @@
+"""``python -m rotatectl`` runs the CLI."""
+
+from rotatectl.cli.app import main
+
+main()

@@ -1,0 +1,416 @@
+"""The command-line interface: parse, load config, call the runner, render.
+
+No business logic lives here. Every error becomes one line on stderr and a
+documented exit code; a traceback appears only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from .. import __version__
+from ..errors import ExitCode, RotatectlError, UsageError
+
+if TYPE_CHECKING:
+    from ..runner import Result, Runner
+    from ..workspace import Workspace
+
+app = typer.Typer(
+    name="rotatectl",
+    help="Rotate API keys and other credentials with zero downtime.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # tracebacks (and their locals) only with --debug
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+OUTPUTS = ("table", "json")
+
+# Typer vendors its own copy of click in recent releases; find its base error class
+# through a public name instead of importing a private module.
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+OutputOption = Annotated[
+    str | None, typer.Option("--output", "-o", help="table or json.", show_default=False)
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only problems (for cron).")]
+
+
+@dataclass
+class Options:
+    config: str | None = None
+    output: str = "table"
+    quiet: bool = False
+    debug: bool = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"rotatectl {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config", "-c", help="Config file (else $ROTATECTL_CONFIG, ./rotatectl.toml, XDG)."
+        ),
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json.")] = "table",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only problems (for cron).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Rotate API keys and other credentials with zero downtime."""
+    if output not in OUTPUTS:
+        raise UsageError(f"--output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+    ctx.obj = Options(config=config, output=output, quiet=quiet, debug=debug)
+
+
+def _opts(ctx: typer.Context, output: str | None = None, quiet: bool = False) -> Options:
+    """The global options, with a command's own --output/--quiet taking precedence."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Options)
+    if output is not None:
+        if output not in OUTPUTS:
+            raise UsageError(f"--output must be one of {', '.join(OUTPUTS)}, not {output!r}")
+        obj.output = output
+    obj.quiet = obj.quiet or quiet
+    return obj
+
+
+def _duration(option: str, text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    from ..durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from exc
+
+
+def _workspace(opts: Options) -> Workspace:
+    from ..config import load_config
+    from ..workspace import Workspace
+
+    return Workspace(load_config(opts.config))
+
+
+def _runner() -> Runner:
+    from ..ports import SystemClock
+    from ..runner import Runner
+
+    return Runner(SystemClock())
+
+
+def _validated_names(names: list[str]) -> list[str]:
+    from ..config import validate_name
+
+    return [validate_name(n) for n in names]
+
+
+@app.command()
+def rotate(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="Credential names.", show_default=False)],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait", help="Follow the rotation to the end, or persist and exit."
+        ),
+    ] = False,
+    propagation: Annotated[
+        str | None, typer.Option(help="Override the propagation delay, e.g. 30s.")
+    ] = None,
+    overlap: Annotated[str | None, typer.Option(help="Override the overlap, e.g. 24h.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+    ] = False,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Start a rotation (or continue the one in flight) for each NAME."""
+    from .follow import follow
+
+    opts = _opts(ctx, output, quiet)
+    prop, over = _duration("--propagation", propagation), _duration("--overlap", overlap)
+    names = _validated_names(names)
+    with _workspace(opts) as ws:
+        targets = [ws.target(n) for n in names]
+        runner = _runner()
+        if dry_run:
+            results = [
+                runner.rotate(t, propagation=prop, overlap=over, dry_run=True) for t in targets
+            ]
+            _finish(opts, results, summary=False)
+        results = follow(runner, targets, propagation=prop, overlap=over, wait=wait, opts=opts)
+        if wait and opts.output == "table" and not opts.quiet:
+            _print_status(ws, names, opts)
+        _finish(opts, results, summary=True, printed=opts.output == "table" and not opts.quiet)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
+    ] = False,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """The cron entry: advance every in-flight rotation, start due ones, destroy expired keys.
+
+    Never sleeps through an overlap: it does what is possible now and exits.
+    """
+    opts = _opts(ctx, output, quiet)
+    with _workspace(opts) as ws:
+        runner = _runner()
+        results: list[Result] = []
+        for name in ws.names():
+            try:
+                target = ws.target(name)
+            except RotatectlError as exc:
+                from ..runner import Outcome, Result
+
+                results.append(Result(name, Outcome.FAILED, str(exc)))
+                continue
+            results.append(runner.advance(target, dry_run=dry_run))
+        _finish(opts, results, summary=True, run_mode=True)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Credential names (default: all).")
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Credentials, versions, states, ages, next due time and in-flight phase."""
+    opts = _opts(ctx, output)
+    with _workspace(opts) as ws:
+        _print_status(ws, _validated_names(names or []) or None, opts, strict=bool(names))
+
+
+def _print_status(
+    ws: Workspace, names: list[str] | None, opts: Options, strict: bool = False
+) -> None:
+    from ..errors import UnknownCredentialError
+    from ..ports import SystemClock
+    from ..report import collect_status
+    from .render import print_status
+
+    now = SystemClock().now()
+    statuses = []
+    for name in names or ws.names():
+        st = collect_status(ws.target(name), now)
+        unknown = strict and not st.versions and st.rotation is None and not st.error
+        if unknown and not ws.credential(name).declared:
+            raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
+        statuses.append(st)
+    print_status(statuses, now, opts.output)
+
+
+@app.command()
+def get(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Credential name.")],
+    version: Annotated[
+        int | None,
+        typer.Option("--version-number", "-V", help="A version number instead of the current one."),
+    ] = None,
+) -> None:
+    """Print the current key to stdout (the only command besides exec that reveals a value)."""
+    opts = _opts(ctx)
+    with _workspace(opts) as ws:
+        value = _read_value(ws, validate_single(name), version)
+    sys.stdout.write(value + "\n")
+
+
+@app.command(
+    name="exec",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def exec_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Credential name.")],
+    command: Annotated[list[str], typer.Argument(help="The command to run, after --.")],
+    env: Annotated[
+        str, typer.Option("--env", "-e", help="Environment variable to set.")
+    ] = "ROTATECTL_KEY",
+) -> None:
+    """Run COMMAND with the current key in an environment variable (never in argv)."""
+    opts = _opts(ctx)
+    if not env.isidentifier():
+        raise UsageError(f"--env: {env!r} is not a valid environment variable name")
+    with _workspace(opts) as ws:
+        value = _read_value(ws, validate_single(name), None)
+    program = shutil.which(command[0])
+    if program is None:
+        raise UsageError(f"exec: command not found: {command[0]}")
+    child_env = dict(os.environ)
+    child_env[env] = value
+    sys.stdout.flush()
+    # Replaces this process (no copy of the value lingers here); no shell is involved.
+    os.execve(program, command, child_env)  # noqa: S606
+
+
+def validate_single(name: str) -> str:
+    return _validated_names([name])[0]
+
+
+def _read_value(ws: Workspace, name: str, number: int | None) -> str:
+    from ..errors import NotFoundError, UnknownCredentialError
+
+    target = ws.target(name)
+    versions = target.store.versions(target.path)
+    if not versions:
+        raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
+    version_id = None
+    if number is not None:
+        match = [v for v in versions if v.number == number]
+        if not match:
+            raise NotFoundError(f"{name}: no version v{number}")
+        version_id = match[0].version_id
+    value: str = target.store.read_value(target.path, version_id)
+    return value
+
+
+@app.command()
+def check(ctx: typer.Context, output: OutputOption = None, quiet: QuietOption = False) -> None:
+    """Validate the config, build every adapter and reach every store."""
+    from .render import console, emit_json
+
+    opts = _opts(ctx, output, quiet)
+    problems: list[RotatectlError] = []
+    report: list[dict[str, str]] = []
+
+    def probe(item: str, fn) -> None:  # type: ignore[no-untyped-def]
+        try:
+            detail = fn() or ""
+            report.append({"item": item, "status": "ok", "detail": detail})
+        except RotatectlError as exc:
+            problems.append(exc)
+            report.append({"item": item, "status": "error", "detail": str(exc)})
+
+    with _workspace(opts) as ws:
+        cfg = ws.config
+        for name in sorted(cfg.stores):
+            probe(f"store {name}", lambda n=name: f"{len(ws.store(n).list_paths())} credentials")
+        for name in sorted(cfg.notifiers):
+            probe(f"notifier {name}", lambda n=name: ws.notifier(n) and "")
+        for name in sorted(cfg.credentials):
+            probe(f"credential {name}", lambda n=name: ws.target(n) and "")
+    where = str(cfg.file) if cfg.file else "no config file (defaults)"
+    if opts.output == "json":
+        emit_json({"config": where, "ok": not problems, "checks": report})
+    elif not opts.quiet or problems:
+        out = console(stderr=bool(problems))
+        out.print(f"config: {where}")
+        for row in report:
+            mark = "[green]ok[/green]" if row["status"] == "ok" else "[bold red]error[/bold red]"
+            detail = f" - {row['detail']}" if row["detail"] else ""
+            out.print(f"  {mark} {row['item']}{detail}", markup=True)
+    if problems:
+        # A settings mistake is the operator's to fix (2); an unreachable store
+        # is an operation failure (1).
+        worst = max((int(p.exit_code) for p in problems if p.exit_code in (1, 2)), default=1)
+        raise typer.Exit(worst)
+
+
+@app.command()
+def plugins(ctx: typer.Context, output: OutputOption = None) -> None:
+    """List the installed adapters (stores, issuers, probes, notifiers)."""
+    from .. import registry
+    from .render import console, emit_json
+
+    opts = _opts(ctx, output)
+    found = {kind: registry.available(kind) for kind in registry.GROUPS}
+    if opts.output == "json":
+        emit_json(
+            {
+                kind: [{"type": t, "target": target} for t, target in items.items()]
+                for kind, items in found.items()
+            }
+        )
+        return
+    out = console()
+    for kind, items in found.items():
+        out.print(f"[bold]{kind}s[/bold]", markup=True)
+        for type_name, target in items.items():
+            out.print(f"  {type_name:<22} {target}")
+
+
+def _finish(
+    opts: Options,
+    results: list[Result],
+    *,
+    summary: bool,
+    printed: bool = False,
+    run_mode: bool = False,
+) -> NoReturn:
+    from ..ports import SystemClock
+    from .render import print_results
+
+    if not printed or opts.output == "json":
+        print_results(results, SystemClock().now(), opts.output, quiet=opts.quiet, summary=summary)
+    codes = [r.exit_code for r in results]
+    if run_mode:
+        # A credential locked by another runner is that runner's to advance: not a failure of cron.
+        codes = [c for c in codes if c is not ExitCode.LOCKED]
+    code = ExitCode.OK
+    for candidate in (ExitCode.FAILED, ExitCode.LOCKED, ExitCode.ATTENTION):
+        if candidate in codes:
+            code = candidate
+            break
+    raise typer.Exit(int(code))
+
+
+def _error(message: str, code: int) -> NoReturn:
+    sys.stderr.write(f"rotatectl: error: {message}\n")
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console-script entry point: maps every error to one line and an exit code."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        rv = app(standalone_mode=False)
+    except typer.Exit as exc:  # pragma: no cover - click returns it instead
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _error("aborted", 130)
+    except _CLICK_ERROR as exc:
+        if debug:
+            raise
+        message = exc.format_message().replace("\n", " ")  # type: ignore[attr-defined]
+        _error(f"{message} (see --help)", ExitCode.USAGE)
+    except RotatectlError as exc:
+        if debug:
+            raise
+        _error(str(exc).replace("\n", " "), exc.exit_code)
+    except KeyboardInterrupt:
+        _error("interrupted; run `rotatectl run` to resume", 130)
+    except Exception as exc:  # an unexpected bug: still one line unless --debug
+        if debug:
+            raise
+        _error(
+            f"internal error: {type(exc).__name__} (run with --debug for details)", ExitCode.FAILED
+        )
+    sys.exit(rv if isinstance(rv, int) else 0)

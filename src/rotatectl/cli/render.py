@@ -1,0 +1,143 @@
+"""Rendering of results and status: rich tables for people, JSON for machines.
+
+Nothing here ever receives a key value: only metadata reaches this module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..durations import format_duration
+from ..model import VersionState
+from ..report import CredentialStatus, result_to_dict
+from ..runner import Outcome, Result
+
+_STATE_STYLE = {
+    VersionState.PENDING: "yellow",
+    VersionState.CURRENT: "bold green",
+    VersionState.PREVIOUS: "cyan",
+    VersionState.RETIRED: "dim",
+    VersionState.DESTROYED: "dim strike",
+}
+
+_OUTCOME_STYLE = {
+    Outcome.DONE: "green",
+    Outcome.WAITING: "cyan",
+    Outcome.IDLE: "dim",
+    Outcome.PLANNED: "yellow",
+    Outcome.ATTENTION: "bold yellow",
+    Outcome.FAILED: "bold red",
+    Outcome.LOCKED: "magenta",
+}
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that honours NO_COLOR (rich does) and never wraps JSON."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def ago(now: datetime, then: datetime | None) -> str:
+    if then is None:
+        return "-"
+    return format_duration(now - then)
+
+
+def status_table(statuses: Sequence[CredentialStatus], now: datetime) -> Table:
+    table = Table(title=None, show_lines=False, header_style="bold")
+    for column in ("credential", "version", "state", "key id", "age", "note"):
+        table.add_column(column)
+    for st in statuses:
+        if st.error:
+            table.add_row(st.name, "-", Text("error", "bold red"), "-", "-", st.error)
+            continue
+        if not st.versions:
+            note = "no key yet" + (
+                f"; rotation {st.rotation.phase.value}" if st.in_flight and st.rotation else ""
+            )
+            table.add_row(st.name, "-", "-", "-", "-", note)
+            continue
+        shown = [v for v in reversed(st.versions) if v.state is not VersionState.DESTROYED]
+        first = True
+        for v in shown or list(reversed(st.versions))[:1]:
+            note = ""
+            if v.state is VersionState.CURRENT:
+                due = st.next_due
+                note = f"due in {format_duration(due - now)}" if due and due > now else "due now"
+            if first and st.in_flight and st.rotation is not None:
+                note = (note + "; " if note else "") + f"rotation {st.rotation.phase.value}"
+            if v.compromised:
+                note = (note + "; " if note else "") + "compromised"
+            table.add_row(
+                st.name if first else "",
+                f"v{v.number}",
+                Text(v.state.value, _STATE_STYLE[v.state]),
+                v.key_id,
+                ago(now, v.created),
+                note,
+            )
+            first = False
+    return table
+
+
+def print_status(statuses: Sequence[CredentialStatus], now: datetime, output: str) -> None:
+    if output == "json":
+        emit_json({"credentials": [s.to_dict() for s in statuses]})
+        return
+    out = console()
+    if not statuses:
+        out.print("No credentials yet. Start one with: rotatectl rotate NAME")
+        return
+    out.print(status_table(statuses, now))
+
+
+def result_line(result: Result, now: datetime) -> Text:
+    text = Text()
+    text.append(f"{result.credential}: ", "bold")
+    text.append(result.outcome.value, _OUTCOME_STYLE[result.outcome])
+    if result.phase is not None and result.outcome is Outcome.WAITING:
+        text.append(f" ({result.phase.value})")
+    if result.until is not None and result.outcome in (Outcome.WAITING, Outcome.IDLE):
+        text.append(f", next step in {format_duration(result.until - now)}")
+    if result.message:
+        text.append(f" - {result.message}")
+    return text
+
+
+def is_loud(result: Result) -> bool:
+    """Results that go to stderr and survive --quiet."""
+    return result.outcome in (Outcome.FAILED, Outcome.ATTENTION, Outcome.LOCKED) or result.attention
+
+
+def print_results(
+    results: Sequence[Result], now: datetime, output: str, *, quiet: bool, summary: bool
+) -> None:
+    if output == "json":
+        emit_json({"results": [result_to_dict(r) for r in results]})
+        return
+    out, err = console(), console(stderr=True)
+    for r in results:
+        loud = is_loud(r)
+        if quiet and not loud:
+            continue
+        for step in r.steps:
+            out.print(Text(f"{r.credential}: {step}", "dim"))
+        for warning in r.warnings:
+            err.print(Text(f"{r.credential}: warning: {warning}", "yellow"))
+        (err if loud else out).print(result_line(r, now))
+    if summary and not quiet and len(results) > 1:
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+        out.print("summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))

@@ -1,0 +1,493 @@
+"""Load and validate ``rotatectl.toml`` (DESIGN.md section 4, "Config file").
+
+Hand-written checks on stdlib ``tomllib`` rather than a schema library: the CLI
+starts on every cron tick, so import time matters. Every failure is a single
+line ``<file>: [<table>] <key>: <problem>`` raised as ConfigError. Adapter
+settings are only carried here; each adapter's ``from_config`` checks them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .durations import format_duration, parse_duration
+from .errors import ConfigError, UnknownCredentialError, UsageError
+from .model import OnStillUsed, Policy
+from .registry import AdapterContext
+
+CONFIG_NAME = "rotatectl.toml"
+
+_TOP_LEVEL = ("credentials", "defaults", "notifiers", "stores")
+_DURATION_KEYS = (
+    "propagation",
+    "overlap",
+    "max_age",
+    "usage_quiet",
+    "max_overlap",
+    "retain",
+    "recheck",
+)
+_POLICY_KEYS = (*_DURATION_KEYS, "on_still_used", "keep_previous", "unknown_usage")
+_DEFAULTS_KEYS = frozenset((*_POLICY_KEYS, "store", "issuer", "usage", "notify"))
+_CREDENTIAL_KEYS = frozenset(
+    (*_POLICY_KEYS, "store", "path", "issuer", "usage", "scopes", "notify")
+)
+_UNKNOWN_USAGE = {"busy": False, "quiet": True}
+
+_NAME_CHARS = re.compile(r"[A-Za-z0-9/_.+=@-]{1,200}")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+# TOML's own names for value types: the user wrote TOML, not Python.
+_TOML_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "float"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "table"),
+    (datetime, "datetime"),
+    (date, "date"),
+    (time, "time"),
+)
+
+
+def _toml_type(value: object) -> str:
+    for py_type, name in _TOML_TYPES:
+        if isinstance(value, py_type):
+            return name
+    return type(value).__name__
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """An adapter table: its ``type``, the other keys, and where it was written."""
+
+    type: str
+    settings: dict[str, Any]
+    table: str
+
+
+@dataclass(frozen=True)
+class CredentialConfig:
+    """One credential, declared in ``[credentials."NAME"]`` or built from the defaults."""
+
+    name: str
+    stores: tuple[str, ...]
+    path: str
+    issuer: AdapterSpec
+    usage: AdapterSpec
+    policy: Policy
+    scopes: tuple[str, ...]
+    notify: tuple[str, ...]
+    declared: bool
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration. Adapters are not built here, only described."""
+
+    file: Path | None
+    base_dir: Path
+    state_dir: Path
+    defaults: Policy
+    default_store: str
+    default_issuer: AdapterSpec
+    default_usage: AdapterSpec
+    default_notify: tuple[str, ...]
+    stores: dict[str, AdapterSpec]
+    notifiers: dict[str, AdapterSpec]
+    credentials: dict[str, CredentialConfig]
+    # Kept out of repr and equality: the environment may hold secrets.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def credential(self, name: str, *, allow_adhoc: bool = True) -> CredentialConfig:
+        """Declared credential, or an ad hoc one from the defaults when none is declared.
+
+        Once the file declares any credential, an undeclared name is an error
+        (with close matches) so that a typo never rotates a fresh, unused key.
+        """
+        found = self.credentials.get(name)
+        if found is not None:
+            return found
+        validate_name(name)
+        where = str(self.file) if self.file else "the defaults (no config file)"
+        if self.credentials:
+            import difflib  # only on this error path: keeps start-up fast
+
+            close = difflib.get_close_matches(name, list(self.credentials), n=3, cutoff=0.6)
+            hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+            raise UnknownCredentialError(
+                f"unknown credential {name!r}: not declared in {where}{hint}"
+            )
+        if not allow_adhoc:
+            raise UnknownCredentialError(
+                f"unknown credential {name!r}: no credentials are declared in {where}"
+            )
+        return CredentialConfig(
+            name=name,
+            stores=(self.default_store,),
+            path=name,
+            issuer=self.default_issuer,
+            usage=self.default_usage,
+            policy=self.defaults,
+            scopes=(),
+            notify=self.default_notify,
+            declared=False,
+        )
+
+    def context(self, table: str) -> AdapterContext:
+        """The AdapterContext for building the adapter written at ``table``."""
+        return AdapterContext(
+            table=table,
+            base_dir=self.base_dir,
+            state_dir=self.state_dir,
+            config_file=self.file,
+            env=self.env,
+        )
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid credential name, else raise UsageError.
+
+    Names become store paths and file names, so they stay within a safe
+    character set and cannot climb out of a directory (no ``..`` segment).
+    """
+    problem = _name_problem(name)
+    if problem:
+        raise UsageError(f"invalid credential name {name!r}: {problem}")
+    return name
+
+
+def _name_problem(name: object) -> str | None:
+    if not isinstance(name, str) or not _NAME_CHARS.fullmatch(name):
+        return "use 1-200 characters of A-Z a-z 0-9 / _ . + = @ -"
+    if name.startswith("/") or name.endswith("/"):
+        return "must not start or end with '/'"
+    if "//" in name:
+        return "must not contain '//'"
+    if any(part in (".", "..") for part in name.split("/")):
+        return "must not contain a '.' or '..' segment"
+    return None
+
+
+def _home(env: Mapping[str, str]) -> Path:
+    home = env.get("HOME")
+    return Path(home) if home else Path.home()
+
+
+def _expand(raw: str | Path, env: Mapping[str, str], cwd: Path) -> Path:
+    """``~`` from env's HOME (tests pass their own env), relative to ``cwd``."""
+    text = str(raw)
+    if text == "~" or text.startswith("~/"):
+        text = str(_home(env)) + text[1:]
+    path = Path(text)
+    return path if path.is_absolute() else cwd / path
+
+
+def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
+    # The XDG spec says to ignore empty or relative values.
+    value = env.get(var, "")
+    if value and Path(value).is_absolute():
+        return Path(value)
+    return _home(env) / fallback
+
+
+def find_config_file(explicit: str | Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+    """The config file to use: ``--config``, ``$ROTATECTL_CONFIG``, ``./``, then XDG.
+
+    A file named explicitly (option or variable) must exist; the implicit
+    places are only looked at.
+    """
+    if explicit is not None and str(explicit) != "":
+        path = _expand(explicit, env, cwd)
+        if not path.exists():
+            raise ConfigError(f"--config: config file {path} not found")
+        return path
+    from_env = env.get("ROTATECTL_CONFIG", "")
+    if from_env:
+        path = _expand(from_env, env, cwd)
+        if not path.exists():
+            raise ConfigError(f"$ROTATECTL_CONFIG: config file {path} not found")
+        return path
+    for candidate in (
+        cwd / CONFIG_NAME,
+        _xdg(env, "XDG_CONFIG_HOME", ".config") / "rotatectl" / CONFIG_NAME,
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _state_dir(file: Path | None, env: Mapping[str, str], cwd: Path) -> Path:
+    explicit = env.get("ROTATECTL_STATE_DIR", "")
+    if explicit:
+        return _expand(explicit, env, cwd)
+    if file is not None:
+        return file.parent / ".rotatectl"
+    return _xdg(env, "XDG_STATE_HOME", ".local/state") / "rotatectl"
+
+
+def load_config(
+    explicit: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Find, read and validate the config. No file found means all defaults."""
+    env = dict(os.environ) if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    file = find_config_file(explicit, env, cwd)
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            message = " ".join(str(exc).split())
+            raise ConfigError(f"{file}: invalid TOML: {message}") from None
+    base_dir = file.parent if file is not None else cwd
+    return _Builder(file, env).build(data, base_dir, _state_dir(file, env, cwd))
+
+
+def _table_name(*parts: str) -> str:
+    """``credentials."partners/acme".issuer``: quote parts that are not bare TOML keys."""
+    return ".".join(p if _BARE_KEY.fullmatch(p) else json.dumps(p) for p in parts)
+
+
+class _Builder:
+    """Validation state for one file: turns parsed TOML into a Config."""
+
+    def __init__(self, file: Path | None, env: Mapping[str, str]) -> None:
+        self.file = file
+        self.env = env
+
+    def error(self, table: str | None, key: str | None, problem: str) -> ConfigError:
+        where = str(self.file) if self.file else "defaults"
+        at = f"[{table}]" if table else ""
+        if key:
+            at = f"{at} {key}" if at else key
+        # One line, whatever the value held (a TOML string may contain newlines).
+        return ConfigError(" ".join(f"{where}: {at}: {problem}".splitlines()))
+
+    # -- typed getters ------------------------------------------------------
+
+    def _table(self, value: object, table: str | None, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.error(table, key, f"expected a table, got {_toml_type(value)}")
+        return value
+
+    def _check_keys(self, data: Mapping[str, Any], table: str, allowed: frozenset[str]) -> None:
+        for key, value in data.items():
+            if key not in allowed:
+                hint = ""
+                if isinstance(value, dict) and table.startswith("credentials."):
+                    # [credentials.partners.acme] nests a table; the name needed quotes.
+                    hint = "; quote credential names that contain '.'"
+                raise self.error(
+                    table, key, f"unknown key (allowed: {', '.join(sorted(allowed))}){hint}"
+                )
+
+    def _str(self, value: object, table: str, key: str) -> str:
+        if not isinstance(value, str):
+            raise self.error(table, key, f"expected a string, got {_toml_type(value)}")
+        if not value:
+            raise self.error(table, key, "must not be empty")
+        return value
+
+    def _str_list(self, value: object, table: str, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.error(table, key, f"expected an array of strings, got {_toml_type(value)}")
+        items = tuple(self._str(item, table, key) for item in value)
+        if len(set(items)) != len(items):
+            raise self.error(table, key, "lists the same name twice")
+        return items
+
+    def _adapter(self, value: object, kind: str, table: str, key: str | None) -> AdapterSpec:
+        """An adapter table with a known ``type``; the rest is left to the adapter."""
+        where = f"{table}.{key}" if key else table
+        spec = self._table(value, table if key else None, key or table)
+        type_name = spec.get("type")
+        if type_name is None:
+            raise self.error(where, "type", f"missing (the {kind} type to use)")
+        if not isinstance(type_name, str):
+            raise self.error(where, "type", f"expected a string, got {_toml_type(type_name)}")
+        installed = registry.available(kind)
+        if type_name not in installed:
+            raise self.error(
+                where,
+                "type",
+                f"unknown {kind} type {type_name!r} (installed: {', '.join(installed)})",
+            )
+        settings = {k: v for k, v in spec.items() if k != "type"}
+        return AdapterSpec(type=type_name, settings=settings, table=where)
+
+    def _policy(self, data: Mapping[str, Any], table: str, base: Policy) -> Policy:
+        changes: dict[str, Any] = {}
+        for key in _DURATION_KEYS:
+            if key in data:
+                try:
+                    changes[key] = parse_duration(data[key])
+                except ValueError as exc:
+                    raise self.error(table, key, str(exc)) from None
+        if changes.get("max_age") == timedelta(0):
+            raise self.error(table, "max_age", "must be longer than 0s")
+        if changes.get("recheck") == timedelta(0):
+            # A zero recheck would make a waiting `rotate --wait` spin.
+            raise self.error(table, "recheck", "must be longer than 0s")
+        if "on_still_used" in data:
+            value = self._str(data["on_still_used"], table, "on_still_used")
+            try:
+                changes["on_still_used"] = OnStillUsed(value)
+            except ValueError:
+                allowed = ", ".join(m.value for m in OnStillUsed)
+                raise self.error(
+                    table, "on_still_used", f"expected one of {allowed}, got {value!r}"
+                ) from None
+        if "keep_previous" in data:
+            value = data["keep_previous"]
+            # bool is an int in Python; `keep_previous = true` is a mistake.
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.error(
+                    table, "keep_previous", f"expected an integer, got {_toml_type(value)}"
+                )
+            if value < 1:
+                raise self.error(table, "keep_previous", f"must be at least 1, got {value}")
+            changes["keep_previous"] = value
+        if "unknown_usage" in data:
+            value = self._str(data["unknown_usage"], table, "unknown_usage")
+            if value not in _UNKNOWN_USAGE:
+                raise self.error(
+                    table, "unknown_usage", f"expected one of busy, quiet, got {value!r}"
+                )
+            changes["unknown_usage_is_quiet"] = _UNKNOWN_USAGE[value]
+        policy = replace(base, **changes)
+        if policy.overlap > policy.max_overlap:
+            # Name the key this table set, so the message points at the line to fix.
+            key = (
+                "overlap" if "overlap" in changes or "max_overlap" not in changes else "max_overlap"
+            )
+            raise self.error(
+                table,
+                key,
+                f"overlap {format_duration(policy.overlap)} is longer than "
+                f"max_overlap {format_duration(policy.max_overlap)}",
+            )
+        return policy
+
+    def _refs(
+        self, names: tuple[str, ...], defined: Mapping[str, Any], what: str, table: str, key: str
+    ) -> None:
+        for name in names:
+            if name not in defined:
+                known = ", ".join(sorted(defined)) or "none"
+                raise self.error(table, key, f"unknown {what} {name!r} (defined: {known})")
+
+    # -- the file -----------------------------------------------------------
+
+    def build(self, data: dict[str, Any], base_dir: Path, state_dir: Path) -> Config:
+        for key in data:
+            if key not in _TOP_LEVEL:
+                raise self.error(
+                    None, key, f"unknown top-level table (allowed: {', '.join(_TOP_LEVEL)})"
+                )
+        stores = self._adapters(data, "stores", "store")
+        # The local store is always there, so a file-less setup works out of the box.
+        stores.setdefault("local", AdapterSpec("local", {}, "stores.local"))
+        notifiers = self._adapters(data, "notifiers", "notifier")
+
+        defaults = self._table(data.get("defaults", {}), None, "defaults")
+        self._check_keys(defaults, "defaults", _DEFAULTS_KEYS)
+        policy = self._policy(defaults, "defaults", Policy())
+        default_store = "local"
+        if "store" in defaults:
+            default_store = self._str(defaults["store"], "defaults", "store")
+            self._refs((default_store,), stores, "store", "defaults", "store")
+        default_issuer = AdapterSpec("generated", {}, "defaults.issuer")
+        if "issuer" in defaults:
+            default_issuer = self._adapter(defaults["issuer"], "issuer", "defaults", "issuer")
+        default_usage = AdapterSpec("none", {}, "defaults.usage")
+        if "usage" in defaults:
+            default_usage = self._adapter(defaults["usage"], "probe", "defaults", "usage")
+        default_notify: tuple[str, ...] = ()
+        if "notify" in defaults:
+            default_notify = self._str_list(defaults["notify"], "defaults", "notify")
+            self._refs(default_notify, notifiers, "notifier", "defaults", "notify")
+
+        credentials: dict[str, CredentialConfig] = {}
+        for name, body in self._table(data.get("credentials", {}), None, "credentials").items():
+            table = _table_name("credentials", name)
+            problem = _name_problem(name)
+            if problem:
+                raise self.error(table, None, f"invalid credential name: {problem}")
+            cred = self._table(body, None, table)
+            self._check_keys(cred, table, _CREDENTIAL_KEYS)
+            cred_stores: tuple[str, ...] = (default_store,)
+            if "store" in cred:
+                raw = cred["store"]
+                cred_stores = (
+                    (self._str(raw, table, "store"),)
+                    if isinstance(raw, str)
+                    else self._str_list(raw, table, "store")
+                )
+                if not cred_stores:
+                    raise self.error(table, "store", "must name at least one store")
+                self._refs(cred_stores, stores, "store", table, "store")
+            notify = default_notify
+            if "notify" in cred:
+                notify = self._str_list(cred["notify"], table, "notify")
+                self._refs(notify, notifiers, "notifier", table, "notify")
+            credentials[name] = CredentialConfig(
+                name=name,
+                stores=cred_stores,
+                path=self._str(cred["path"], table, "path") if "path" in cred else name,
+                issuer=(
+                    self._adapter(cred["issuer"], "issuer", table, "issuer")
+                    if "issuer" in cred
+                    else default_issuer
+                ),
+                usage=(
+                    self._adapter(cred["usage"], "probe", table, "usage")
+                    if "usage" in cred
+                    else default_usage
+                ),
+                policy=self._policy(cred, table, policy),
+                scopes=self._str_list(cred["scopes"], table, "scopes") if "scopes" in cred else (),
+                notify=notify,
+                declared=True,
+            )
+        return Config(
+            file=self.file,
+            base_dir=base_dir,
+            state_dir=state_dir,
+            defaults=policy,
+            default_store=default_store,
+            default_issuer=default_issuer,
+            default_usage=default_usage,
+            default_notify=default_notify,
+            stores=stores,
+            notifiers=notifiers,
+            credentials=credentials,
+            env=self.env,
+        )
+
+    def _adapters(self, data: Mapping[str, Any], section: str, kind: str) -> dict[str, AdapterSpec]:
+        tables = self._table(data.get(section, {}), None, section)
+        return {
+            name: self._adapter(body, kind, _table_name(section, name), None)
+            for name, body in tables.items()
+        }

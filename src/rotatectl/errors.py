@@ -1,0 +1,110 @@
+"""Error hierarchy. Every error carries the exit code the CLI returns for it.
+
+Adapters translate their SDK's exceptions into these at the boundary, chained
+with ``raise ... from exc``. Messages name the credential and the operation,
+never a key value.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, as documented in the README."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    ATTENTION = 3
+    LOCKED = 4
+
+
+class RotatectlError(Exception):
+    """Base class. ``retryable`` marks transient failures worth another try."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(RotatectlError):
+    """The config file, a command-line option or an adapter setting is invalid."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UsageError(RotatectlError):
+    """The command was asked for something that cannot be done as asked."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UnknownCredentialError(UsageError):
+    """The named credential is neither declared nor present in its store."""
+
+
+class OperationError(RotatectlError):
+    """A step of an operation failed (store, issuer, probe or notifier)."""
+
+
+class StoreError(OperationError):
+    """A store call failed. Retryable when the cause is transient."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached (network, sealed, file missing)."""
+
+    retryable = True
+
+
+class PermissionDeniedError(StoreError):
+    """The store or issuer refused the call for lack of permission."""
+
+
+class NotFoundError(StoreError):
+    """A credential or version the caller named does not exist in the store."""
+
+
+class ConflictError(StoreError):
+    """A compare-and-set failed: someone else changed the record first."""
+
+
+class IssuerError(OperationError):
+    """The issuer could not create, disable or delete a key."""
+
+
+class ProbeError(OperationError):
+    """The usage probe could not answer."""
+
+
+class NotifierError(OperationError):
+    """A notifier could not deliver an event. Never fails a rotation."""
+
+
+class AttentionError(RotatectlError):
+    """Needs a human: the old key is still used past max_overlap, or drift."""
+
+    exit_code = ExitCode.ATTENTION
+
+
+class LockedError(RotatectlError):
+    """Another run holds the credential's lease lock."""
+
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, credential: str, holder: str, since: str, token: int | None = None) -> None:
+        super().__init__(f"{credential}: locked by {holder} since {since}")
+        self.credential = credential
+        self.holder = holder
+        self.since = since
+        # The holder's fencing token, so a caller that proves the holder dead can steal it.
+        self.token = token

@@ -1,0 +1,133 @@
+"""Adapter discovery through entry points.
+
+Built-ins register in the same groups a third-party plugin uses
+(``rotatectl.stores``, ``rotatectl.issuers``, ``rotatectl.probes``,
+``rotatectl.notifiers``). Every adapter class offers::
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self
+
+which validates ``settings`` (the config table minus ``type``) and raises
+ConfigError naming ``ctx.table`` and the offending key.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+GROUPS = {
+    "store": "rotatectl.stores",
+    "issuer": "rotatectl.issuers",
+    "probe": "rotatectl.probes",
+    "notifier": "rotatectl.notifiers",
+}
+
+# Fallback for running from a source tree that was not installed (no entry points).
+_BUILTINS = {
+    "store": {"local": "rotatectl.stores.local:LocalStore"},
+    "issuer": {"generated": "rotatectl.issuers.generated:GeneratedIssuer"},
+    "probe": {
+        "none": "rotatectl.probes.none:NoProbe",
+        "access-log": "rotatectl.probes.access_log:AccessLogProbe",
+    },
+    "notifier": {"log": "rotatectl.notifiers.log:LogNotifier"},
+}
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """What an adapter may need to build itself from its config table.
+
+    ``table`` names the config table for error messages (e.g. ``stores.aws``);
+    ``base_dir`` is the directory relative paths resolve against (the config
+    file's directory, or the working directory); ``state_dir`` is where local
+    state lives by default.
+    """
+
+    table: str
+    base_dir: Path
+    state_dir: Path
+    config_file: Path | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        """A ConfigError naming the file, the table and the key."""
+        where = str(self.config_file) if self.config_file else "defaults"
+        at = f"[{self.table}]" + (f" {key}" if key else "")
+        return ConfigError(f"{where}: {at}: {message}")
+
+
+def available(kind: str) -> dict[str, str]:
+    """Adapter type name -> 'module:attr' for ``kind`` (store/issuer/probe/notifier)."""
+    return dict(_scan(kind))
+
+
+@functools.cache
+def _scan(kind: str) -> tuple[tuple[str, str], ...]:
+    from importlib.metadata import entry_points  # costly at start-up; only when asked
+
+    found = dict(_BUILTINS[kind])
+    for ep in entry_points(group=GROUPS[kind]):
+        found[ep.name] = ep.value
+    return tuple(sorted(found.items()))
+
+
+def load(kind: str, type_name: str, ctx: AdapterContext) -> type[Any]:
+    """Import the adapter class registered as ``type_name``. ConfigError if unknown."""
+    builtin = _BUILTINS[kind].get(type_name)
+    target = builtin
+    if target is None:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=GROUPS[kind], name=type_name):
+            target = ep.value
+            break
+    if target is None:
+        known = ", ".join(available(kind))
+        raise ctx.error("type", f"unknown {kind} type {type_name!r} (installed: {known})")
+    module_name, _, attr = target.partition(":")
+    try:
+        module = __import__(module_name, fromlist=[attr])
+        cls: type[Any] = getattr(module, attr)
+    except ImportError as exc:
+        raise ctx.error(
+            "type", f"{kind} type {type_name!r} cannot be loaded: {exc}; is its extra installed?"
+        ) from exc
+    return cls
+
+
+def build(kind: str, settings: Mapping[str, Any], ctx: AdapterContext) -> Any:
+    """Build an adapter from a config table that has a ``type`` key."""
+    type_name = settings.get("type")
+    if not isinstance(type_name, str):
+        raise ctx.error("type", f"missing {kind} type")
+    cls = load(kind, type_name, ctx)
+    rest = {k: v for k, v in settings.items() if k != "type"}
+    return cls.from_config(rest, ctx)
+
+
+def check_settings(
+    settings: Mapping[str, Any], ctx: AdapterContext, types: Mapping[str, type | tuple[type, ...]]
+) -> None:
+    """Reject keys not in ``types`` and values of the wrong type (ConfigError)."""
+    for key, value in settings.items():
+        if key not in types:
+            allowed = ", ".join(sorted(types)) or "none"
+            raise ctx.error(key, f"unknown key (allowed: {allowed})")
+        expected = types[key]
+        # bool is an int in Python; a number where a flag is expected is a mistake.
+        wrong_bool = isinstance(value, bool) and expected in (int, float)
+        if wrong_bool or not isinstance(value, expected):
+            names = (
+                "/".join(t.__name__ for t in expected)
+                if isinstance(expected, tuple)
+                else expected.__name__
+            )
+            raise ctx.error(key, f"expected {names}, got {type(value).__name__}")

@@ -1,0 +1,96 @@
+"""Read-only views for ``status`` and friends: what a credential looks like now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import RotatectlError
+from .machine import next_due
+from .model import Rotation, Version, VersionState, iso
+from .runner import Result, Target
+
+
+@dataclass(frozen=True)
+class CredentialStatus:
+    """A credential's versions, in-flight rotation and next due time."""
+
+    name: str
+    store: str
+    path: str
+    versions: tuple[Version, ...]
+    rotation: Rotation | None
+    next_due: datetime | None
+    now: datetime
+    error: str = ""
+
+    @property
+    def in_flight(self) -> bool:
+        return self.rotation is not None and not self.rotation.phase.terminal
+
+    @property
+    def current(self) -> Version | None:
+        return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        current = self.current
+        return {
+            "name": self.name,
+            "store": self.store,
+            "path": self.path,
+            "current_version": current.number if current else None,
+            "current_key_id": current.key_id if current else None,
+            "versions": [v.to_dict() for v in self.versions],
+            "accepted_key_ids": [v.key_id for v in self.versions if v.state.accepted],
+            "rotation": self.rotation.to_dict() if self.rotation else None,
+            "in_flight": self.in_flight,
+            "next_due": iso(self.next_due),
+            "due": self.next_due is None or self.next_due <= self.now,
+            "error": self.error or None,
+        }
+
+
+def collect_status(target: Target, now: datetime) -> CredentialStatus:
+    """Read one credential's state. Store errors become ``error``, not exceptions."""
+    try:
+        versions = tuple(target.store.versions(target.path))
+        rotation, _ = target.store.load_rotation(target.path)
+    except RotatectlError as exc:
+        return CredentialStatus(
+            target.name, target.store_name, target.path, (), None, None, now, error=str(exc)
+        )
+    return CredentialStatus(
+        name=target.name,
+        store=target.store_name,
+        path=target.path,
+        versions=versions,
+        rotation=rotation,
+        next_due=next_due(versions, target.policy),
+        now=now,
+    )
+
+
+def result_to_dict(result: Result) -> dict[str, Any]:
+    usage = result.usage
+    return {
+        "credential": result.credential,
+        "outcome": result.outcome.value,
+        "exit_code": int(result.exit_code),
+        "message": result.message,
+        "phase": result.phase.value if result.phase else None,
+        "rotation_id": result.rotation_id,
+        "until": iso(result.until),
+        "steps": result.steps,
+        "warnings": result.warnings,
+        "attention": result.attention,
+        "old_key_usage": None
+        if usage is None
+        else {
+            "status": usage.status.value,
+            "last_seen": iso(usage.last_seen),
+            "count": usage.count,
+            "clients": list(usage.clients),
+            "detail": usage.detail,
+        },
+    }

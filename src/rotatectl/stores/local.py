@@ -1,0 +1,600 @@
+"""The embedded default store: one SQLite file, shared safely by several processes.
+
+Every read-modify-write runs in ``BEGIN IMMEDIATE``, which takes SQLite's write
+lock before reading, so each compare-and-set is atomic across processes, not
+just threads. WAL mode lets readers proceed while a writer works.
+
+The rules that decide what a call may change (publish idempotency, the promote
+compare-and-set, the allowed state moves, lease takeover) are the pure
+``plan_*`` functions below; the in-memory fake uses the same ones, so the two
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from ..errors import (
+    ConfigError,
+    ConflictError,
+    LockedError,
+    NotFoundError,
+    PermissionDeniedError,
+    StoreError,
+    StoreUnavailableError,
+)
+from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
+from ..registry import AdapterContext, check_settings
+
+SCHEMA_VERSION = 1
+DEFAULT_FILENAME = "state.db"
+
+# ---------------------------------------------------------------------------
+# Rules shared by every in-process store implementation (pure, no I/O).
+
+# The only moves set_state makes: retire (abort or end of overlap) and destroy.
+# Destroy only from RETIRED: disable before destroy (invariant 3).
+_MOVES = {
+    (VersionState.PENDING, VersionState.RETIRED),
+    (VersionState.PREVIOUS, VersionState.RETIRED),
+    (VersionState.RETIRED, VersionState.DESTROYED),
+}
+
+
+@dataclass(frozen=True)
+class LockRow:
+    """The stored state of one lease lock; ``holder`` is None once released."""
+
+    holder: str | None
+    token: int
+    acquired: datetime | None
+    expires: datetime | None
+
+
+def plan_publish(path: str, existing: Sequence[Version], version: Version) -> Version | None:
+    """The version to add, or None when it is already there (idempotent publish)."""
+    for v in existing:
+        if v.version_id == version.version_id:
+            if v.fingerprint == version.fingerprint:
+                return None
+            raise ConflictError(
+                f"{path}: version {version.version_id} already exists with another fingerprint"
+            )
+    for v in existing:
+        if v.number == version.number:
+            raise ConflictError(
+                f"{path}: version number {version.number} is taken by {v.version_id}"
+            )
+    return replace(version, state=VersionState.PENDING)
+
+
+def plan_promote(
+    path: str,
+    existing: Sequence[Version],
+    version_id: str,
+    expected_current: str | None,
+    at: datetime,
+) -> list[Version]:
+    """The versions to rewrite (old current first), [] for a no-op."""
+    by_id = {v.version_id: v for v in existing}
+    target = by_id.get(version_id)
+    if target is None:
+        raise NotFoundError(f"{path}: no version {version_id}")
+    current = next((v for v in existing if v.state is VersionState.CURRENT), None)
+    current_id = current.version_id if current else None
+    if target.state is VersionState.CURRENT:
+        # Already done: a resumed promotion (the expected old current is now
+        # PREVIOUS), or a resumed first promotion (expected None).
+        prior = by_id.get(expected_current) if expected_current else None
+        if expected_current in (None, version_id) or (
+            prior is not None and prior.state is VersionState.PREVIOUS
+        ):
+            return []
+    if current_id != expected_current:
+        raise ConflictError(
+            f"{path}: expected current version {expected_current or 'none'}, "
+            f"found {current_id or 'none'}"
+        )
+    if target.state not in (VersionState.PENDING, VersionState.PREVIOUS):
+        raise ConflictError(
+            f"{path}: version {version_id} is {target.state}; "
+            "only a pending or previous version can be promoted"
+        )
+    changed = [target.with_state(VersionState.CURRENT, at)]
+    if current is not None:
+        # Demote first: at no point may two versions be current.
+        changed.insert(0, current.with_state(VersionState.PREVIOUS, at))
+    return changed
+
+
+def plan_set_state(
+    path: str,
+    existing: Sequence[Version],
+    version_id: str,
+    state: VersionState,
+    expected: VersionState,
+    at: datetime,
+) -> Version | None:
+    """The version after the move, or None when it is already in ``state``."""
+    if (expected, state) not in _MOVES:
+        raise ConflictError(f"{path}: a version cannot move from {expected} to {state}")
+    target = next((v for v in existing if v.version_id == version_id), None)
+    if target is None:
+        raise NotFoundError(f"{path}: no version {version_id}")
+    if target.state is state:
+        return None
+    if target.state is VersionState.CURRENT:
+        raise ConflictError(f"{path}: version {version_id} is current; promote another first")
+    if target.state is not expected:
+        raise ConflictError(f"{path}: version {version_id} is {target.state}, not {expected}")
+    return target.with_state(state, at)
+
+
+def accepted(versions: Iterable[Version], credential: str) -> list[AcceptedKey]:
+    """The verifier view of ``versions``: accepted states only, no values."""
+    return [
+        AcceptedKey(
+            credential=credential,
+            version_id=v.version_id,
+            key_id=v.key_id,
+            fingerprint=v.fingerprint,
+            state=v.state,
+            scopes=v.scopes,
+            expires=v.expires,
+        )
+        for v in versions
+        if v.state.accepted
+    ]
+
+
+def plan_acquire(
+    path: str,
+    row: LockRow | None,
+    holder: str,
+    ttl: timedelta,
+    now: datetime,
+    steal_token: int | None,
+) -> Lease:
+    """The new lease, or LockedError while someone else validly holds it."""
+    if row is not None and row.holder is not None:
+        live = row.expires is None or row.expires > now
+        if live and (steal_token is None or steal_token != row.token):
+            raise LockedError(path, row.holder, iso(row.acquired) or "unknown", row.token)
+    token = (row.token if row else 0) + 1
+    return Lease(credential=path, holder=holder, token=token, acquired=now, expires=now + ttl)
+
+
+def plan_renew(row: LockRow | None, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
+    """The extended lease. Renewing an expired lease nobody took over is fine."""
+    if row is None or row.token != lease.token or row.holder != lease.holder:
+        raise ConflictError(f"{lease.credential}: lease {lease.token} was lost")
+    return replace(lease, expires=now + ttl)
+
+
+def plan_release(row: LockRow | None, lease: Lease) -> bool:
+    """Whether to release; False when already released with this very token."""
+    if row is None or row.token != lease.token:
+        raise ConflictError(f"{lease.credential}: lease {lease.token} is stale")
+    if row.holder is None:
+        return False
+    if row.holder != lease.holder:
+        raise ConflictError(f"{lease.credential}: lease {lease.token} is held by {row.holder}")
+    return True
+
+
+# ---------------------------------------------------------------------------
+# The SQLite store.
+
+# Separate statements, not executescript(): that would COMMIT our transaction.
+_SCHEMA = (
+    """CREATE TABLE versions (
+        path TEXT NOT NULL,
+        version_id TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        meta TEXT NOT NULL,
+        value TEXT,
+        PRIMARY KEY (path, version_id),
+        UNIQUE (path, number)
+    )""",
+    # Invariant 1 enforced by the storage itself: at most one current per path.
+    "CREATE UNIQUE INDEX versions_one_current ON versions (path) WHERE state = 'current'",
+    """CREATE TABLE rotations (
+        path TEXT PRIMARY KEY,
+        revision INTEGER NOT NULL,
+        rotation_id TEXT NOT NULL,
+        record TEXT NOT NULL
+    )""",
+    """CREATE TABLE rotation_history (
+        path TEXT NOT NULL,
+        rotation_id TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (path, rotation_id)
+    )""",
+    # A released lock keeps its row (holder NULL) so the next token is still larger.
+    """CREATE TABLE locks (
+        path TEXT PRIMARY KEY,
+        holder TEXT,
+        token INTEGER NOT NULL,
+        acquired TEXT,
+        expires TEXT
+    )""",
+)
+
+
+def ensure_default_dir(directory: Path) -> None:
+    """Create the default state directory (0700) if missing. Only for default paths."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create state directory {directory}: {exc.strerror}") from exc
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """True when another connection holds the lock (worth a retry)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
+
+
+def _create_private(file: Path) -> None:
+    """Create ``file`` 0600 if it does not exist; an existing file is left alone."""
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # exact mode, whatever the umask
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """A SecretStore in one SQLite file (0600). Thread-safe; process-safe via SQLite."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+        self.file = Path(path)
+        self._busy_timeout = busy_timeout
+        if not self.file.parent.is_dir():
+            raise ConfigError(f"{self.file}: directory {self.file.parent} does not exist")
+        if self.file.is_dir():
+            raise ConfigError(f"{self.file} is a directory, not a store file")
+        self._mutex = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            _create_private(self.file)
+            # SQLite gives the -wal/-shm sidecars the main file's permissions.
+            self._conn = sqlite3.connect(
+                self.file,
+                timeout=busy_timeout,  # SQLite's busy_timeout: wait for other writers
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # guarded by self._mutex
+            )
+        except PermissionError as exc:
+            raise PermissionDeniedError(f"{self.file}: cannot open: {exc.strerror}") from exc
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailableError(f"{self.file}: cannot open: {exc}") from exc
+        try:
+            self._init_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
+        """Build from a ``[stores.NAME]`` table: ``path`` (optional)."""
+        check_settings(settings, ctx, {"path": str})
+        raw = settings.get("path")
+        if raw is None:
+            file = ctx.state_dir / DEFAULT_FILENAME
+            ensure_default_dir(file.parent)
+        else:
+            if not raw.strip():
+                raise ctx.error("path", "must not be empty")
+            file = Path(raw).expanduser()
+            if not file.is_absolute():
+                file = ctx.base_dir / file
+            # Never create a configured directory: a typo must not start an empty store.
+            if not file.parent.is_dir():
+                raise ctx.error("path", f"directory {file.parent} does not exist")
+            if file.is_dir():
+                raise ctx.error("path", f"{file} is a directory")
+        return cls(file)
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.file)!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection. Safe to call twice."""
+        with self._mutex:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _init_schema(self) -> None:
+        with self._op("open", None) as conn:
+            conn.execute("PRAGMA synchronous=FULL")  # a committed step survives power loss
+            conn.execute("PRAGMA secure_delete=ON")  # a destroyed value is zeroed, not just freed
+            if self._schema(conn) == SCHEMA_VERSION:
+                return  # the common case takes no write lock
+            self._enable_wal(conn)
+        with self._op("open", None, write=True) as conn:
+            if self._schema(conn) == 0:  # another process may have won the race
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL (persistent in the file, so done once)."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                # A journal-mode change fails at once when another process has
+                # the file open, without waiting on the busy timeout: retry here.
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _schema(self, conn: sqlite3.Connection) -> int:
+        """The file's schema version; StoreError for a foreign or newer file."""
+        # One statement, so both answers come from the same snapshot.
+        found, tables = conn.execute(
+            "SELECT (SELECT user_version FROM pragma_user_version),"
+            " (SELECT count(*) FROM sqlite_master)"
+        ).fetchone()
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.file}: store schema {found} is newer than this rotatectl "
+                f"supports ({SCHEMA_VERSION}); upgrade rotatectl"
+            )
+        if found == 0 and tables:
+            raise StoreError(f"{self.file}: an SQLite database, but not a rotatectl store")
+        return int(found)
+
+    @contextmanager
+    def _op(
+        self, op: str, path: str | None, *, write: bool = False
+    ) -> Iterator[sqlite3.Connection]:
+        """Run one operation; ``write`` wraps it in a BEGIN IMMEDIATE transaction."""
+        with self._mutex:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(f"{self._where(op, path)}: the store is closed")
+            try:
+                if write:
+                    conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    if write:
+                        conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._translate(exc, op, path) from exc
+
+    def _where(self, op: str, path: str | None) -> str:
+        return f"local store {self.file}: {op}" + (f" {path}" if path is not None else "")
+
+    def _translate(self, exc: sqlite3.Error, op: str, path: str | None) -> StoreError:
+        # SQLite messages name tables and columns, never bound values.
+        name = getattr(exc, "sqlite_errorname", "")
+        text = str(exc)
+        where = self._where(op, path)
+        if _is_busy(exc):
+            return StoreUnavailableError(f"{where}: the database is busy; try again")
+        if name.startswith("SQLITE_NOTADB") or "not a database" in text:
+            return StoreError(f"{self.file}: not an SQLite database (not a rotatectl store)")
+        if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_AUTH")):
+            return PermissionDeniedError(f"{where}: {text}")
+        if isinstance(exc, sqlite3.IntegrityError):
+            return ConflictError(f"{where}: concurrent change ({text})")
+        return StoreError(f"{where} failed: {text}")
+
+    @staticmethod
+    def _versions(conn: sqlite3.Connection, path: str) -> list[Version]:
+        rows = conn.execute(
+            "SELECT meta FROM versions WHERE path = ? ORDER BY number", (path,)
+        ).fetchall()
+        return [Version.from_dict(json.loads(meta)) for (meta,) in rows]
+
+    @staticmethod
+    def _update(conn: sqlite3.Connection, path: str, version: Version) -> None:
+        conn.execute(
+            "UPDATE versions SET state = ?, meta = ? WHERE path = ? AND version_id = ?",
+            (version.state.value, json.dumps(version.to_dict()), path, version.version_id),
+        )
+
+    @staticmethod
+    def _lock_row(conn: sqlite3.Connection, path: str) -> LockRow | None:
+        row = conn.execute(
+            "SELECT holder, token, acquired, expires FROM locks WHERE path = ?", (path,)
+        ).fetchone()
+        if row is None:
+            return None
+        return LockRow(row[0], row[1], parse_iso(row[2]), parse_iso(row[3]))
+
+    @staticmethod
+    def _put_lock(conn: sqlite3.Connection, path: str, holder: str | None, lease: Lease) -> None:
+        conn.execute(
+            "INSERT INTO locks (path, holder, token, acquired, expires) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (path) DO UPDATE SET holder = excluded.holder,"
+            " token = excluded.token, acquired = excluded.acquired, expires = excluded.expires",
+            (path, holder, lease.token, iso(lease.acquired), iso(lease.expires)),
+        )
+
+    # -- SecretStore --------------------------------------------------------
+
+    def list_paths(self) -> list[str]:
+        with self._op("list", None) as conn:
+            rows = conn.execute(
+                "SELECT path FROM versions UNION SELECT path FROM rotations"
+            ).fetchall()
+        return sorted(path for (path,) in rows)
+
+    def versions(self, path: str) -> list[Version]:
+        with self._op("read versions of", path) as conn:
+            return self._versions(conn, path)
+
+    def publish(self, path: str, version: Version, value: str) -> None:
+        with self._op("publish", path, write=True) as conn:
+            new = plan_publish(path, self._versions(conn, path), version)
+            if new is not None:
+                conn.execute(
+                    "INSERT INTO versions (path, version_id, number, state, meta, value)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        path,
+                        new.version_id,
+                        new.number,
+                        new.state.value,
+                        json.dumps(new.to_dict()),
+                        value,
+                    ),
+                )
+
+    def promote(
+        self, path: str, version_id: str, expected_current: str | None, at: datetime
+    ) -> None:
+        with self._op("promote", path, write=True) as conn:
+            for version in plan_promote(
+                path, self._versions(conn, path), version_id, expected_current, at
+            ):
+                self._update(conn, path, version)
+
+    def set_state(
+        self,
+        path: str,
+        version_id: str,
+        state: VersionState,
+        expected: VersionState,
+        at: datetime,
+    ) -> None:
+        with self._op(f"set {state} on", path, write=True) as conn:
+            new = plan_set_state(path, self._versions(conn, path), version_id, state, expected, at)
+            if new is not None:
+                self._update(conn, path, new)
+                if new.state is VersionState.DESTROYED:
+                    conn.execute(
+                        "UPDATE versions SET value = NULL WHERE path = ? AND version_id = ?",
+                        (path, version_id),
+                    )
+
+    def read_value(self, path: str, version_id: str | None = None) -> str:
+        with self._op("read value of", path) as conn:
+            if version_id is None:
+                row = conn.execute(
+                    "SELECT version_id, value FROM versions WHERE path = ? AND state = 'current'",
+                    (path,),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT version_id, value FROM versions WHERE path = ? AND version_id = ?",
+                    (path, version_id),
+                ).fetchone()
+        if row is None:
+            what = f"version {version_id}" if version_id else "current version"
+            raise NotFoundError(f"{path}: no {what}")
+        if row[1] is None:
+            raise NotFoundError(f"{path}: the value of version {row[0]} was destroyed")
+        value: str = row[1]
+        return value
+
+    def accepted_keys(self, path: str, credential: str) -> list[AcceptedKey]:
+        return accepted(self.versions(path), credential)
+
+    def load_rotation(self, path: str) -> tuple[Rotation | None, int]:
+        with self._op("load rotation of", path) as conn:
+            row = conn.execute(
+                "SELECT revision, record FROM rotations WHERE path = ?", (path,)
+            ).fetchone()
+        if row is None:
+            return None, 0
+        return Rotation.from_dict(json.loads(row[1])), int(row[0])
+
+    def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
+        with self._op("save rotation of", path, write=True) as conn:
+            row = conn.execute(
+                "SELECT revision, rotation_id, record FROM rotations WHERE path = ?", (path,)
+            ).fetchone()
+            revision = int(row[0]) if row else 0
+            if revision != expected_revision:
+                raise ConflictError(
+                    f"{path}: rotation record is at revision {revision}, not {expected_revision}"
+                )
+            if row is not None and row[1] != rotation.id:
+                conn.execute(
+                    "INSERT OR REPLACE INTO rotation_history (path, rotation_id, revision, record)"
+                    " VALUES (?, ?, ?, ?)",
+                    (path, row[1], revision, row[2]),
+                )
+            conn.execute(
+                "INSERT INTO rotations (path, revision, rotation_id, record) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (path) DO UPDATE SET revision = excluded.revision,"
+                " rotation_id = excluded.rotation_id, record = excluded.record",
+                (path, revision + 1, rotation.id, json.dumps(rotation.to_dict())),
+            )
+        return revision + 1
+
+    def rotation_history(self, path: str) -> list[Rotation]:
+        """Earlier rotation records of ``path`` (replaced by a newer rotation), oldest first."""
+        with self._op("read rotation history of", path) as conn:
+            rows = conn.execute(
+                "SELECT record FROM rotation_history WHERE path = ? ORDER BY revision", (path,)
+            ).fetchall()
+        return [Rotation.from_dict(json.loads(record)) for (record,) in rows]
+
+    def acquire_lock(
+        self,
+        path: str,
+        holder: str,
+        ttl: timedelta,
+        now: datetime,
+        steal_token: int | None = None,
+    ) -> Lease:
+        with self._op("lock", path, write=True) as conn:
+            lease = plan_acquire(path, self._lock_row(conn, path), holder, ttl, now, steal_token)
+            self._put_lock(conn, path, holder, lease)
+        return lease
+
+    def renew_lock(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
+        path = lease.credential
+        with self._op("renew lock of", path, write=True) as conn:
+            renewed = plan_renew(self._lock_row(conn, path), lease, ttl, now)
+            self._put_lock(conn, path, renewed.holder, renewed)
+        return renewed
+
+    def release_lock(self, lease: Lease) -> None:
+        path = lease.credential
+        with self._op("release lock of", path, write=True) as conn:
+            if plan_release(self._lock_row(conn, path), lease):
+                conn.execute("UPDATE locks SET holder = NULL WHERE path = ?", (path,))

@@ -1,0 +1,162 @@
+"""An in-memory SecretStore: the fake the engine tests run against.
+
+It passes the same contract suite as the real stores
+(:class:`rotatectl.testing.store_contract.StoreContract`) and decides with the
+same rules as the local store (the ``plan_*`` functions), which is what makes
+it a trustworthy stand-in.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Self
+
+from ..errors import ConflictError, NotFoundError
+from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
+from ..registry import AdapterContext, check_settings
+from ..stores.local import (
+    LockRow,
+    accepted,
+    plan_acquire,
+    plan_promote,
+    plan_publish,
+    plan_release,
+    plan_renew,
+    plan_set_state,
+)
+
+
+class MemoryStore:
+    """A thread-safe SecretStore held in dicts. Nothing survives the process."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._versions: dict[str, dict[str, Version]] = {}
+        self._values: dict[tuple[str, str], str] = {}
+        self._rotations: dict[str, tuple[Rotation, int]] = {}
+        self._history: dict[str, list[Rotation]] = {}
+        self._locks: dict[str, LockRow] = {}
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
+        """Build from a config table; the memory store takes no settings."""
+        check_settings(settings, ctx, {})
+        return cls()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(paths={self.list_paths()!r})"
+
+    def _sorted(self, path: str) -> list[Version]:
+        return sorted(self._versions.get(path, {}).values(), key=lambda v: v.number)
+
+    def _put(self, path: str, version: Version) -> None:
+        self._versions.setdefault(path, {})[version.version_id] = version
+
+    def list_paths(self) -> list[str]:
+        with self._mutex:
+            return sorted(set(self._versions) | set(self._rotations))
+
+    def versions(self, path: str) -> list[Version]:
+        with self._mutex:
+            return self._sorted(path)
+
+    def publish(self, path: str, version: Version, value: str) -> None:
+        with self._mutex:
+            new = plan_publish(path, self._sorted(path), version)
+            if new is not None:
+                self._put(path, new)
+                self._values[(path, new.version_id)] = value
+
+    def promote(
+        self, path: str, version_id: str, expected_current: str | None, at: datetime
+    ) -> None:
+        with self._mutex:
+            for version in plan_promote(path, self._sorted(path), version_id, expected_current, at):
+                self._put(path, version)
+
+    def set_state(
+        self,
+        path: str,
+        version_id: str,
+        state: VersionState,
+        expected: VersionState,
+        at: datetime,
+    ) -> None:
+        with self._mutex:
+            new = plan_set_state(path, self._sorted(path), version_id, state, expected, at)
+            if new is not None:
+                self._put(path, new)
+                if new.state is VersionState.DESTROYED:
+                    self._values.pop((path, version_id), None)
+
+    def read_value(self, path: str, version_id: str | None = None) -> str:
+        with self._mutex:
+            found = self._versions.get(path, {})
+            if version_id is None:
+                version = next((v for v in found.values() if v.state is VersionState.CURRENT), None)
+            else:
+                version = found.get(version_id)
+            if version is None:
+                what = f"version {version_id}" if version_id else "current version"
+                raise NotFoundError(f"{path}: no {what}")
+            value = self._values.get((path, version.version_id))
+        if value is None:
+            raise NotFoundError(f"{path}: the value of version {version.version_id} was destroyed")
+        return value
+
+    def accepted_keys(self, path: str, credential: str) -> list[AcceptedKey]:
+        return accepted(self.versions(path), credential)
+
+    def load_rotation(self, path: str) -> tuple[Rotation | None, int]:
+        with self._mutex:
+            rotation, revision = self._rotations.get(path, (None, 0))
+        return rotation, revision
+
+    def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
+        with self._mutex:
+            old, revision = self._rotations.get(path, (None, 0))
+            if revision != expected_revision:
+                raise ConflictError(
+                    f"{path}: rotation record is at revision {revision}, not {expected_revision}"
+                )
+            if old is not None and old.id != rotation.id:
+                self._history.setdefault(path, []).append(old)
+            self._rotations[path] = (rotation, revision + 1)
+        return revision + 1
+
+    def rotation_history(self, path: str) -> list[Rotation]:
+        """Earlier rotation records of ``path`` (replaced by a newer rotation), oldest first."""
+        with self._mutex:
+            return list(self._history.get(path, ()))
+
+    def acquire_lock(
+        self,
+        path: str,
+        holder: str,
+        ttl: timedelta,
+        now: datetime,
+        steal_token: int | None = None,
+    ) -> Lease:
+        with self._mutex:
+            lease = plan_acquire(path, self._locks.get(path), holder, ttl, now, steal_token)
+            self._locks[path] = LockRow(holder, lease.token, lease.acquired, lease.expires)
+        return lease
+
+    def renew_lock(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
+        with self._mutex:
+            renewed = plan_renew(self._locks.get(lease.credential), lease, ttl, now)
+            self._locks[lease.credential] = LockRow(
+                renewed.holder, renewed.token, renewed.acquired, renewed.expires
+            )
+        return renewed
+
+    def release_lock(self, lease: Lease) -> None:
+        with self._mutex:
+            row = self._locks.get(lease.credential)
+            if plan_release(row, lease):
+                self._locks[lease.credential] = LockRow(None, lease.token, None, None)
+
+    def close(self) -> None:
+        """Nothing to release; kept for the Protocol."""

@@ -1,0 +1,119 @@
+"""Shared fixtures: a harness that runs the real CLI in a subprocess, with a canary check.
+
+Every CLI run in the suite goes through :class:`Cli`. When a test ends, every
+key value its stores hold is looked for in every output the test captured
+(except ``get``/``exec``, which reveal values on purpose): invariant 7.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rotatectl.model import VersionState
+from rotatectl.stores.local import LocalStore
+
+REVEALING = {"get", "exec"}
+
+
+@dataclass
+class CliRun:
+    args: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+    @property
+    def reveals(self) -> bool:
+        return any(a in REVEALING for a in self.args[:4])
+
+
+class Cli:
+    """Runs ``python -m rotatectl`` with an isolated HOME and state directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.cwd = root / "work"
+        self.cwd.mkdir()
+        (root / "home").mkdir()
+        self.state_dir = root / "state"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("ROTATECTL_", "XDG_"))},
+            "HOME": str(root / "home"),
+            "ROTATECTL_STATE_DIR": str(self.state_dir),
+            "NO_COLOR": "1",
+            "COLUMNS": "200",
+        }
+        self.runs: list[CliRun] = []
+        self.extra_texts: list[str] = []
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "rotatectl", *args]
+
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> CliRun:
+        proc = subprocess.run(
+            self.argv(*args),
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        run = CliRun(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+        self.runs.append(run)
+        return run
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args),
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def record(self, args: tuple[str, ...], code: int, out: str, err: str) -> CliRun:
+        run = CliRun(args, code, out, err)
+        self.runs.append(run)
+        return run
+
+    def store(self, db: Path | None = None) -> LocalStore:
+        return LocalStore(db or self.state_dir / "state.db")
+
+    def secrets(self) -> set[str]:
+        values: set[str] = set()
+        for db in self.root.rglob("*.db"):
+            store = LocalStore(db)
+            try:
+                for path in store.list_paths():
+                    for v in store.versions(path):
+                        if v.state is not VersionState.DESTROYED:
+                            values.add(store.read_value(path, v.version_id))
+            finally:
+                store.close()
+        return values
+
+    def assert_no_secret_leaked(self) -> None:
+        values = self.secrets()
+        texts = [(r.args, r.out + r.err) for r in self.runs if not r.reveals]
+        texts += [(("extra",), t) for t in self.extra_texts]
+        for value in values:
+            for args, text in texts:
+                assert value not in text, f"a key value leaked into the output of {args}"
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    harness = Cli(tmp_path)
+    yield harness
+    harness.assert_no_secret_leaked()

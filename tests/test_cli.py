@@ -1,0 +1,307 @@
+"""The real CLI in subprocesses, real time, the local store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rotatectl.model import VersionState
+
+from .conftest import Cli
+
+NAME = "partners/acme"
+
+
+def status_json(cli: Cli, *names: str) -> dict:
+    run = cli("status", *names, "--output", "json")
+    assert run.code == 0, run.err
+    return json.loads(run.out)
+
+
+def states(cli: Cli, name: str = NAME) -> list[tuple[int, str]]:
+    store = cli.store()
+    try:
+        return [(v.number, v.state.value) for v in store.versions(name)]
+    finally:
+        store.close()
+
+
+def wait_for(path: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+def test_version_and_help(cli: Cli) -> None:
+    run = cli("--version")
+    assert run.code == 0 and run.out.startswith("rotatectl ")
+    run = cli("--help")
+    assert run.code == 0 and "rotate" in run.out and "status" in run.out
+
+
+@pytest.mark.slow
+def test_rotation_with_wait_completes_and_retires_the_old_key(cli: Cli) -> None:
+    assert cli("rotate", NAME).code == 0
+    old_key = status_json(cli)["credentials"][0]["current_key_id"]
+
+    run = cli("rotate", NAME, "--propagation", "1s", "--overlap", "2s", "--wait")
+    assert run.code == 0, run.err
+    assert "published v2" in run.out and "promoted v2" in run.out and "retired v1" in run.out
+    assert "v2" in run.out and "retired" in run.out  # the closing status table
+
+    data = status_json(cli)["credentials"][0]
+    assert data["current_version"] == 2 and data["in_flight"] is False
+    assert [(v["number"], v["state"]) for v in data["versions"]] == [(1, "retired"), (2, "current")]
+    assert data["rotation"]["phase"] == "completed"
+    # The retired key is no longer among the keys verifiers accept.
+    store = cli.store()
+    accepted = store.accepted_keys(NAME, NAME)
+    store.close()
+    assert [k.key_id for k in accepted] == [data["current_key_id"]]
+    assert old_key not in [k.key_id for k in accepted]
+
+
+@pytest.mark.slow
+def test_no_wait_then_run_finishes_the_same_rotation(cli: Cli) -> None:
+    cli("rotate", NAME)
+    run = cli("rotate", NAME, "--propagation", "1s", "--overlap", "1s", "--no-wait", "-o", "json")
+    assert run.code == 0
+    rotation_id = json.loads(run.out)["results"][0]["rotation_id"]
+    assert states(cli) == [(1, "current"), (2, "pending")]
+    deadline = time.monotonic() + 20
+    while states(cli) != [(1, "retired"), (2, "current")]:
+        assert time.monotonic() < deadline, states(cli)
+        run = cli("run")
+        assert run.code == 0, run.err
+        time.sleep(0.3)
+    data = status_json(cli)["credentials"][0]
+    assert data["rotation"]["id"] == rotation_id and data["rotation"]["phase"] == "completed"
+
+
+def write_usage(log: Path, key_id: str, client: str = "10.0.0.7") -> None:
+    record = {
+        "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "credential": NAME,
+        "key_id": key_id,
+        "result": "ok",
+        "client": client,
+    }
+    with log.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def gate_config(cli: Cli, log: Path, **policy: str) -> None:
+    lines = [f'{k} = "{v}"' for k, v in policy.items()]
+    (cli.cwd / "rotatectl.toml").write_text(
+        f"""
+[credentials."{NAME}"]
+usage = {{ type = "access-log", path = "{log}" }}
+{chr(10).join(lines)}
+"""
+    )
+
+
+@pytest.mark.slow
+def test_access_log_gate_holds_until_the_old_key_goes_quiet(cli: Cli) -> None:
+    log = cli.root / "usage.jsonl"
+    log.touch()
+    gate_config(cli, log, overlap="1s", usage_quiet="3s", max_overlap="1h")
+    cli("rotate", NAME)
+    old_key = status_json(cli)["credentials"][0]["current_key_id"]
+    assert cli("rotate", NAME, "--propagation", "0s").code == 0
+    assert states(cli) == [(1, "previous"), (2, "current")]
+
+    # The old key keeps appearing in the log: the gate holds past the overlap.
+    for _ in range(3):
+        write_usage(log, old_key, client="legacy-batch")
+        time.sleep(0.6)
+        run = cli("run", "-o", "json")
+        assert run.code == 0, run.err
+        assert states(cli)[0] == (1, "previous")
+    result = json.loads(run.out)["results"][0]
+    assert result["outcome"] == "waiting"
+    assert result["old_key_usage"]["clients"] == ["legacy-batch"]
+    assert "legacy-batch" in result["message"]
+
+    # Quiet for usage_quiet: retired.
+    time.sleep(3.2)
+    run = cli("run")
+    assert run.code == 0, run.err
+    assert states(cli) == [(1, "retired"), (2, "current")]
+
+
+@pytest.mark.slow
+def test_still_used_past_max_overlap_with_fail_exits_3(cli: Cli) -> None:
+    log = cli.root / "usage.jsonl"
+    log.touch()
+    gate_config(cli, log, overlap="1s", max_overlap="1s", usage_quiet="1m", on_still_used="fail")
+    cli("rotate", NAME)
+    old_key = status_json(cli)["credentials"][0]["current_key_id"]
+    cli("rotate", NAME, "--propagation", "0s")
+    write_usage(log, old_key)
+    time.sleep(1.1)
+    run = cli("run")
+    assert run.code == 3
+    assert "max_overlap" in run.err and "on_still_used=fail" in run.err
+    assert states(cli)[0] == (1, "previous")
+    # rotate --wait stops at the same point with the same code.
+    run = cli("rotate", NAME, "--wait")
+    assert run.code == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "boundary", ["after-issue", "after-publish", "after-promote", "after-retire"]
+)
+def test_kill_9_at_a_boundary_is_resumed_by_run(cli: Cli, boundary: str) -> None:
+    cli("rotate", NAME)
+    marker = cli.root / "paused"
+    proc = cli.popen(
+        "rotate",
+        NAME,
+        "--propagation",
+        "0s",
+        "--overlap",
+        "0s",
+        env={"ROTATECTL_TEST_PAUSE_AT": boundary, "ROTATECTL_TEST_PAUSE_FILE": str(marker)},
+    )
+    try:
+        wait_for(marker)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate(timeout=10)
+        cli.record(("rotate", "killed"), proc.returncode, out, err)
+    assert proc.returncode == -signal.SIGKILL
+    # Invariant 1 holds even right after the kill.
+    assert [s for _, s in states(cli)].count("current") == 1
+
+    run = cli("run")
+    assert run.code == 0, run.err
+    assert "took over the lock" in run.err
+    run = cli("run")
+    assert states(cli) == [(1, "retired"), (2, "current")]
+    store = cli.store()
+    try:
+        rotation, _ = store.load_rotation(NAME)
+        assert rotation is not None and rotation.phase.value == "completed"
+        assert [v.state for v in store.versions(NAME)].count(VersionState.CURRENT) == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+def test_two_concurrent_rotates_one_wins_the_other_exits_4(cli: Cli) -> None:
+    cli("rotate", NAME)
+    marker = cli.root / "paused"
+    holder = cli.popen(
+        "rotate",
+        NAME,
+        env={"ROTATECTL_TEST_PAUSE_AT": "after-start", "ROTATECTL_TEST_PAUSE_FILE": str(marker)},
+    )
+    try:
+        wait_for(marker)
+        run = cli("rotate", NAME)
+        assert run.code == 4
+        assert f":{holder.pid}" in run.err and "locked by" in run.err
+        assert len(run.err.strip().splitlines()) == 1
+        # run skips the locked credential without failing.
+        assert cli("run").code == 0
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        out, err = holder.communicate(timeout=10)
+        cli.record(("rotate", "holder"), holder.returncode, out, err)
+    assert states(cli) == [(1, "current")]
+
+
+def one_line_error(run, code: int) -> None:
+    assert run.code == code, (run.code, run.out, run.err)
+    assert "Traceback" not in run.err
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rotatectl: error: "), run.err
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ("[defaults\npropagation = 1", "invalid TOML"),
+        ('[stores.x]\ntype = "nope"', "unknown store type 'nope'"),
+        ('[defaults]\noverlap = "2x"', "bad duration '2x'"),
+        ('[stores.local]\ntype = "local"\npath = "/nonexistent/dir/state.db"', "does not exist"),
+        ("[defaults]\nbogus = 1", "bogus"),
+    ],
+    ids=["malformed-toml", "unknown-type", "bad-duration", "missing-store-dir", "unknown-key"],
+)
+def test_bad_config_is_one_line_exit_2_and_writes_nothing(
+    cli: Cli, config: str, needle: str
+) -> None:
+    (cli.cwd / "rotatectl.toml").write_text(config)
+    run = cli("rotate", NAME)
+    one_line_error(run, 2)
+    assert needle in run.err
+    assert "rotatectl.toml" in run.err
+    assert not cli.state_dir.exists()
+    assert not list(cli.root.rglob("*.db"))
+
+
+def test_bad_duration_option_and_unknown_credential(cli: Cli) -> None:
+    one_line_error(cli("rotate", NAME, "--overlap", "soon"), 2)
+    one_line_error(cli("get", "nobody"), 2)
+    one_line_error(cli("status", "nobody"), 2)
+    (cli.cwd / "rotatectl.toml").write_text(f'[credentials."{NAME}"]\n')
+    run = cli("rotate", "partners/acne")
+    one_line_error(run, 2)
+    assert NAME in run.err  # the suggestion
+    one_line_error(cli("rotate", "../etc"), 2)
+    one_line_error(cli("status", "--output", "yaml"), 2)
+    one_line_error(cli("frobnicate"), 2)
+
+
+def test_get_and_exec_reveal_the_current_key_only_on_purpose(cli: Cli) -> None:
+    cli("rotate", NAME)
+    run = cli("get", NAME)
+    value = run.out.strip()
+    assert run.code == 0 and value.startswith("rk_")
+    script = "import os,sys; print(len(os.environ['API_KEY'])); print(sys.argv[1:])"
+    run = cli("exec", NAME, "--env", "API_KEY", "--", "python3", "-c", script, "arg")
+    assert run.code == 0, run.err
+    assert run.out.splitlines() == [str(len(value)), "['arg']"]
+    one_line_error(cli("exec", NAME, "--", "no-such-program-xyz"), 2)
+
+
+def test_status_table_run_dry_run_check_and_plugins(cli: Cli) -> None:
+    assert cli("rotate", NAME).code == 0
+    run = cli("status")
+    assert run.code == 0 and NAME in run.out and "current" in run.out and "due in" in run.out
+    run = cli("rotate", NAME, "--dry-run")
+    assert run.code == 0 and "would issue v2" in run.out
+    assert states(cli) == [(1, "current")]
+    run = cli("run", "--dry-run")
+    assert run.code == 0 and "would wait" in run.out
+    run = cli("check", "-o", "json")
+    assert run.code == 0 and json.loads(run.out)["ok"] is True
+    run = cli("plugins", "-o", "json")
+    types = {p["type"] for p in json.loads(run.out)["store"]}
+    assert "local" in types
+
+
+def test_check_reports_a_broken_adapter_setting(cli: Cli) -> None:
+    (cli.cwd / "rotatectl.toml").write_text(
+        f'[credentials."{NAME}"]\nissuer = {{ type = "generated", prefix = "BAD PREFIX" }}\n'
+    )
+    run = cli("check")
+    assert run.code == 2
+    assert "prefix" in run.err
+
+
+def test_store_file_is_private(cli: Cli) -> None:
+    cli("rotate", NAME)
+    db = cli.state_dir / "state.db"
+    assert db.exists() and (os.stat(db).st_mode & 0o777) == 0o600
