@@ -6,8 +6,8 @@ just threads. WAL mode lets readers proceed while a writer works.
 
 The rules that decide what a call may change (publish idempotency, the promote
 compare-and-set, the allowed state moves, lease takeover) are the pure
-``plan_*`` functions below; the in-memory fake uses the same ones, so the two
-cannot drift apart.
+``plan_*`` functions of :mod:`rotatectl.stores.rules`; the in-memory fake uses
+the same ones, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +27,6 @@ from typing import Any, Self
 from ..errors import (
     ConfigError,
     ConflictError,
-    LockedError,
     NotFoundError,
     PermissionDeniedError,
     StoreError,
@@ -36,165 +34,19 @@ from ..errors import (
 )
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
 from ..registry import AdapterContext, check_settings
+from .rules import (
+    LockRow,
+    accepted,
+    plan_acquire,
+    plan_promote,
+    plan_publish,
+    plan_release,
+    plan_renew,
+    plan_set_state,
+)
 
 SCHEMA_VERSION = 1
 DEFAULT_FILENAME = "state.db"
-
-# ---------------------------------------------------------------------------
-# Rules shared by every in-process store implementation (pure, no I/O).
-
-# The only moves set_state makes: retire (abort or end of overlap) and destroy.
-# Destroy only from RETIRED: disable before destroy (invariant 3).
-_MOVES = {
-    (VersionState.PENDING, VersionState.RETIRED),
-    (VersionState.PREVIOUS, VersionState.RETIRED),
-    (VersionState.RETIRED, VersionState.DESTROYED),
-}
-
-
-@dataclass(frozen=True)
-class LockRow:
-    """The stored state of one lease lock; ``holder`` is None once released."""
-
-    holder: str | None
-    token: int
-    acquired: datetime | None
-    expires: datetime | None
-
-
-def plan_publish(path: str, existing: Sequence[Version], version: Version) -> Version | None:
-    """The version to add, or None when it is already there (idempotent publish)."""
-    for v in existing:
-        if v.version_id == version.version_id:
-            if v.fingerprint == version.fingerprint:
-                return None
-            raise ConflictError(
-                f"{path}: version {version.version_id} already exists with another fingerprint"
-            )
-    for v in existing:
-        if v.number == version.number:
-            raise ConflictError(
-                f"{path}: version number {version.number} is taken by {v.version_id}"
-            )
-    return replace(version, state=VersionState.PENDING)
-
-
-def plan_promote(
-    path: str,
-    existing: Sequence[Version],
-    version_id: str,
-    expected_current: str | None,
-    at: datetime,
-) -> list[Version]:
-    """The versions to rewrite (old current first), [] for a no-op."""
-    by_id = {v.version_id: v for v in existing}
-    target = by_id.get(version_id)
-    if target is None:
-        raise NotFoundError(f"{path}: no version {version_id}")
-    current = next((v for v in existing if v.state is VersionState.CURRENT), None)
-    current_id = current.version_id if current else None
-    if target.state is VersionState.CURRENT:
-        # Already done: a resumed promotion (the expected old current is now
-        # PREVIOUS), or a resumed first promotion (expected None).
-        prior = by_id.get(expected_current) if expected_current else None
-        if expected_current in (None, version_id) or (
-            prior is not None and prior.state is VersionState.PREVIOUS
-        ):
-            return []
-    if current_id != expected_current:
-        raise ConflictError(
-            f"{path}: expected current version {expected_current or 'none'}, "
-            f"found {current_id or 'none'}"
-        )
-    if target.state not in (VersionState.PENDING, VersionState.PREVIOUS):
-        raise ConflictError(
-            f"{path}: version {version_id} is {target.state}; "
-            "only a pending or previous version can be promoted"
-        )
-    changed = [target.with_state(VersionState.CURRENT, at)]
-    if current is not None:
-        # Demote first: at no point may two versions be current.
-        changed.insert(0, current.with_state(VersionState.PREVIOUS, at))
-    return changed
-
-
-def plan_set_state(
-    path: str,
-    existing: Sequence[Version],
-    version_id: str,
-    state: VersionState,
-    expected: VersionState,
-    at: datetime,
-) -> Version | None:
-    """The version after the move, or None when it is already in ``state``."""
-    if (expected, state) not in _MOVES:
-        raise ConflictError(f"{path}: a version cannot move from {expected} to {state}")
-    target = next((v for v in existing if v.version_id == version_id), None)
-    if target is None:
-        raise NotFoundError(f"{path}: no version {version_id}")
-    if target.state is state:
-        return None
-    if target.state is VersionState.CURRENT:
-        raise ConflictError(f"{path}: version {version_id} is current; promote another first")
-    if target.state is not expected:
-        raise ConflictError(f"{path}: version {version_id} is {target.state}, not {expected}")
-    return target.with_state(state, at)
-
-
-def accepted(versions: Iterable[Version], credential: str) -> list[AcceptedKey]:
-    """The verifier view of ``versions``: accepted states only, no values."""
-    return [
-        AcceptedKey(
-            credential=credential,
-            version_id=v.version_id,
-            key_id=v.key_id,
-            fingerprint=v.fingerprint,
-            state=v.state,
-            scopes=v.scopes,
-            expires=v.expires,
-        )
-        for v in versions
-        if v.state.accepted
-    ]
-
-
-def plan_acquire(
-    path: str,
-    row: LockRow | None,
-    holder: str,
-    ttl: timedelta,
-    now: datetime,
-    steal_token: int | None,
-) -> Lease:
-    """The new lease, or LockedError while someone else validly holds it."""
-    if row is not None and row.holder is not None:
-        live = row.expires is None or row.expires > now
-        if live and (steal_token is None or steal_token != row.token):
-            raise LockedError(path, row.holder, iso(row.acquired) or "unknown", row.token)
-    token = (row.token if row else 0) + 1
-    return Lease(credential=path, holder=holder, token=token, acquired=now, expires=now + ttl)
-
-
-def plan_renew(row: LockRow | None, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
-    """The extended lease. Renewing an expired lease nobody took over is fine."""
-    if row is None or row.token != lease.token or row.holder != lease.holder:
-        raise ConflictError(f"{lease.credential}: lease {lease.token} was lost")
-    return replace(lease, expires=now + ttl)
-
-
-def plan_release(row: LockRow | None, lease: Lease) -> bool:
-    """Whether to release; False when already released with this very token."""
-    if row is None or row.token != lease.token:
-        raise ConflictError(f"{lease.credential}: lease {lease.token} is stale")
-    if row.holder is None:
-        return False
-    if row.holder != lease.holder:
-        raise ConflictError(f"{lease.credential}: lease {lease.token} is held by {row.holder}")
-    return True
-
-
-# ---------------------------------------------------------------------------
-# The SQLite store.
 
 # Separate statements, not executescript(): that would COMMIT our transaction.
 _SCHEMA = (

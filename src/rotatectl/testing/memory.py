@@ -16,7 +16,7 @@ from typing import Any, Self
 from ..errors import ConflictError, NotFoundError
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
 from ..registry import AdapterContext, check_settings
-from ..stores.local import (
+from ..stores.rules import (
     LockRow,
     accepted,
     plan_acquire,
