@@ -182,6 +182,16 @@ class Notifier(Protocol):
         ...
 
 
+@runtime_checkable
+class AccessCheck(Protocol):
+    """Optional for any adapter: report what it may not do, for ``rotatectl check``."""
+
+    def check_access(self) -> list[str]:
+        """One line per problem (e.g. a denied call naming the missing permission);
+        [] when every call the adapter needs is allowed. Never raises for a denial."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

@@ -31,11 +31,20 @@ GROUPS = {
 
 # Fallback for running from a source tree that was not installed (no entry points).
 _BUILTINS = {
-    "store": {"local": "rotatectl.stores.local:LocalStore"},
-    "issuer": {"generated": "rotatectl.issuers.generated:GeneratedIssuer"},
+    "store": {
+        "local": "rotatectl.stores.local:LocalStore",
+        "memory": "rotatectl.testing.memory:MemoryStore",
+        "aws-secretsmanager": "rotatectl.stores.aws:SecretsManagerStore",
+        "vault": "rotatectl.stores.vault:VaultStore",
+    },
+    "issuer": {
+        "generated": "rotatectl.issuers.generated:GeneratedIssuer",
+        "aws-iam": "rotatectl.issuers.aws_iam:IamIssuer",
+    },
     "probe": {
         "none": "rotatectl.probes.none:NoProbe",
         "access-log": "rotatectl.probes.access_log:AccessLogProbe",
+        "aws-iam": "rotatectl.probes.aws_iam:IamLastUsedProbe",
     },
     "notifier": {"log": "rotatectl.notifiers.log:LogNotifier"},
 }

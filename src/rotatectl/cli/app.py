@@ -312,11 +312,11 @@ def check(ctx: typer.Context, output: OutputOption = None, quiet: QuietOption = 
     with _workspace(opts) as ws:
         cfg = ws.config
         for name in sorted(cfg.stores):
-            probe(f"store {name}", lambda n=name: f"{len(ws.store(n).list_paths())} credentials")
+            probe(f"store {name}", lambda n=name: _check_store(ws, n))
         for name in sorted(cfg.notifiers):
             probe(f"notifier {name}", lambda n=name: ws.notifier(n) and "")
         for name in sorted(cfg.credentials):
-            probe(f"credential {name}", lambda n=name: ws.target(n) and "")
+            probe(f"credential {name}", lambda n=name: _check_target(ws, n))
     where = str(cfg.file) if cfg.file else "no config file (defaults)"
     if opts.output == "json":
         emit_json({"config": where, "ok": not problems, "checks": report})
@@ -332,6 +332,29 @@ def check(ctx: typer.Context, output: OutputOption = None, quiet: QuietOption = 
         # is an operation failure (1).
         worst = max((int(p.exit_code) for p in problems if p.exit_code in (1, 2)), default=1)
         raise typer.Exit(worst)
+
+
+def _denied(adapter: object) -> None:
+    from ..errors import PermissionDeniedError
+    from ..ports import AccessCheck
+
+    problems = adapter.check_access() if isinstance(adapter, AccessCheck) else []
+    if problems:
+        raise PermissionDeniedError("; ".join(problems))
+
+
+def _check_store(ws: Workspace, name: str) -> str:
+    store = ws.store(name)
+    count = len(store.list_paths())
+    _denied(store)
+    return f"{count} credentials"
+
+
+def _check_target(ws: Workspace, name: str) -> str:
+    target = ws.target(name)
+    for adapter in (target.issuer, target.probe):
+        _denied(adapter)
+    return f"store {target.store_name}, path {target.path}"
 
 
 @app.command()
