@@ -305,3 +305,44 @@ def test_store_file_is_private(cli: Cli) -> None:
     cli("rotate", NAME)
     db = cli.state_dir / "state.db"
     assert db.exists() and (os.stat(db).st_mode & 0o777) == 0o600
+
+
+@pytest.mark.slow
+def test_examples_local_demo_runs(cli: Cli) -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    bindir = str(Path(sys.executable).parent)
+    env = {**cli.env, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    proc = subprocess.run(
+        ["bash", str(root / "examples/local/demo.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    cli.record(("examples/local/demo.sh",), proc.returncode, proc.stdout, proc.stderr)
+    assert proc.returncode == 0, proc.stderr
+    assert "old key still in use" in proc.stdout and "legacy-batch" in proc.stdout
+    assert "retired v1" in proc.stdout
+    events = proc.stdout.split("events written by the log notifier:")[1].split()
+    assert events == [
+        *("started", "published", "promoted", "completed"),
+        *("started", "published", "promoted", "retired", "completed"),
+    ]
+
+
+def test_example_config_is_valid(cli: Cli) -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = cli.root / "example.toml"  # a copy: the store file is created next to the config
+    config.write_text((root / "examples/local/rotatectl.toml").read_text())
+    run = cli("--config", str(config), "check", "-o", "json")
+    assert run.code == 0, run.err
+    assert {c["item"] for c in json.loads(run.out)["checks"]} >= {
+        "store local",
+        "credential partners/acme",
+        "credential internal/batch",
+        "notifier events",
+    }

@@ -446,9 +446,9 @@ def test_unreadable(tmp_path: Path) -> None:
         ("[stores.s]\nregion = 'x'", "[stores.s] type: ", "missing"),
         ("[stores.s]\ntype = 1", "[stores.s] type: ", "expected a string, got integer"),
         (
-            "[stores.s]\ntype = 'aws-secretsmanager'",
+            "[stores.s]\ntype = 'aws-secrets'",
             "[stores.s] type: ",
-            "unknown store type 'aws-secretsmanager' (installed: local)",
+            "unknown store type 'aws-secrets' (installed: aws-secretsmanager, local,",
         ),
         ("[stores]\ns = 'local'", "stores.s: ", "expected a table, got string"),
         (
@@ -457,20 +457,20 @@ def test_unreadable(tmp_path: Path) -> None:
             "unknown store type 's3'",
         ),
         (
-            "[notifiers.ops]\ntype = 'webhook'",
+            "[notifiers.ops]\ntype = 'pager'",
             "[notifiers.ops] type: ",
-            "unknown notifier type 'webhook' (installed: log)",
+            "unknown notifier type 'pager' (installed: ",
         ),
         (
-            "[defaults]\nissuer = { type = 'aws-iam' }",
+            "[defaults]\nissuer = { type = 'aws_iam' }",
             "[defaults.issuer] type: ",
-            "unknown issuer type 'aws-iam' (installed: generated)",
+            "unknown issuer type 'aws_iam' (installed: aws-iam, generated",
         ),
         ("[defaults]\nissuer = 'generated'", "[defaults] issuer: ", "expected a table"),
         (
             "[defaults]\nusage = { type = 'cloudwatch' }",
             "[defaults.usage] type: ",
-            "unknown probe type 'cloudwatch' (installed: access-log, none)",
+            "unknown probe type 'cloudwatch' (installed: access-log, aws-iam, none",
         ),
         (
             "[credentials.a]\nusage = { path = 'x' }",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -33,6 +34,11 @@ def parse_duration(text: str) -> timedelta:
         if total > _MAX_SECONDS:
             raise ValueError(f"bad duration {text!r}: longer than 100 years")
     return timedelta(seconds=total)
+
+
+def format_remaining(delta: timedelta) -> str:
+    """Like :func:`format_duration`, rounded up: a countdown never shows 0s early."""
+    return format_duration(timedelta(seconds=math.ceil(delta.total_seconds())))
 
 
 def format_duration(delta: timedelta) -> str:

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..durations import format_duration
+from ..durations import format_duration, format_remaining
 from ..model import RotationKind, UsageStatus
 from ..runner import Outcome, Result, Runner, Session, StartRequest, Target
 from .render import console, is_loud, result_line
@@ -105,7 +105,7 @@ def _countdown(results: Sequence[Result], now: datetime) -> Table:
     for column in ("credential", "phase", "next step in", "old key last seen", "why"):
         table.add_column(column)
     for r in results:
-        left = format_duration(r.until - now) if r.until and r.until > now else "now"
+        left = format_remaining(r.until - now) if r.until and r.until > now else "now"
         seen = "-"
         if r.usage is not None:
             if r.usage.status is UsageStatus.SEEN and r.usage.last_seen is not None:

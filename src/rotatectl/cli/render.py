@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..durations import format_duration
+from ..durations import format_duration, format_remaining
 from ..model import VersionState
 from ..report import CredentialStatus, result_to_dict
 from ..runner import Outcome, Result
@@ -109,7 +109,7 @@ def result_line(result: Result, now: datetime) -> Text:
     if result.phase is not None and result.outcome is Outcome.WAITING:
         text.append(f" ({result.phase.value})")
     if result.until is not None and result.outcome in (Outcome.WAITING, Outcome.IDLE):
-        text.append(f", next step in {format_duration(result.until - now)}")
+        text.append(f", next step in {format_remaining(result.until - now)}")
     if result.message:
         text.append(f" - {result.message}")
     return text
