@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rotatectl.errors import StoreError
 from rotatectl.model import VersionState
 from rotatectl.stores.local import LocalStore
 
@@ -93,7 +94,10 @@ class Cli:
     def secrets(self) -> set[str]:
         values: set[str] = set()
         for db in self.root.rglob("*.db"):
-            store = LocalStore(db)
+            try:
+                store = LocalStore(db)
+            except StoreError:  # another component's SQLite file (e.g. a probe's state)
+                continue
             try:
                 for path in store.list_paths():
                     for v in store.versions(path):

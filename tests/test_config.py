@@ -377,7 +377,11 @@ def test_unreadable(tmp_path: Path) -> None:
         ("version = 1", "version: ", "unknown top-level table"),
         ("defaults = 3", "defaults: ", "expected a table, got integer"),
         ('[defaults]\noverlaps = "1h"', "[defaults] overlaps: ", "allowed: issuer, keep_previous"),
-        ('[credentials.a]\npaht = "x"', "[credentials.a] paht: ", "allowed: issuer, keep_previous"),
+        (
+            '[credentials.a]\npaht = "x"',
+            "[credentials.a] paht: ",
+            "allowed: hooks, issuer, keep_previous",
+        ),
         ("[credentials.a.b]", "[credentials.a] b: ", "quote credential names"),
         # types
         ("[defaults]\nstore = 1", "[defaults] store: ", "expected a string, got integer"),

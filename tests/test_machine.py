@@ -418,6 +418,20 @@ CASES = [
     ),
 ]
 
+# fmt: off
+CASES += [
+    # emergency and automatic rollback: no overlap, no gate
+    ("overlap-force-retire", rot(Phase.OVERLAP, force_retire=True, kind=RotationKind.EMERGENCY), [PREV1, CUR2], T0, None, POLICY, ActionKind.RETIRE, None),  # noqa: E501
+    # rollback: the "new" version is the earlier key, still previous
+    ("rollback-issue", rot(Phase.ISSUE, kind=RotationKind.ROLLBACK), [PREV1, CUR2], T0, None, POLICY, ActionKind.PUBLISH, None),  # noqa: E501
+    ("rollback-propagate-previous", rot(Phase.PROPAGATE, kind=RotationKind.ROLLBACK, propagation=0 * S, new_version_id="id-1", old_version_id="id-2"), [PREV1, CUR2], T0, None, POLICY, ActionKind.PROMOTE, None),  # noqa: E501
+    ("propagate-previous-not-rollback", rot(Phase.PROPAGATE, new_version_id="id-1", old_version_id="id-2"), [PREV1, CUR2], T0 + timedelta(hours=1), None, POLICY, ActionKind.ATTENTION, None),  # noqa: E501
+    # abort
+    ("abort", rot(Phase.ABORT), [CUR1, PEND2], T0, None, POLICY, ActionKind.ABORT, None),
+    ("abort-before-publish", rot(Phase.ABORT, published=None), [CUR1], T0, None, POLICY, ActionKind.ABORT, None),  # noqa: E501
+]
+# fmt: on
+
 
 @pytest.mark.parametrize(
     ("rotation", "versions", "now", "usage", "policy", "kind", "until"),
@@ -444,6 +458,49 @@ def test_every_usage_status_is_covered() -> None:
 def test_destroy_names_the_version() -> None:
     action = next_action(rot(Phase.COMPLETED), [CUR2, RET1], POLICY, T0 + timedelta(days=8))
     assert action.version_id == "id-1"
+
+
+WATCH = replace(POLICY, rollback_on_rejections=3, rejection_window=timedelta(minutes=10))
+
+
+def rejected(n: int) -> KeyUsage:
+    return KeyUsage(UsageStatus.SEEN, last_seen=T0, count=n, rejected=n)
+
+
+@pytest.mark.parametrize(
+    ("now", "new_usage", "kind"),
+    [
+        (T0 + S, None, ActionKind.CHECK_USAGE),
+        (T0 + S, rejected(2), ActionKind.WAIT),
+        (T0 + S, rejected(3), ActionKind.ROLLBACK),
+        (T0 + timedelta(minutes=10), None, ActionKind.WAIT),  # window over: no more watching
+    ],
+    ids=["needs-observation", "below-threshold", "threshold", "after-window"],
+)
+def test_failed_auth_watch(now, new_usage, kind) -> None:
+    action = next_action(rot(Phase.OVERLAP), [PREV1, CUR2], WATCH, now, new_usage=new_usage)
+    assert action.kind is kind, action.reason
+
+
+def test_failed_auth_watch_looks_again_soon_during_the_overlap() -> None:
+    action = next_action(rot(Phase.OVERLAP), [PREV1, CUR2], WATCH, T0 + S, new_usage=rejected(0))
+    assert action.kind is ActionKind.WAIT
+    assert action.until == T0 + S + timedelta(seconds=10)
+
+
+def test_a_rollback_is_not_watched_for_rejections() -> None:
+    back = rot(Phase.OVERLAP, kind=RotationKind.ROLLBACK)
+    action = next_action(back, [PREV1, CUR2], WATCH, T0 + S)
+    assert action.kind is ActionKind.WAIT
+
+
+def test_pre_promotion_test_comes_before_promotion() -> None:
+    r = rot(Phase.PROPAGATE)
+    ready = T0 + POLICY.propagation
+    assert next_action(r, [CUR1, PEND2], POLICY, ready, requires_test=True).kind is ActionKind.TEST
+    tested = replace(r, tested=ready)
+    action = next_action(tested, [CUR1, PEND2], POLICY, ready, requires_test=True)
+    assert action.kind is ActionKind.PROMOTE
 
 
 def test_start_only_when_asked_and_due() -> None:

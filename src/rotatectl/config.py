@@ -21,7 +21,9 @@ from typing import Any
 from . import registry
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, UnknownCredentialError, UsageError
+from .hooks import HookSpec
 from .model import OnStillUsed, Policy
+from .pretest import PrePromotionTest
 from .registry import AdapterContext
 
 CONFIG_NAME = "rotatectl.toml"
@@ -35,11 +37,33 @@ _DURATION_KEYS = (
     "max_overlap",
     "retain",
     "recheck",
+    "rejection_window",
 )
-_POLICY_KEYS = (*_DURATION_KEYS, "on_still_used", "keep_previous", "unknown_usage")
+_POLICY_KEYS = (
+    *_DURATION_KEYS,
+    "on_still_used",
+    "keep_previous",
+    "unknown_usage",
+    "rollback_on_rejections",
+)
 _DEFAULTS_KEYS = frozenset((*_POLICY_KEYS, "store", "issuer", "usage", "notify"))
 _CREDENTIAL_KEYS = frozenset(
-    (*_POLICY_KEYS, "store", "path", "issuer", "usage", "scopes", "notify")
+    (*_POLICY_KEYS, "store", "path", "issuer", "usage", "scopes", "notify", "hooks", "test")
+)
+_HOOK_KEYS = frozenset(("on_promote", "on_retire", "on_failure", "if_failed", "timeout"))
+_TEST_KEYS = frozenset(
+    (
+        "url",
+        "urls",
+        "method",
+        "header",
+        "value",
+        "expect",
+        "passes",
+        "interval",
+        "deadline",
+        "timeout",
+    )
 )
 _UNKNOWN_USAGE = {"busy": False, "quiet": True}
 
@@ -89,6 +113,8 @@ class CredentialConfig:
     scopes: tuple[str, ...]
     notify: tuple[str, ...]
     declared: bool
+    hooks: HookSpec | None = None
+    pretest: PrePromotionTest | None = None
 
 
 @dataclass(frozen=True)
@@ -309,6 +335,86 @@ class _Builder:
             raise self.error(table, key, "must not be empty")
         return value
 
+    def _int(self, value: object, table: str, key: str, minimum: int) -> int:
+        # bool is an int in Python; `keep_previous = true` is a mistake.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(table, key, f"expected an integer, got {_toml_type(value)}")
+        if value < minimum:
+            raise self.error(table, key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def _duration(self, value: object, table: str, key: str) -> timedelta:
+        try:
+            return parse_duration(value)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise self.error(table, key, str(exc)) from None
+
+    def _command(self, value: object, table: str, key: str) -> tuple[str, ...]:
+        """A hook command: an argv array, or a string split like a shell would (no shell runs)."""
+        if isinstance(value, str):
+            import shlex
+
+            try:
+                argv = tuple(shlex.split(value))
+            except ValueError as exc:
+                raise self.error(table, key, f"cannot split the command: {exc}") from None
+        else:
+            argv = self._str_list(value, table, key) if isinstance(value, list) else ()
+            if not isinstance(value, list):
+                raise self.error(
+                    table, key, f"expected a string or an array, got {_toml_type(value)}"
+                )
+        if not argv:
+            raise self.error(table, key, "empty command")
+        return argv
+
+    def _hooks(self, value: object, table: str) -> HookSpec:
+        where = f"{table}.hooks"
+        data = self._table(value, table, "hooks")
+        self._check_keys(data, where, _HOOK_KEYS)
+        spec: dict[str, Any] = {
+            event: self._command(data[event], where, event)
+            for event in ("on_promote", "on_retire", "on_failure")
+            if event in data
+        }
+        if "if_failed" in data:
+            choice = self._str(data["if_failed"], where, "if_failed")
+            if choice not in ("abort", "continue"):
+                raise self.error(where, "if_failed", f"expected abort or continue, got {choice!r}")
+            spec["abort_on_failure"] = choice == "abort"
+        if "timeout" in data:
+            spec["timeout"] = self._duration(data["timeout"], where, "timeout")
+        return HookSpec(**spec)
+
+    def _pretest(self, value: object, table: str) -> PrePromotionTest:
+        where = f"{table}.test"
+        data = self._table(value, table, "test")
+        self._check_keys(data, where, _TEST_KEYS)
+        if ("url" in data) == ("urls" in data):
+            raise self.error(where, "url", "give exactly one of url or urls")
+        urls = (
+            (self._str(data["url"], where, "url"),)
+            if "url" in data
+            else self._str_list(data["urls"], where, "urls")
+        )
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise self.error(where, "url", f"expected an http(s) URL, got {url!r}")
+        spec: dict[str, Any] = {"urls": urls}
+        for key in ("method", "header", "value"):
+            if key in data:
+                spec[key] = self._str(data[key], where, key)
+        if "value" in spec and "{key}" not in spec["value"]:
+            raise self.error(where, "value", "must contain {key} where the new key goes")
+        if "expect" in data:
+            spec["expect"] = self._int(data["expect"], where, "expect", 100)
+        if "passes" in data:
+            spec["passes"] = self._int(data["passes"], where, "passes", 1)
+        for key in ("interval", "deadline", "timeout"):
+            if key in data:
+                spec[key] = self._duration(data[key], where, key)
+        return PrePromotionTest(**spec)
+
     def _str_list(self, value: object, table: str, key: str) -> tuple[str, ...]:
         if not isinstance(value, list):
             raise self.error(table, key, f"expected an array of strings, got {_toml_type(value)}")
@@ -359,15 +465,11 @@ class _Builder:
                     table, "on_still_used", f"expected one of {allowed}, got {value!r}"
                 ) from None
         if "keep_previous" in data:
-            value = data["keep_previous"]
-            # bool is an int in Python; `keep_previous = true` is a mistake.
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise self.error(
-                    table, "keep_previous", f"expected an integer, got {_toml_type(value)}"
-                )
-            if value < 1:
-                raise self.error(table, "keep_previous", f"must be at least 1, got {value}")
-            changes["keep_previous"] = value
+            changes["keep_previous"] = self._int(data["keep_previous"], table, "keep_previous", 1)
+        if "rollback_on_rejections" in data:
+            changes["rollback_on_rejections"] = self._int(
+                data["rollback_on_rejections"], table, "rollback_on_rejections", 0
+            )
         if "unknown_usage" in data:
             value = self._str(data["unknown_usage"], table, "unknown_usage")
             if value not in _UNKNOWN_USAGE:
@@ -469,6 +571,8 @@ class _Builder:
                 scopes=self._str_list(cred["scopes"], table, "scopes") if "scopes" in cred else (),
                 notify=notify,
                 declared=True,
+                hooks=self._hooks(cred["hooks"], table) if "hooks" in cred else None,
+                pretest=self._pretest(cred["test"], table) if "test" in cred else None,
             )
         return Config(
             file=self.file,

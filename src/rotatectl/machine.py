@@ -19,6 +19,7 @@ from .model import (
     Phase,
     Policy,
     Rotation,
+    RotationKind,
     UsageStatus,
     Version,
     VersionState,
@@ -29,8 +30,11 @@ class ActionKind(StrEnum):
     START = "start"  # begin a rotation (due, or asked for)
     PUBLISH = "publish"  # mint the new key and publish it as pending
     PROMOTE = "promote"  # make the new key current
-    CHECK_USAGE = "check-usage"  # ask the probe about the old key, then ask again
+    CHECK_USAGE = "check-usage"  # ask the probe about the old (and new) key, then ask again
+    TEST = "test"  # the pre-promotion test: does every server accept the new key?
     RETIRE = "retire"  # disable the old key at the issuer and mark it retired
+    ABORT = "abort"  # revoke the unpromoted new key and end the rotation
+    ROLLBACK = "rollback"  # the new key is rejected: re-promote the old one
     COMPLETE = "complete"  # close the rotation record (nothing left to retire)
     DESTROY = "destroy"  # delete a retired key for good after the retention window
     WAIT = "wait"  # nothing to do before ``until``
@@ -103,13 +107,17 @@ def next_action(
     now: datetime,
     usage: KeyUsage | None = None,
     *,
+    new_usage: KeyUsage | None = None,
     start_if_due: bool = False,
+    requires_test: bool = False,
 ) -> Action:
     """Decide the next step for one credential.
 
     ``rotation`` is the latest rotation record (in flight or finished);
-    ``usage`` is the probe's answer for the old key when the caller has one.
-    ``start_if_due`` lets ``run`` start a scheduled rotation.
+    ``usage`` is the probe's answer for the old key and ``new_usage`` for the
+    new one (the failed-auth watch) when the caller has them.
+    ``start_if_due`` lets ``run`` start a scheduled rotation;
+    ``requires_test`` says a pre-promotion test is configured.
     """
     if rotation is None or rotation.phase.terminal:
         return _between_rotations(versions, policy, now, start_if_due)
@@ -118,7 +126,12 @@ def next_action(
     old = find_version(versions, rotation.old_version_id)
 
     if phase is Phase.ISSUE:
+        if rotation.kind is RotationKind.ROLLBACK:
+            return Action(ActionKind.PUBLISH, "make the earlier key accepted again")
         return Action(ActionKind.PUBLISH, "mint the new key and publish it as pending")
+
+    if phase is Phase.ABORT:
+        return Action(ActionKind.ABORT, rotation.reason or "aborted")
 
     if new is None:
         return Action(
@@ -131,7 +144,10 @@ def next_action(
         if new.state is VersionState.CURRENT:
             # Promoted already; the record update was lost (crash): promote is a no-op.
             return Action(ActionKind.PROMOTE, "record the promotion")
-        if new.state is not VersionState.PENDING:
+        ready_states = (VersionState.PENDING, VersionState.PREVIOUS)
+        if new.state not in ready_states or (
+            new.state is VersionState.PREVIOUS and rotation.kind is not RotationKind.ROLLBACK
+        ):
             return Action(
                 ActionKind.ATTENTION,
                 f"the new version is {new.state.value}, expected pending "
@@ -141,6 +157,8 @@ def next_action(
         ready = rotation.published + rotation.effective_propagation(policy)
         if now < ready:
             return Action(ActionKind.WAIT, "propagation: verifiers learn the new key", until=ready)
+        if requires_test and rotation.tested is None:
+            return Action(ActionKind.TEST, "propagation elapsed: test the new key on every server")
         return Action(ActionKind.PROMOTE, "propagation elapsed")
 
     if phase is Phase.OVERLAP:
@@ -149,6 +167,11 @@ def next_action(
         if old is None or old.state in (VersionState.RETIRED, VersionState.DESTROYED):
             # Retired already (a crash lost the record update), or gone.
             return Action(ActionKind.RETIRE, "record the retirement")
+        if rotation.force_retire:
+            return Action(ActionKind.RETIRE, f"{rotation.kind.value}: retire the old key now")
+        watch = _failed_auth_watch(rotation, policy, now, new_usage)
+        if watch is not None:
+            return watch
         return _overlap(rotation, old, policy, now, usage)
 
     if phase is Phase.RETIRE:
@@ -180,13 +203,45 @@ def _between_rotations(
     return Action(ActionKind.IDLE, "nothing due", until=min(later) if later else None)
 
 
+def watches_failed_auth(rotation: Rotation, policy: Policy) -> bool:
+    """Whether the failed-auth watch applies: on, and not itself a rollback."""
+    return policy.rollback_on_rejections > 0 and rotation.kind is not RotationKind.ROLLBACK
+
+
+def _failed_auth_watch(
+    rotation: Rotation, policy: Policy, now: datetime, new_usage: KeyUsage | None
+) -> Action | None:
+    """Roll back when the new key is rejected too often soon after promotion."""
+    if not watches_failed_auth(rotation, policy):
+        return None
+    assert rotation.promoted is not None
+    watch_end = rotation.promoted + policy.rejection_window
+    if now >= watch_end:
+        return None
+    if new_usage is None:
+        return Action(ActionKind.CHECK_USAGE, "failed-auth watch: is the new key rejected?")
+    if new_usage.rejected >= policy.rollback_on_rejections:
+        return Action(
+            ActionKind.ROLLBACK,
+            f"the new key was rejected {new_usage.rejected} times since promotion "
+            f"(threshold {policy.rollback_on_rejections})",
+        )
+    return None
+
+
 def _overlap(
     rotation: Rotation, old: Version, policy: Policy, now: datetime, usage: KeyUsage | None
 ) -> Action:
     assert rotation.promoted is not None
     overlap_end = rotation.promoted + rotation.effective_overlap(policy)
     if now < overlap_end:
-        return Action(ActionKind.WAIT, "overlap: the old key is still accepted", until=overlap_end)
+        until = overlap_end
+        if watches_failed_auth(rotation, policy):
+            # Look again soon: rejections after promotion must be caught early.
+            watch_end = rotation.promoted + policy.rejection_window
+            if now < watch_end:
+                until = min(until, now + min(policy.recheck, timedelta(seconds=10)), watch_end)
+        return Action(ActionKind.WAIT, "overlap: the old key is still accepted", until=until)
     if usage is None:
         return Action(ActionKind.CHECK_USAGE, "overlap elapsed: is the old key still used?")
     if usage_is_quiet(usage, policy, now):

@@ -35,6 +35,7 @@ class Phase(StrEnum):
     PROPAGATE = "propagate"  # pending everywhere; wait out the propagation delay, then promote
     OVERLAP = "overlap"  # promoted; old key stays accepted until the gate opens
     RETIRE = "retire"  # gate passed; disable the old key at the issuer and store
+    ABORT = "abort"  # cancelled before promotion; revoke the new key
     COMPLETED = "completed"
     ABORTED = "aborted"
     ROLLED_BACK = "rolled-back"
@@ -48,6 +49,7 @@ class RotationKind(StrEnum):
     SCHEDULED = "scheduled"
     MANUAL = "manual"
     EMERGENCY = "emergency"
+    ROLLBACK = "rollback"  # re-promotes an earlier version; "new" is that version
 
 
 class OnStillUsed(StrEnum):
@@ -88,6 +90,10 @@ class Policy:
     unknown_usage_is_quiet: bool = False
     # How often a waiting usage gate looks again; bounds `rotate --wait` sleeps.
     recheck: timedelta = timedelta(minutes=1)
+    # Failed-auth watch: roll back when the new key is rejected this many times
+    # within rejection_window after promotion (0 = off).
+    rollback_on_rejections: int = 0
+    rejection_window: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,15 @@ class Rotation:
     reason: str = ""
     error: str = ""
     history: tuple[RotationEvent, ...] = field(default_factory=tuple)
+    tested: datetime | None = None  # when the pre-promotion test passed
+    force_retire: bool = False  # retire the old key right after promotion (emergency)
+    supersedes: str | None = None  # the rotation this one replaced (emergency, rollback)
+    also_retire: tuple[str, ...] = ()  # other versions to retire with the old one
+
+    @property
+    def final_phase(self) -> Phase:
+        """Where this rotation ends when all goes well."""
+        return Phase.ROLLED_BACK if self.kind is RotationKind.ROLLBACK else Phase.COMPLETED
 
     def advance(self, phase: Phase, at: datetime, detail: str = "", **changes: Any) -> Rotation:
         """Return a copy moved to ``phase`` with an event appended."""
@@ -259,6 +274,10 @@ class Rotation:
             "reason": self.reason,
             "error": self.error,
             "history": [e.to_dict() for e in self.history],
+            "tested": _iso(self.tested),
+            "force_retire": self.force_retire,
+            "supersedes": self.supersedes,
+            "also_retire": list(self.also_retire),
         }
 
     @classmethod
@@ -284,6 +303,10 @@ class Rotation:
             reason=str(data.get("reason", "")),
             error=str(data.get("error", "")),
             history=tuple(RotationEvent.from_dict(e) for e in data.get("history", ())),
+            tested=_parse_iso(data.get("tested")),
+            force_retire=bool(data.get("force_retire", False)),
+            supersedes=data.get("supersedes"),
+            also_retire=tuple(data.get("also_retire") or ()),
         )
 
 
@@ -329,6 +352,7 @@ class KeyUsage:
     count: int = 0
     clients: tuple[str, ...] = ()
     detail: str = ""
+    rejected: int = 0  # of ``count``, attempts the verifier rejected (failed-auth watch)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ class SecretStore(Protocol):
 
         Compare-and-set: raises ConflictError unless the current version is
         ``expected_current`` (None: there is no current). The target must be
-        PENDING or PREVIOUS (rollback). A no-op if it is already current and
+        PENDING or PREVIOUS (a rollback). A no-op if it is already current and
         ``expected_current`` is PREVIOUS (a resumed promotion). NotFoundError if
         the version does not exist.
         """
@@ -72,8 +72,9 @@ class SecretStore(Protocol):
     ) -> None:
         """Move a non-current version from ``expected`` to ``state``.
 
-        Used for retire (PREVIOUS/PENDING -> RETIRED) and destroy
-        (RETIRED -> DESTROYED, which wipes the value). A no-op if the version
+        Used for retire (PREVIOUS/PENDING -> RETIRED), destroy
+        (RETIRED -> DESTROYED, which wipes the value) and reinstate for a
+        rollback (RETIRED -> PENDING: accepted again). A no-op if the version
         is already in ``state``; ConflictError if it is in any other state;
         NotFoundError if it does not exist. Never touches the current version.
         """

@@ -16,7 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -38,8 +38,17 @@ from .errors import (
     NotifierError,
     ProbeError,
     RotatectlError,
+    UsageError,
 )
-from .machine import Action, ActionKind, current_version, find_version, next_action
+from .hooks import HookResult, HookSpec, run_hook
+from .machine import (
+    Action,
+    ActionKind,
+    current_version,
+    find_version,
+    next_action,
+    watches_failed_auth,
+)
 from .model import (
     Event,
     KeyUsage,
@@ -54,6 +63,7 @@ from .model import (
     new_rotation_id,
 )
 from .ports import Clock, KeyIssuer, Notifier, SecretStore, UsageProbe
+from .pretest import PrePromotionTest, run_test
 
 T = TypeVar("T")
 
@@ -90,6 +100,8 @@ class Target:
     store_name: str = "local"
     scopes: tuple[str, ...] = ()
     notifiers: Sequence[tuple[str, Notifier]] = ()
+    hooks: HookSpec | None = None
+    pretest: PrePromotionTest | None = None
 
 
 class Outcome(StrEnum):
@@ -116,7 +128,8 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     usage: KeyUsage | None = None
     attention: bool = False
-    finished: bool = False  # a rotation reached COMPLETED during this call
+    finished: bool = False  # a rotation reached a terminal phase during this call
+    revoked_after: float | None = None  # emergency: seconds from start to old key retired
 
     @property
     def exit_code(self) -> ExitCode:
@@ -224,6 +237,82 @@ class Runner:
         with self.session(target) as session:
             return session.drive(start_if_due=start_if_due)
 
+    def abort(self, target: Target, reason: str = "") -> Result:
+        """Cancel the in-flight rotation before promotion and revoke its new key.
+
+        Raises UsageError when nothing is in flight or the new key is current already.
+        """
+        with self.session(target) as session:
+            return session.abort(reason)
+
+    def rollback(self, target: Target, reason: str = "") -> Result:
+        """Re-promote the key the latest rotation replaced (UsageError if impossible)."""
+        with self.session(target) as session:
+            return session.rollback(reason)
+
+    def emergency(
+        self, target: Target, reason: str, propagation: timedelta | None = None
+    ) -> Result:
+        """Replace the current (compromised) key now and retire it at once.
+
+        The result's ``revoked_after`` is the wall time from the call to the
+        old key's retirement.
+        """
+        started = time.monotonic()
+        with self.session(target) as session:
+            result = session.emergency(reason, propagation)
+        if any(step.startswith("retired") for step in result.steps):
+            result.revoked_after = time.monotonic() - started
+            self._incident(target, result, reason)
+        return result
+
+    def _incident(self, target: Target, result: Result, reason: str) -> None:
+        """The incident record: who, when, why, which key, what was done, how long."""
+        event = Event(
+            kind="emergency",
+            credential=target.name,
+            at=self.clock.now(),
+            severity="critical",
+            rotation_id=result.rotation_id,
+            message=reason,
+            data={
+                "actor": self.holder,
+                "steps": list(result.steps),
+                "revoked_after_seconds": round(result.revoked_after or 0.0, 3),
+            },
+        )
+        for name, notifier in target.notifiers:
+            try:
+                notifier.notify(event)
+            except NotifierError as exc:
+                result.warnings.append(f"notifier {name} failed: {exc}")
+
+    def usage_report(self, target: Target) -> tuple[list[tuple[Version, KeyUsage]], Action]:
+        """What the probe sees for each version that can still be presented, and
+        what the usage gate would decide now. Read-only: no lock is taken."""
+        rotation, _ = target.store.load_rotation(target.path)
+        versions = target.store.versions(target.path)
+        shown = [v for v in versions if v.state is not VersionState.DESTROYED]
+        now = self.clock.now()
+        since = now - max(target.policy.usage_quiet, target.policy.max_overlap)
+        try:
+            usage = target.probe.usage(target.name, [v.key_id for v in shown], since, now)
+        except ProbeError as exc:
+            usage = {v.key_id: KeyUsage(UsageStatus.UNKNOWN, detail=str(exc)) for v in shown}
+        rows = [(v, usage.get(v.key_id, KeyUsage(UsageStatus.UNKNOWN))) for v in shown]
+        old = find_version(versions, rotation.old_version_id) if rotation else None
+        new = find_version(versions, rotation.new_version_id) if rotation else None
+        action = next_action(
+            rotation,
+            versions,
+            target.policy,
+            now,
+            usage.get(old.key_id) if old else None,
+            new_usage=usage.get(new.key_id) if new else None,
+            requires_test=target.pretest is not None,
+        )
+        return rows, action
+
     def plan(
         self, target: Target, *, start: StartRequest | None = None, start_if_due: bool = False
     ) -> Result:
@@ -327,10 +416,47 @@ class Session:
         with contextlib.suppress(RotatectlError):
             self.target.store.release_lock(lease)
 
+    # -- operator commands ---------------------------------------------------
+
+    def abort(self, reason: str) -> Result:
+        """Cancel the in-flight rotation before promotion and revoke its new key.
+
+        Raises UsageError when nothing is in flight or the new key is already current.
+        """
+        return self.drive(intervene=lambda r, v, now: self._plan_abort(r, v, now, reason))
+
+    def rollback(self, reason: str) -> Result:
+        """Re-promote the version the latest rotation replaced.
+
+        Raises UsageError when it is destroyed or compromised, or when the
+        latest rotation has not promoted yet (abort it instead).
+        """
+        return self.drive(intervene=lambda r, v, now: self._plan_rollback(r, v, now, reason))
+
+    def emergency(self, reason: str, propagation: timedelta | None = None) -> Result:
+        """Replace the current key now and retire it at once: it is compromised.
+
+        An in-flight rotation is superseded: its unpromoted new key is revoked;
+        a previous key still in its overlap is retired along with the current one.
+        """
+        return self.drive(
+            intervene=lambda r, v, now: self._plan_emergency(r, v, now, reason, propagation)
+        )
+
     # -- driving -----------------------------------------------------------
 
-    def drive(self, *, start: StartRequest | None = None, start_if_due: bool = False) -> Result:
-        """Execute actions until the machine says wait, idle or attention."""
+    def drive(
+        self,
+        *,
+        start: StartRequest | None = None,
+        start_if_due: bool = False,
+        intervene: Callable[[Rotation | None, list[Version], datetime], Rotation] | None = None,
+    ) -> Result:
+        """Execute actions until the machine says wait, idle or attention.
+
+        ``intervene`` builds a replacement rotation record (abort, rollback,
+        emergency) from the current state before the first step.
+        """
         t = self.target
         result = Result(t.name, Outcome.IDLE)
         if self.locked_by is not None:
@@ -342,15 +468,22 @@ class Session:
             self.lock_warning = ""
         step = "read"
         try:
-            usage: KeyUsage | None = None
+            usage: dict[str, KeyUsage] | None = None
             for _ in range(_MAX_STEPS):
                 step = "read"
                 rotation, revision = self.runner.retrying(lambda: t.store.load_rotation(t.path))
                 versions = self.runner.retrying(lambda: t.store.versions(t.path))
                 now = self.runner.clock.now()
-                action = next_action(
-                    rotation, versions, t.policy, now, usage, start_if_due=start_if_due
-                )
+                if intervene is not None:
+                    step = "plan"
+                    replacement = intervene(rotation, versions, now)
+                    intervene = None
+                    self._save(replacement, revision)
+                    self.runner.boundary("after-start")
+                    result.steps.append(replacement.history[-1].detail)
+                    result.rotation_id = replacement.id
+                    continue
+                action = self._decide(rotation, versions, now, usage, start_if_due)
                 in_flight = rotation is not None and not rotation.phase.terminal
                 if start is not None and not in_flight:
                     action = Action(
@@ -362,7 +495,6 @@ class Session:
                 if action.kind in (ActionKind.WAIT, ActionKind.IDLE, ActionKind.ATTENTION):
                     return self._settle(result, action, rotation, usage)
                 if action.kind is ActionKind.START:
-                    assert start is not None or start_if_due
                     request = start or StartRequest(RotationKind.SCHEDULED, reason=action.reason)
                     self._start(result, request, versions, revision, now)
                     start = None
@@ -375,22 +507,61 @@ class Session:
                 else:
                     assert rotation is not None
                     self._step(result, action, rotation, revision, versions, now)
+                    usage = None
                 result.phase = None
             raise RotatectlError(f"no progress after {_MAX_STEPS} steps")
         except LockedError as exc:
             result.outcome = Outcome.LOCKED
             result.message = f"locked by {exc.holder} since {exc.since}"
         except RotatectlError as exc:
+            if isinstance(exc, UsageError):
+                raise
             result.outcome = Outcome.FAILED
             result.message = f"{step}: {exc}"
             self._record_error(result.message)
             self._notify(result, "failed", severity="critical", message=result.message)
+            self._hook(result, "on_failure", {"error": result.message})
         return result
 
+    def _decide(
+        self,
+        rotation: Rotation | None,
+        versions: Sequence[Version],
+        now: datetime,
+        usage: dict[str, KeyUsage] | None,
+        start_if_due: bool,
+    ) -> Action:
+        old = new = None
+        if rotation is not None and usage is not None:
+            old_v = find_version(versions, rotation.old_version_id)
+            new_v = find_version(versions, rotation.new_version_id)
+            old = usage.get(old_v.key_id) if old_v else None
+            new = usage.get(new_v.key_id) if new_v else None
+            if old is None and old_v is not None:
+                old = KeyUsage(UsageStatus.UNKNOWN, detail="probe gave no answer")
+        return next_action(
+            rotation,
+            versions,
+            self.target.policy,
+            now,
+            old,
+            new_usage=new,
+            start_if_due=start_if_due,
+            requires_test=self.target.pretest is not None,
+        )
+
     def _settle(
-        self, result: Result, action: Action, rotation: Rotation | None, usage: KeyUsage | None
+        self,
+        result: Result,
+        action: Action,
+        rotation: Rotation | None,
+        usage: dict[str, KeyUsage] | None,
     ) -> Result:
-        result.usage = usage
+        if usage is not None and rotation is not None:
+            old = find_version(
+                self.target.store.versions(self.target.path), rotation.old_version_id
+            )
+            result.usage = usage.get(old.key_id) if old else None
         result.until = action.until
         result.message = action.reason
         result.attention = action.attention
@@ -403,8 +574,8 @@ class Session:
                 self._notify(result, "still-used", severity="warning", message=action.reason)
         else:
             result.outcome = Outcome.DONE if result.finished else Outcome.IDLE
-            if result.finished:
-                result.message = "rotation completed"
+            if result.finished and rotation is not None:
+                result.message = f"{rotation.kind.value} rotation {rotation.phase.value}"
             if rotation is not None:
                 result.rotation_id = rotation.id
                 result.phase = rotation.phase
@@ -414,7 +585,7 @@ class Session:
 
     def _save(self, rotation: Rotation, revision: int) -> int:
         t = self.target
-        return t.store.save_rotation(t.path, rotation, revision)
+        return self.runner.retrying(lambda: t.store.save_rotation(t.path, rotation, revision))
 
     def _start(
         self,
@@ -424,28 +595,34 @@ class Session:
         revision: int,
         now: datetime,
     ) -> None:
-        t = self.target
+        rotation = self._new_rotation(request.kind, versions, now, request.reason).advance(
+            Phase.ISSUE, now, detail=request.reason or request.kind.value
+        )
+        rotation = replace(rotation, propagation=request.propagation, overlap=request.overlap)
+        self._save(rotation, revision)
+        self.runner.boundary("after-start")
+        result.steps.append(
+            f"started {request.kind.value} rotation {rotation.id} (v{rotation.new_version_number})"
+        )
+        result.rotation_id = rotation.id
+        self._notify(result, "started", rotation=rotation, message=request.reason)
+
+    def _new_rotation(
+        self, kind: RotationKind, versions: Sequence[Version], now: datetime, reason: str
+    ) -> Rotation:
         current = current_version(versions)
-        number = max((v.number for v in versions), default=0) + 1
-        rotation = Rotation(
+        return Rotation(
             id=new_rotation_id(),
-            credential=t.name,
-            kind=request.kind,
+            credential=self.target.name,
+            kind=kind,
             phase=Phase.ISSUE,
             started=now,
             # Chosen before anything is minted: it is the idempotency token of publish.
             new_version_id=str(uuid.uuid4()),
-            new_version_number=number,
+            new_version_number=max((v.number for v in versions), default=0) + 1,
             old_version_id=current.version_id if current else None,
-            propagation=request.propagation,
-            overlap=request.overlap,
-            reason=request.reason,
-        ).advance(Phase.ISSUE, now, detail=request.reason or request.kind.value)
-        self._save(rotation, revision)
-        self.runner.boundary("after-start")
-        result.steps.append(f"started {request.kind.value} rotation {rotation.id} (v{number})")
-        result.rotation_id = rotation.id
-        self._notify(result, "started", rotation=rotation, message=request.reason)
+            reason=reason,
+        )
 
     def _step(
         self,
@@ -458,17 +635,27 @@ class Session:
     ) -> None:
         t, r = self.target, self.runner
         new = find_version(versions, rotation.new_version_id)
-        if action.kind is ActionKind.PUBLISH:
-            if new is None:
-                new = r.retrying(lambda: self._publish(result, rotation, versions, now))
+        kind = action.kind
+        if kind is ActionKind.PUBLISH:
+            if rotation.kind is RotationKind.ROLLBACK:
+                new = self._reinstate(result, rotation, versions, now)
+            elif new is None:
+                new = r.retrying(lambda: self._publish(result, rotation, now))
             rotation = rotation.advance(Phase.PROPAGATE, now, published=new.created)
+            if rotation.kind is RotationKind.ROLLBACK:
+                rotation = replace(rotation, published=now)
             self._save(rotation, revision)
             r.boundary("after-publish-record")
-            result.steps.append(f"published v{new.number} ({new.key_id}) as pending")
+            if rotation.kind is not RotationKind.ROLLBACK:
+                result.steps.append(f"published v{new.number} ({new.key_id}) as pending")
             self._notify(result, "published", rotation=rotation, version=new)
-        elif action.kind is ActionKind.PROMOTE:
+        elif kind is ActionKind.TEST:
+            self._test(result, rotation, revision, now)
+        elif kind is ActionKind.PROMOTE:
             assert new is not None
             if new.state is not VersionState.CURRENT:
+                if not self._pre_promote_hook(result, rotation, revision, new):
+                    return
                 r.retrying(
                     lambda: t.store.promote(
                         t.path, rotation.new_version_id, rotation.old_version_id, now
@@ -479,37 +666,71 @@ class Session:
             self._save(rotation, revision)
             r.boundary("after-promote-record")
             result.steps.append(f"promoted v{new.number} ({new.key_id}) to current")
-            self._notify(result, "promoted", rotation=rotation, version=new)
-        elif action.kind is ActionKind.RETIRE:
-            if rotation.phase is not Phase.RETIRE:
-                rotation = rotation.advance(Phase.RETIRE, now, detail=action.reason)
-                revision = self._save(rotation, revision)
-                r.boundary("after-retire-intent")
-            old = find_version(versions, rotation.old_version_id)
-            if old is not None and old.state not in (VersionState.RETIRED, VersionState.DESTROYED):
+            self._notify(
+                result,
+                "promoted",
+                rotation=rotation,
+                version=new,
+                severity="critical" if rotation.kind is RotationKind.EMERGENCY else "info",
+            )
+        elif kind is ActionKind.RETIRE:
+            self._retire_step(result, action, rotation, revision, versions, now)
+        elif kind is ActionKind.COMPLETE:
+            rotation = rotation.advance(
+                rotation.final_phase, now, finished=now, detail=action.reason
+            )
+            self._save(rotation, revision)
+            result.steps.append(f"completed: {action.reason}")
+            result.finished = True
+            self._notify(result, "completed", rotation=rotation)
+        elif kind is ActionKind.ABORT:
+            self._abort_step(result, rotation, revision, versions, now)
+        elif kind is ActionKind.ROLLBACK:
+            replacement = self._rollback_rotation(rotation, versions, now, action.reason, auto=True)
+            self._save(replacement, revision)
+            result.steps.append(replacement.history[-1].detail)
+            result.warnings.append(f"rolled back automatically: {action.reason}")
+            self._notify(
+                result,
+                "rolled-back",
+                rotation=replacement,
+                severity="critical",
+                message=action.reason,
+            )
+        else:  # pragma: no cover - the machine returns nothing else here
+            raise AssertionError(kind)
+
+    def _retire_step(
+        self,
+        result: Result,
+        action: Action,
+        rotation: Rotation,
+        revision: int,
+        versions: Sequence[Version],
+        now: datetime,
+    ) -> None:
+        r = self.runner
+        if rotation.phase is not Phase.RETIRE:
+            rotation = rotation.advance(Phase.RETIRE, now, detail=action.reason)
+            revision = self._save(rotation, revision)
+            r.boundary("after-retire-intent")
+        for version_id in (rotation.old_version_id, *rotation.also_retire):
+            old = find_version(versions, version_id)
+            if old is not None and old.state in (VersionState.PREVIOUS, VersionState.PENDING):
                 self._retire(old, now)
                 result.steps.append(f"retired v{old.number} ({old.key_id}): {action.reason}")
                 self._notify(
                     result, "retired", rotation=rotation, version=old, message=action.reason
                 )
-            rotation = rotation.advance(Phase.COMPLETED, now, retired=now, finished=now)
-            self._save(rotation, revision)
-            r.boundary("after-retire-record")
-            result.steps.append("completed")
-            result.finished = True
-            self._notify(result, "completed", rotation=rotation)
-        elif action.kind is ActionKind.COMPLETE:
-            rotation = rotation.advance(Phase.COMPLETED, now, finished=now, detail=action.reason)
-            self._save(rotation, revision)
-            result.steps.append(f"completed: {action.reason}")
-            result.finished = True
-            self._notify(result, "completed", rotation=rotation)
-        else:  # pragma: no cover - the machine returns nothing else here
-            raise AssertionError(action.kind)
+        rotation = rotation.advance(rotation.final_phase, now, retired=now, finished=now)
+        self._save(rotation, revision)
+        r.boundary("after-retire-record")
+        result.steps.append(rotation.final_phase.value)
+        result.finished = True
+        self._notify(result, "completed", rotation=rotation)
+        self._hook(result, "on_retire", {})
 
-    def _publish(
-        self, result: Result, rotation: Rotation, versions: Sequence[Version], now: datetime
-    ) -> Version:
+    def _publish(self, result: Result, rotation: Rotation, now: datetime) -> Version:
         t, r = self.target, self.runner
         # Re-read: a retried publish may find the write landed although its reply was lost.
         versions = t.store.versions(t.path)
@@ -535,6 +756,25 @@ class Session:
         del issued  # the value is in the store now; drop our reference to it
         r.boundary("after-publish")
         return version
+
+    def _reinstate(
+        self, result: Result, rotation: Rotation, versions: Sequence[Version], now: datetime
+    ) -> Version:
+        """Rollback's publish: make the earlier key work and be accepted again."""
+        t, r = self.target, self.runner
+        target = find_version(versions, rotation.new_version_id)
+        if target is None or target.state is VersionState.DESTROYED:
+            raise ConflictError(f"version {rotation.new_version_id} is gone; cannot roll back")
+        if target.state is VersionState.RETIRED:
+            if target.issuer_ref:
+                r.retrying(lambda: t.issuer.enable(t.name, target.issuer_ref or ""))
+            r.retrying(
+                lambda: t.store.set_state(
+                    t.path, target.version_id, VersionState.PENDING, VersionState.RETIRED, now
+                )
+            )
+            result.steps.append(f"re-enabled v{target.number} ({target.key_id})")
+        return target
 
     def _sweep_orphans(
         self, result: Result, rotation: Rotation, versions: Sequence[Version]
@@ -583,22 +823,210 @@ class Session:
 
     def _check_usage(
         self, result: Result, rotation: Rotation, versions: Sequence[Version], now: datetime
-    ) -> KeyUsage:
+    ) -> dict[str, KeyUsage]:
         t = self.target
         old = find_version(versions, rotation.old_version_id)
-        assert old is not None
-        since = rotation.started - t.policy.usage_quiet
-        try:
-            answer = self.runner.retrying(lambda: t.probe.usage(t.name, [old.key_id], since, now))
-            usage = answer.get(
-                old.key_id, KeyUsage(UsageStatus.UNKNOWN, detail="probe gave no answer")
-            )
-        except ProbeError as exc:
-            # A probe that cannot answer keeps the gate closed (unknown is not quiet).
-            result.warnings.append(f"usage probe failed: {exc}")
-            usage = KeyUsage(UsageStatus.UNKNOWN, detail=str(exc))
-        result.usage = usage
+        new = find_version(versions, rotation.new_version_id)
+        # The old key: any sighting since before the rotation started counts.
+        queries = [(old, rotation.started - t.policy.usage_quiet)]
+        if watches_failed_auth(rotation, t.policy) and rotation.promoted is not None:
+            # The new key: only rejections since its promotion count.
+            queries.append((new, rotation.promoted))
+        usage: dict[str, KeyUsage] = {}
+        for version, since in queries:
+            if version is None:
+                continue
+            key_id = version.key_id
+            try:
+                answer = self.runner.retrying(
+                    lambda k=key_id, s=since: t.probe.usage(t.name, [k], s, now)  # type: ignore[misc]
+                )
+                usage[key_id] = answer.get(key_id, KeyUsage(UsageStatus.UNKNOWN))
+            except ProbeError as exc:
+                # A probe that cannot answer keeps the gate closed (unknown is not quiet).
+                result.warnings.append(f"usage probe failed: {exc}")
+                usage[key_id] = KeyUsage(UsageStatus.UNKNOWN, detail=str(exc))
         return usage
+
+    # -- pre-promotion test, hooks, abort, rollback, emergency --------------
+
+    def _test(self, result: Result, rotation: Rotation, revision: int, now: datetime) -> None:
+        t, clock = self.target, self.runner.clock
+        assert t.pretest is not None
+        value = t.store.read_value(t.path, rotation.new_version_id)
+        outcome = run_test(t.pretest, value, sleep=clock.sleep, monotonic=_seconds(clock))
+        del value
+        if outcome.ok:
+            rotation = replace(rotation, tested=clock.now()).advance(
+                Phase.PROPAGATE, clock.now(), detail=f"pre-promotion test passed: {outcome.detail}"
+            )
+            self._save(rotation, revision)
+            result.steps.append(f"pre-promotion test passed ({outcome.detail})")
+            return
+        reason = f"pre-promotion test failed: {outcome.detail}"
+        self._save(
+            rotation.advance(Phase.ABORT, clock.now(), detail=reason, reason=reason), revision
+        )
+        result.warnings.append(reason)
+
+    def _pre_promote_hook(
+        self, result: Result, rotation: Rotation, revision: int, new: Version
+    ) -> bool:
+        """Run on_promote with the new key on stdin. False when it failed and aborted."""
+        t = self.target
+        if t.hooks is None or not t.hooks.on_promote:
+            return True
+        value = t.store.read_value(t.path, new.version_id)
+        hook = self._hook(result, "on_promote", {"version": str(new.number)}, stdin=value)
+        del value
+        if hook is None or hook.ok or not t.hooks.abort_on_failure:
+            return True
+        reason = f"{hook.summary()}; aborting before promotion"
+        now = self.runner.clock.now()
+        self._save(rotation.advance(Phase.ABORT, now, detail=reason, reason=reason), revision)
+        result.warnings.append(reason)
+        return False
+
+    def _hook(
+        self, result: Result, event: str, extra: dict[str, str], stdin: str | None = None
+    ) -> HookResult | None:
+        t = self.target
+        if t.hooks is None or not t.hooks.command(event):
+            return None
+        metadata = {"credential": t.name, "store": t.store_name, "path": t.path, **extra}
+        if result.rotation_id:
+            metadata["rotation_id"] = result.rotation_id
+        hook = run_hook(
+            event, t.hooks.command(event), metadata, timeout=t.hooks.timeout, stdin_value=stdin
+        )
+        (result.steps if hook.ok else result.warnings).append(hook.summary())
+        return hook
+
+    def _abort_step(
+        self,
+        result: Result,
+        rotation: Rotation,
+        revision: int,
+        versions: Sequence[Version],
+        now: datetime,
+    ) -> None:
+        new = find_version(versions, rotation.new_version_id)
+        if new is None:
+            self._sweep_orphans(result, rotation, versions)
+        elif new.state is VersionState.PENDING:
+            self._retire(new, now)
+            result.steps.append(f"revoked the new key v{new.number} ({new.key_id})")
+        elif new.state is VersionState.CURRENT:
+            raise ConflictError("the new key is already current; use rollback")
+        rotation = rotation.advance(Phase.ABORTED, now, finished=now, detail=rotation.reason)
+        self._save(rotation, revision)
+        result.steps.append(f"aborted: {rotation.reason}")
+        result.finished = True
+        self._notify(
+            result, "aborted", rotation=rotation, severity="warning", message=rotation.reason
+        )
+
+    def _plan_abort(
+        self, rotation: Rotation | None, versions: list[Version], now: datetime, reason: str
+    ) -> Rotation:
+        if rotation is None or rotation.phase.terminal:
+            raise UsageError(f"{self.target.name}: no rotation in flight to abort")
+        if rotation.phase not in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
+            raise UsageError(
+                f"{self.target.name}: rotation {rotation.id} has promoted its new key; "
+                "use `rotatectl rollback` instead"
+            )
+        why = reason or "aborted by the operator"
+        return rotation.advance(Phase.ABORT, now, detail=f"aborting: {why}", reason=why)
+
+    def _plan_rollback(
+        self, rotation: Rotation | None, versions: list[Version], now: datetime, reason: str
+    ) -> Rotation:
+        name = self.target.name
+        if rotation is None:
+            raise UsageError(f"{name}: nothing to roll back (never rotated)")
+        if rotation.phase in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
+            raise UsageError(f"{name}: rotation {rotation.id} has not promoted yet; use abort")
+        return self._rollback_rotation(rotation, versions, now, reason, auto=False)
+
+    def _rollback_rotation(
+        self,
+        rotation: Rotation,
+        versions: Sequence[Version],
+        now: datetime,
+        reason: str,
+        *,
+        auto: bool,
+    ) -> Rotation:
+        name = self.target.name
+        if rotation.kind is RotationKind.EMERGENCY:
+            raise UsageError(f"{name}: the previous key was compromised (emergency); refusing")
+        if rotation.kind is RotationKind.ROLLBACK:
+            raise UsageError(f"{name}: the latest rotation is already a rollback")
+        target = find_version(versions, rotation.old_version_id)
+        current = current_version(versions)
+        if target is None:
+            raise UsageError(f"{name}: there is no earlier key to roll back to")
+        if target.state is VersionState.DESTROYED:
+            raise UsageError(f"{name}: v{target.number} is destroyed; cannot roll back")
+        if target.compromised:
+            raise UsageError(f"{name}: v{target.number} is compromised; refusing")
+        if current is None or current.version_id != rotation.new_version_id:
+            raise UsageError(f"{name}: the current key is not the one rotation {rotation.id} made")
+        why = reason or ("automatic rollback" if auto else "rolled back by the operator")
+        back = Rotation(
+            id=new_rotation_id(),
+            credential=name,
+            kind=RotationKind.ROLLBACK,
+            phase=Phase.ISSUE,
+            started=now,
+            new_version_id=target.version_id,
+            new_version_number=target.number,
+            old_version_id=current.version_id,
+            # A previous key is still accepted everywhere; a retired one must propagate again.
+            propagation=timedelta(0) if target.state is VersionState.PREVIOUS else None,
+            overlap=timedelta(0) if auto else None,
+            reason=why,
+            force_retire=auto,
+            supersedes=rotation.id,
+        )
+        detail = f"rolling back to v{target.number} ({target.key_id}): {why}"
+        return back.advance(Phase.ISSUE, now, detail=detail)
+
+    def _plan_emergency(
+        self,
+        rotation: Rotation | None,
+        versions: list[Version],
+        now: datetime,
+        reason: str,
+        propagation: timedelta | None,
+    ) -> Rotation:
+        name = self.target.name
+        current = current_version(versions)
+        if current is None:
+            raise UsageError(f"{name}: no current key to replace")
+        also: list[str] = []
+        supersedes = None
+        if rotation is not None and not rotation.phase.terminal:
+            supersedes = rotation.id
+            for v in versions:
+                # The superseded rotation's pending key and any previous key still in overlap.
+                if v.state in (VersionState.PENDING, VersionState.PREVIOUS):
+                    also.append(v.version_id)
+        emergency = replace(
+            self._new_rotation(RotationKind.EMERGENCY, versions, now, reason),
+            propagation=propagation if propagation is not None else timedelta(0),
+            overlap=timedelta(0),
+            force_retire=True,
+            supersedes=supersedes,
+            also_retire=tuple(also),
+        )
+        detail = (
+            f"emergency rotation {emergency.id}: replacing v{current.number} ({current.key_id})"
+        )
+        if supersedes:
+            detail += f"; supersedes rotation {supersedes}"
+        return emergency.advance(Phase.ISSUE, now, detail=detail)
 
     # -- records and notifications ----------------------------------------
 
@@ -608,11 +1036,7 @@ class Session:
         with contextlib.suppress(RotatectlError):
             rotation, revision = t.store.load_rotation(t.path)
             if rotation is not None and not rotation.phase.terminal:
-                t.store.save_rotation(
-                    t.path,
-                    Rotation.from_dict({**rotation.to_dict(), "error": message}),
-                    revision,
-                )
+                t.store.save_rotation(t.path, replace(rotation, error=message), revision)
 
     def _notify(
         self,
@@ -642,6 +1066,10 @@ class Session:
                 notifier.notify(event)
             except NotifierError as exc:
                 result.warnings.append(f"notifier {name} failed: {exc}")
+
+
+def _seconds(clock: Clock) -> Callable[[], float]:
+    return lambda: clock.now().timestamp()
 
 
 def _describe_plan(

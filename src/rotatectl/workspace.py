@@ -82,6 +82,8 @@ class Workspace:
             store_name=store_name,
             scopes=cred.scopes,
             notifiers=[(n, self.notifier(n)) for n in cred.notify],
+            hooks=cred.hooks,
+            pretest=cred.pretest,
         )
 
     def names(self) -> list[str]:

@@ -195,6 +195,88 @@ def run(
 
 
 @app.command()
+def emergency(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Credential name.")],
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why (goes into the incident record).")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    propagation: Annotated[
+        str | None, typer.Option(help="Wait this long before promoting (default: none).")
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """The key leaked: publish and promote a new key now, and retire the old one now."""
+    opts = _opts(ctx, output)
+    prop = _duration("--propagation", propagation)
+    if not reason.strip():
+        raise UsageError("--reason must say why (it goes into the incident record)")
+    name = validate_single(name)
+    with _workspace(opts) as ws:
+        target = ws.target(name, allow_adhoc=False) if ws.config.credentials else ws.target(name)
+        if not target.store.versions(target.path):
+            raise UsageError(f"unknown credential {name!r}: no versions in its store")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("emergency needs --yes when not run on a terminal")
+            typer.confirm(
+                f"Revoke the current key of {name} now? Clients still using it will fail",
+                abort=True,
+            )
+        result = _runner().emergency(target, reason, prop)
+    if result.revoked_after is not None and opts.output == "table":
+        result.steps.append(
+            f"old key revoked {result.revoked_after:.2f}s after the command started"
+        )
+    _finish(opts, [result], summary=False)
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Credential name.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why.")] = "",
+    output: OutputOption = None,
+) -> None:
+    """Re-promote the key the latest rotation replaced (while it is not destroyed)."""
+    opts = _opts(ctx, output)
+    with _workspace(opts) as ws:
+        result = _runner().rollback(ws.target(validate_single(name)), reason)
+    _finish(opts, [result], summary=False)
+
+
+@app.command()
+def abort(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Credential name.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why.")] = "",
+    output: OutputOption = None,
+) -> None:
+    """Cancel the in-flight rotation before promotion and revoke its new key."""
+    opts = _opts(ctx, output)
+    with _workspace(opts) as ws:
+        result = _runner().abort(ws.target(validate_single(name)), reason)
+    _finish(opts, [result], summary=False)
+
+
+@app.command()
+def usage(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Credential name.")],
+    output: OutputOption = None,
+) -> None:
+    """What the usage probe sees for each version, and what the gate will decide."""
+    from .render import print_usage
+
+    opts = _opts(ctx, output)
+    with _workspace(opts) as ws:
+        target = ws.target(validate_single(name))
+        rows, action = _runner().usage_report(target)
+        print_usage(target.name, rows, action, _runner().clock.now(), opts.output)
+
+
+@app.command()
 def status(
     ctx: typer.Context,
     names: Annotated[

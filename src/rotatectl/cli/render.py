@@ -16,7 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..durations import format_duration, format_remaining
-from ..model import VersionState
+from ..machine import Action
+from ..model import KeyUsage, Version, VersionState, iso
 from ..report import CredentialStatus, result_to_dict
 from ..runner import Outcome, Result
 
@@ -100,6 +101,60 @@ def print_status(statuses: Sequence[CredentialStatus], now: datetime, output: st
         out.print("No credentials yet. Start one with: rotatectl rotate NAME")
         return
     out.print(status_table(statuses, now))
+
+
+def print_usage(
+    name: str,
+    rows: Sequence[tuple[Version, KeyUsage]],
+    action: Action,
+    now: datetime,
+    output: str,
+) -> None:
+    """Per version: last seen, count, who; then what the gate decides next."""
+    decision = {
+        "action": action.kind.value,
+        "reason": action.reason,
+        "at": iso(action.until) if action.until else None,
+    }
+    if output == "json":
+        emit_json(
+            {
+                "credential": name,
+                "versions": [
+                    {
+                        "number": v.number,
+                        "state": v.state.value,
+                        "key_id": v.key_id,
+                        "usage": u.status.value,
+                        "last_seen": iso(u.last_seen),
+                        "count": u.count,
+                        "rejected": u.rejected,
+                        "clients": list(u.clients),
+                        "detail": u.detail,
+                    }
+                    for v, u in rows
+                ],
+                "gate": decision,
+            }
+        )
+        return
+    table = Table(header_style="bold")
+    for column in ("version", "state", "key id", "last seen", "count", "who"):
+        table.add_column(column)
+    for v, u in rows:
+        seen = f"{ago(now, u.last_seen)} ago" if u.last_seen else u.status.value
+        table.add_row(
+            f"v{v.number}",
+            Text(v.state.value, _STATE_STYLE[v.state]),
+            v.key_id,
+            seen,
+            str(u.count),
+            ", ".join(u.clients) or "-",
+        )
+    out = console()
+    out.print(table)
+    when = f" at {action.until:%Y-%m-%d %H:%M:%SZ}" if action.until else ""
+    out.print(f"next: {action.kind.value}{when} - {action.reason}")
 
 
 def result_line(result: Result, now: datetime) -> Text:

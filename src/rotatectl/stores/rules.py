@@ -15,9 +15,12 @@ from datetime import datetime, timedelta
 from ..errors import ConflictError, LockedError, NotFoundError
 from ..model import AcceptedKey, Lease, Version, VersionState, iso
 
-# The only moves set_state makes: retire (abort or end of overlap) and destroy.
+# The only moves set_state makes: retire (abort or end of overlap), destroy,
+# and reinstate (rollback to a retired key).
 # Destroy only from RETIRED: disable before destroy (invariant 3).
 _MOVES = {
+    # Reinstate a retired key for a rollback: accepted again, then promoted.
+    (VersionState.RETIRED, VersionState.PENDING),
     (VersionState.PENDING, VersionState.RETIRED),
     (VersionState.PREVIOUS, VersionState.RETIRED),
     (VersionState.RETIRED, VersionState.DESTROYED),

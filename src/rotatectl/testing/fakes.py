@@ -193,6 +193,7 @@ class Sighting(NamedTuple):
     at: datetime
     client: str | None
     credential: str | None
+    result: str = "ok"
 
 
 class FakeProbe:
@@ -210,11 +211,17 @@ class FakeProbe:
         self._lock = threading.Lock()
 
     def see(
-        self, key_id: str, at: datetime, client: str | None = None, credential: str | None = None
+        self,
+        key_id: str,
+        at: datetime,
+        client: str | None = None,
+        credential: str | None = None,
+        result: str = "ok",
     ) -> None:
-        """Record that ``key_id`` was used at ``at`` (by any credential unless given)."""
+        """Record that ``key_id`` was presented at ``at`` (by any credential unless given);
+        ``result="rejected"`` when the verifier refused it."""
         with self._lock:
-            self.sightings.append(Sighting(key_id, at, client, credential))
+            self.sightings.append(Sighting(key_id, at, client, credential, result))
 
     def usage(
         self, credential: str, key_ids: Sequence[str], since: datetime, now: datetime
@@ -244,6 +251,7 @@ class FakeProbe:
                     last_seen=max(s.at for s in hits),
                     count=len(hits),
                     clients=tuple(clients[:10]),
+                    rejected=sum(1 for s in hits if s.result != "ok"),
                 )
             return result
 

@@ -377,6 +377,18 @@ class StoreContract:
                 store.set_state(PATH, version_id, state, expected, T3)
         assert store.versions(PATH) == before
 
+    def test_a_retired_version_can_be_reinstated_for_a_rollback(self, store: SecretStore) -> None:
+        self.rotated(store)
+        store.set_state(PATH, "v1", V.RETIRED, V.PREVIOUS, T3)
+        assert [k.version_id for k in store.accepted_keys(PATH, PATH)] == ["v2"]
+        store.set_state(PATH, "v1", V.PENDING, V.RETIRED, T3 + TTL)
+        assert states(store) == {"v1": V.PENDING, "v2": V.CURRENT}
+        assert {k.version_id for k in store.accepted_keys(PATH, PATH)} == {"v1", "v2"}
+        assert store.read_value(PATH, "v1") == value_for(1)
+        store.promote(PATH, "v1", "v2", T3 + TTL)
+        assert states(store) == {"v1": V.CURRENT, "v2": V.PREVIOUS}
+        assert store.read_value(PATH) == value_for(1)
+
     def test_nothing_leaves_destroyed(self, store: SecretStore) -> None:
         self.rotated(store)
         store.set_state(PATH, "v1", V.RETIRED, V.PREVIOUS, T3)
