@@ -25,6 +25,7 @@ from .hooks import HookSpec
 from .model import OnStillUsed, Policy
 from .pretest import PrePromotionTest
 from .registry import AdapterContext
+from .schedule import Window, parse_window
 
 CONFIG_NAME = "rotatectl.toml"
 
@@ -41,6 +42,7 @@ _DURATION_KEYS = (
 )
 _POLICY_KEYS = (
     *_DURATION_KEYS,
+    "window",
     "on_still_used",
     "keep_previous",
     "unknown_usage",
@@ -368,6 +370,25 @@ class _Builder:
             raise self.error(table, key, "empty command")
         return argv
 
+    def _window(self, value: object, table: str) -> Window:
+        where = f"{table}.window"
+        data = self._table(value, table, "window")
+        self._check_keys(data, where, frozenset(("days", "hours", "timezone")))
+        days = list(self._str_list(data["days"], where, "days")) if "days" in data else None
+        hours = self._str(data["hours"], where, "hours") if "hours" in data else None
+        zone = self._str(data["timezone"], where, "timezone") if "timezone" in data else None
+        try:
+            return parse_window(days, hours, zone)
+        except ValueError as exc:
+            key = (
+                "timezone"
+                if "time zone" in str(exc)
+                else "hours"
+                if "hours" in str(exc)
+                else "days"
+            )
+            raise self.error(where, key, str(exc)) from None
+
     def _hooks(self, value: object, table: str) -> HookSpec:
         where = f"{table}.hooks"
         data = self._table(value, table, "hooks")
@@ -466,6 +487,8 @@ class _Builder:
                 ) from None
         if "keep_previous" in data:
             changes["keep_previous"] = self._int(data["keep_previous"], table, "keep_previous", 1)
+        if "window" in data:
+            changes["window"] = self._window(data["window"], table)
         if "rollback_on_rejections" in data:
             changes["rollback_on_rejections"] = self._int(
                 data["rollback_on_rejections"], table, "rollback_on_rejections", 0

@@ -193,7 +193,11 @@ def _between_rotations(
             )
     due = next_due(versions, policy)
     if start_if_due and (due is None or due <= now):
-        return Action(ActionKind.START, "no key yet" if due is None else "max_age reached")
+        why = "no key yet" if due is None else "max_age reached"
+        if policy.window is not None and not policy.window.contains(now):
+            opens = policy.window.next_open(now)
+            return Action(ActionKind.IDLE, f"due ({why}); the rotation window opens then", opens)
+        return Action(ActionKind.START, why)
     # The next thing to happen on its own: a destroy or the due date.
     later = [
         v.retired + policy.retain for v in versions if v.state is VersionState.RETIRED and v.retired

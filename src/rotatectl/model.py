@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from .schedule import Window
+
 
 class VersionState(StrEnum):
     """Lifecycle of one key value. Moves forward only, except by rollback."""
@@ -94,6 +96,7 @@ class Policy:
     # within rejection_window after promotion (0 = off).
     rollback_on_rejections: int = 0
     rejection_window: timedelta = timedelta(minutes=5)
+    window: Window | None = None  # when run may start a due rotation (None: any time)
 
 
 @dataclass(frozen=True)

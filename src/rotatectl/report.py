@@ -24,6 +24,12 @@ class CredentialStatus:
     next_due: datetime | None
     now: datetime
     error: str = ""
+    # Several destinations: each one's current version number (or its error).
+    destinations: tuple[tuple[str, int | str | None], ...] = ()
+
+    @property
+    def disagree(self) -> bool:
+        return len({d for _, d in self.destinations}) > 1
 
     @property
     def in_flight(self) -> bool:
@@ -48,6 +54,11 @@ class CredentialStatus:
             "next_due": iso(self.next_due),
             "due": self.next_due is None or self.next_due <= self.now,
             "error": self.error or None,
+            "destinations": [
+                {"store": name, "current_version": cur if not isinstance(cur, str) else None}
+                | ({"error": cur} if isinstance(cur, str) else {})
+                for name, cur in self.destinations
+            ],
         }
 
 
@@ -60,6 +71,15 @@ def collect_status(target: Target, now: datetime) -> CredentialStatus:
         return CredentialStatus(
             target.name, target.store_name, target.path, (), None, None, now, error=str(exc)
         )
+    views = getattr(target.store, "views", None)
+    destinations: list[tuple[str, int | str | None]] = []
+    if views is not None:
+        for name, seen in views(target.path):
+            if isinstance(seen, str):
+                destinations.append((name, seen))
+            else:
+                cur = next((v.number for v in seen if v.state is VersionState.CURRENT), None)
+                destinations.append((name, cur))
     return CredentialStatus(
         name=target.name,
         store=target.store_name,
@@ -68,6 +88,7 @@ def collect_status(target: Target, now: datetime) -> CredentialStatus:
         rotation=rotation,
         next_due=next_due(versions, target.policy),
         now=now,
+        destinations=tuple(destinations),
     )
 
 

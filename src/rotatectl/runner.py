@@ -641,9 +641,12 @@ class Session:
                 new = self._reinstate(result, rotation, versions, now)
             elif new is None:
                 new = r.retrying(lambda: self._publish(result, rotation, now))
-            rotation = rotation.advance(Phase.PROPAGATE, now, published=new.created)
-            if rotation.kind is RotationKind.ROLLBACK:
-                rotation = replace(rotation, published=now)
+            replicate = getattr(t.store, "replicate", None)
+            if replicate is not None:  # several destinations: pending in all of them first
+                r.retrying(lambda: replicate(t.path, rotation.new_version_id))
+            # Propagation counts from now, when every destination has the key.
+            published = r.clock.now()
+            rotation = rotation.advance(Phase.PROPAGATE, published, published=published)
             self._save(rotation, revision)
             r.boundary("after-publish-record")
             if rotation.kind is not RotationKind.ROLLBACK:

@@ -14,6 +14,7 @@ from .config import AdapterSpec, Config, CredentialConfig
 from .errors import ConfigError, RotatectlError
 from .ports import Notifier, SecretStore
 from .runner import Target
+from .stores.fanout import FanoutStore
 
 
 class Workspace:
@@ -66,20 +67,17 @@ class Workspace:
         declares credentials, and ConfigError for adapter settings.
         """
         cred = self.credential(name, allow_adhoc=allow_adhoc)
+        store: SecretStore = self.store(cred.stores[0])
         if len(cred.stores) > 1:
-            raise ConfigError(
-                f"[credentials.{cred.name!r}] store: publishing to several stores "
-                "is not supported yet; name one store"
-            )
-        store_name = cred.stores[0]
+            store = FanoutStore([(n, self.store(n)) for n in cred.stores])
         return Target(
             name=cred.name,
             path=cred.path,
-            store=self.store(store_name),
+            store=store,
             issuer=self._build("issuer", cred.issuer),
             probe=self._build("probe", cred.usage),
             policy=cred.policy,
-            store_name=store_name,
+            store_name="+".join(cred.stores),
             scopes=cred.scopes,
             notifiers=[(n, self.notifier(n)) for n in cred.notify],
             hooks=cred.hooks,

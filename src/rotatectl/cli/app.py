@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -19,7 +20,7 @@ from .. import __version__
 from ..errors import ExitCode, RotatectlError, UsageError
 
 if TYPE_CHECKING:
-    from ..runner import Result, Runner
+    from ..runner import Result, Runner, Target
     from ..workspace import Workspace
 
 app = typer.Typer(
@@ -171,26 +172,48 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan; change nothing.")
     ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, max=64, help="Credentials in parallel.")
+    ] = 1,
+    jitter: Annotated[
+        str | None,
+        typer.Option(help="First sleep a random time up to this, when not on a terminal (5m)."),
+    ] = None,
     output: OutputOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """The cron entry: advance every in-flight rotation, start due ones, destroy expired keys.
 
     Never sleeps through an overlap: it does what is possible now and exits.
+    Each credential is isolated: one failing does not stop the others.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..runner import Outcome, Result
+
     opts = _opts(ctx, output, quiet)
+    spread = _duration("--jitter", jitter)
+    if spread and not dry_run and not sys.stdin.isatty():
+        import secrets
+
+        # Many hosts' cron fire at the same second; spreading them spares the store.
+        time.sleep(secrets.randbelow(int(spread.total_seconds() * 1000) + 1) / 1000)
     with _workspace(opts) as ws:
         runner = _runner()
-        results: list[Result] = []
+        work: list[Target | Result] = []
         for name in ws.names():
             try:
-                target = ws.target(name)
+                work.append(ws.target(name))
             except RotatectlError as exc:
-                from ..runner import Outcome, Result
+                work.append(Result(name, Outcome.FAILED, str(exc)))
 
-                results.append(Result(name, Outcome.FAILED, str(exc)))
-                continue
-            results.append(runner.advance(target, dry_run=dry_run))
+        def one(item: Target | Result) -> Result:
+            if isinstance(item, Result):
+                return item
+            return runner.advance(item, dry_run=dry_run)
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(one, work))
         _finish(opts, results, summary=True, run_mode=True)
 
 

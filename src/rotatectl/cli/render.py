@@ -80,6 +80,12 @@ def status_table(statuses: Sequence[CredentialStatus], now: datetime) -> Table:
                 note = (note + "; " if note else "") + f"rotation {st.rotation.phase.value}"
             if v.compromised:
                 note = (note + "; " if note else "") + "compromised"
+            if first and st.disagree:
+                views = ", ".join(
+                    f"{n}: {'v' + str(c) if isinstance(c, int) else c or 'none'}"
+                    for n, c in st.destinations
+                )
+                note = (note + "; " if note else "") + f"destinations disagree ({views})"
             table.add_row(
                 st.name if first else "",
                 f"v{v.number}",
