@@ -115,3 +115,90 @@ def result_to_dict(result: Result) -> dict[str, Any]:
             "detail": usage.detail,
         },
     }
+
+
+@dataclass(frozen=True)
+class Span:
+    """One stretch of a version's life in one state."""
+
+    state: VersionState
+    start: datetime
+    end: datetime
+
+
+def version_spans(version: Version, now: datetime) -> list[Span]:
+    """The states a version went through, from its timestamps, oldest first."""
+    marks = [(version.created, VersionState.PENDING)]
+    for at, state in (
+        (version.promoted, VersionState.CURRENT),
+        (version.demoted, VersionState.PREVIOUS),
+        (version.retired, VersionState.RETIRED),
+        (version.destroyed, VersionState.DESTROYED),
+    ):
+        if at is not None:
+            marks.append((at, state))
+    marks.sort(key=lambda m: m[0])
+    spans = []
+    for i, (at, state) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else now
+        spans.append(Span(state, at, max(end, at)))
+    return spans
+
+
+@dataclass(frozen=True)
+class History:
+    """A credential's versions with their spans, and its rotations, oldest first."""
+
+    name: str
+    versions: tuple[tuple[Version, tuple[Span, ...]], ...]
+    rotations: tuple[Rotation, ...]
+    now: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "credential": self.name,
+            "versions": [
+                {
+                    "number": v.number,
+                    "key_id": v.key_id,
+                    "state": v.state.value,
+                    "compromised": v.compromised,
+                    "spans": [
+                        {"state": s.state.value, "from": iso(s.start), "to": iso(s.end)}
+                        for s in spans
+                    ],
+                }
+                for v, spans in self.versions
+            ],
+            "rotations": [
+                {
+                    "id": r.id,
+                    "kind": r.kind.value,
+                    "phase": r.phase.value,
+                    "started": iso(r.started),
+                    "finished": iso(r.finished),
+                    "reason": r.reason,
+                    "supersedes": r.supersedes,
+                    "new_version_id": r.new_version_id,
+                    "old_version_id": r.old_version_id,
+                }
+                for r in self.rotations
+            ],
+        }
+
+
+def collect_history(target: Target, now: datetime) -> History:
+    """Versions and every rotation record the store keeps (stores without a
+    history of rotation records give only the latest one)."""
+    versions = target.store.versions(target.path)
+    latest, _ = target.store.load_rotation(target.path)
+    earlier = getattr(target.store, "rotation_history", None)
+    rotations: list[Rotation] = list(earlier(target.path)) if earlier is not None else []
+    if latest is not None:
+        rotations.append(latest)
+    return History(
+        target.name,
+        tuple((v, tuple(version_spans(v, now))) for v in versions),
+        tuple(rotations),
+        now,
+    )

@@ -251,14 +251,18 @@ class Runner:
             return session.rollback(reason)
 
     def emergency(
-        self, target: Target, reason: str, propagation: timedelta | None = None
+        self,
+        target: Target,
+        reason: str,
+        propagation: timedelta | None = None,
+        started: float | None = None,
     ) -> Result:
         """Replace the current (compromised) key now and retire it at once.
 
-        The result's ``revoked_after`` is the wall time from the call to the
-        old key's retirement.
+        The result's ``revoked_after`` is the wall time from ``started`` (a
+        ``time.monotonic()`` value; default: this call) to the old key's retirement.
         """
-        started = time.monotonic()
+        started = time.monotonic() if started is None else started
         with self.session(target) as session:
             result = session.emergency(reason, propagation)
         if any(step.startswith("retired") for step in result.steps):

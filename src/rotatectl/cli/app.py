@@ -231,13 +231,14 @@ def emergency(
     output: OutputOption = None,
 ) -> None:
     """The key leaked: publish and promote a new key now, and retire the old one now."""
+    started = time.monotonic()
     opts = _opts(ctx, output)
     prop = _duration("--propagation", propagation)
     if not reason.strip():
         raise UsageError("--reason must say why (it goes into the incident record)")
     name = validate_single(name)
     with _workspace(opts) as ws:
-        target = ws.target(name, allow_adhoc=False) if ws.config.credentials else ws.target(name)
+        target = ws.target(name)
         if not target.store.versions(target.path):
             raise UsageError(f"unknown credential {name!r}: no versions in its store")
         if not yes:
@@ -247,7 +248,7 @@ def emergency(
                 f"Revoke the current key of {name} now? Clients still using it will fail",
                 abort=True,
             )
-        result = _runner().emergency(target, reason, prop)
+        result = _runner().emergency(target, reason, prop, started=started)
     if result.revoked_after is not None and opts.output == "table":
         result.steps.append(
             f"old key revoked {result.revoked_after:.2f}s after the command started"
@@ -297,6 +298,26 @@ def usage(
         target = ws.target(validate_single(name))
         rows, action = _runner().usage_report(target)
         print_usage(target.name, rows, action, _runner().clock.now(), opts.output)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Credential name.")],
+    output: OutputOption = None,
+) -> None:
+    """A timeline of the credential's versions and rotations."""
+    from ..ports import SystemClock
+    from ..report import collect_history
+    from .render import print_history
+
+    opts = _opts(ctx, output)
+    with _workspace(opts) as ws:
+        target = ws.target(validate_single(name))
+        found = collect_history(target, SystemClock().now())
+    if not found.versions and not found.rotations:
+        raise UsageError(f"unknown credential {name!r}: no versions in its store")
+    print_history(found, opts.output)
 
 
 @app.command()

@@ -18,7 +18,7 @@ from rich.text import Text
 from ..durations import format_duration, format_remaining
 from ..machine import Action
 from ..model import KeyUsage, Version, VersionState, iso
-from ..report import CredentialStatus, result_to_dict
+from ..report import CredentialStatus, History, result_to_dict
 from ..runner import Outcome, Result
 
 _STATE_STYLE = {
@@ -202,3 +202,67 @@ def print_results(
         for r in results:
             counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
         out.print("summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+
+
+_BAR = {
+    VersionState.PENDING: ("░", "yellow"),
+    VersionState.CURRENT: ("█", "green"),
+    VersionState.PREVIOUS: ("▒", "cyan"),
+    VersionState.RETIRED: ("·", "dim"),
+    VersionState.DESTROYED: (" ", ""),
+}
+_EVENT_KINDS = {"emergency": "!", "rollback": "↺"}
+
+
+def print_history(history: History, output: str, width: int = 60) -> None:
+    """One bar per version across the credential's lifetime, events marked on it."""
+    if output == "json":
+        emit_json(history.to_dict())
+        return
+    out = console()
+    if not history.versions:
+        out.print(f"{history.name}: no versions yet")
+        return
+    start = min(v.created for v, _ in history.versions)
+    total = max((history.now - start).total_seconds(), 1.0)
+
+    def column(at: datetime) -> int:
+        return min(width - 1, int((at - start).total_seconds() / total * width))
+
+    out.print(
+        Text(f"{history.name}: {iso(start)} .. {iso(history.now)}  ", "bold")
+        + Text("█ current ", "green")
+        + Text("░ pending ", "yellow")
+        + Text("▒ previous ", "cyan")
+        + Text("· retired", "dim")
+    )
+    by_version: dict[str, list[str]] = {}
+    for r in history.rotations:
+        mark = _EVENT_KINDS.get(r.kind.value)
+        if mark:
+            by_version.setdefault(r.new_version_id, []).append(f"{mark} {r.kind.value}")
+    for version, spans in history.versions:
+        cells = [Text(" ")] * width
+        for span in spans:
+            char, style = _BAR[span.state]
+            for i in range(column(span.start), max(column(span.end), column(span.start) + 1)):
+                cells[i] = Text(char, style)
+        bar = Text("").join(cells)
+        notes = by_version.get(version.version_id, [])
+        if version.compromised:
+            notes.append("compromised")
+        label = Text(f"v{version.number:<3} {version.key_id:<10} ")
+        out.print(
+            label
+            + bar
+            + Text(f"  {version.state.value}" + (f"  {'; '.join(notes)}" if notes else ""))
+        )
+    for r in history.rotations:
+        end = iso(r.finished) or "in flight"
+        extra = f" - {r.reason}" if r.reason else ""
+        out.print(
+            Text(
+                f"  {iso(r.started)}  {r.kind.value:<9} {r.phase.value:<11} until {end}{extra}",
+                "dim",
+            )
+        )
