@@ -7,6 +7,7 @@ key value its stores hold is looked for in every output the test captured
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -91,8 +92,10 @@ class Cli:
     def store(self, db: Path | None = None) -> LocalStore:
         return LocalStore(db or self.state_dir / "state.db")
 
-    def secrets(self) -> set[str]:
+    def secrets(self) -> tuple[set[str], list[str]]:
+        """Every key value the test's stores hold, and every rotation record as JSON."""
         values: set[str] = set()
+        records: list[str] = []
         for db in self.root.rglob("*.db"):
             try:
                 store = LocalStore(db)
@@ -103,14 +106,28 @@ class Cli:
                     for v in store.versions(path):
                         if v.state is not VersionState.DESTROYED:
                             values.add(store.read_value(path, v.version_id))
+                    rotation, _ = store.load_rotation(path)
+                    for r in [*store.rotation_history(path), rotation]:
+                        if r is not None:
+                            records.append(json.dumps(r.to_dict()))
             finally:
                 store.close()
-        return values
+        return values, records
+
+    def files(self) -> list[tuple[tuple[str, ...], str]]:
+        """Every file the test left (logs, audit, notifier output) except store files."""
+        found = []
+        for f in self.root.rglob("*"):
+            if f.is_file() and ".db" not in f.name:
+                found.append(((str(f),), f.read_bytes().decode(errors="replace")))
+        return found
 
     def assert_no_secret_leaked(self) -> None:
-        values = self.secrets()
+        values, records = self.secrets()
         texts = [(r.args, r.out + r.err) for r in self.runs if not r.reveals]
         texts += [(("extra",), t) for t in self.extra_texts]
+        texts += [(("rotation record",), t) for t in records]
+        texts += self.files()
         for value in values:
             for args, text in texts:
                 assert value not in text, f"a key value leaked into the output of {args}"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
+from .audit import AuditLog
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, UnknownCredentialError, UsageError
 from .hooks import HookSpec
@@ -29,7 +30,7 @@ from .schedule import Window, parse_window
 
 CONFIG_NAME = "rotatectl.toml"
 
-_TOP_LEVEL = ("credentials", "defaults", "notifiers", "stores")
+_TOP_LEVEL = ("audit", "credentials", "defaults", "notifiers", "stores")
 _DURATION_KEYS = (
     "propagation",
     "overlap",
@@ -134,6 +135,8 @@ class Config:
     stores: dict[str, AdapterSpec]
     notifiers: dict[str, AdapterSpec]
     credentials: dict[str, CredentialConfig]
+    audit_path: Path | None = None  # None: <state_dir>/audit.jsonl
+    audit_key_env: str = "ROTATECTL_AUDIT_KEY"
     # Kept out of repr and equality: the environment may hold secrets.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -171,6 +174,12 @@ class Config:
             notify=self.default_notify,
             declared=False,
         )
+
+    def audit_log(self) -> AuditLog:
+        """The audit log this config names; HMAC-keyed when its key variable is set."""
+        key = self.env.get(self.audit_key_env)
+        path = self.audit_path or self.state_dir / "audit.jsonl"
+        return AuditLog(path, key.encode() if key else None)
 
     def context(self, table: str) -> AdapterContext:
         """The AdapterContext for building the adapter written at ``table``."""
@@ -597,7 +606,18 @@ class _Builder:
                 hooks=self._hooks(cred["hooks"], table) if "hooks" in cred else None,
                 pretest=self._pretest(cred["test"], table) if "test" in cred else None,
             )
+        audit = self._table(data.get("audit", {}), None, "audit")
+        self._check_keys(audit, "audit", frozenset(("path", "key_env")))
+        audit_path = None
+        if "path" in audit:
+            audit_path = _expand(self._str(audit["path"], "audit", "path"), self.env, base_dir)
         return Config(
+            audit_path=audit_path,
+            audit_key_env=(
+                self._str(audit["key_env"], "audit", "key_env")
+                if "key_env" in audit
+                else "ROTATECTL_AUDIT_KEY"
+            ),
             file=self.file,
             base_dir=base_dir,
             state_dir=state_dir,

@@ -31,11 +31,14 @@ from tenacity import (
     wait_random,
 )
 
+from . import redact
+from .audit import AuditLog
 from .errors import (
     ConflictError,
     ExitCode,
     LockedError,
     NotifierError,
+    OperationError,
     ProbeError,
     RotatectlError,
     UsageError,
@@ -201,8 +204,10 @@ class Runner:
         boundary: Callable[[str], None] | None = None,
         retry_attempts: int = 4,
         retry_max_delay: float = 30.0,
+        audit: AuditLog | None = None,
     ) -> None:
         self.clock = clock
+        self.audit = audit
         self.holder = holder or default_holder()
         self.lock_ttl = lock_ttl
         self.boundary = boundary or env_boundary()
@@ -270,6 +275,32 @@ class Runner:
             self._incident(target, result, reason)
         return result
 
+    def record(
+        self, result: Result, target: Target, event: Event, version: Version | None = None
+    ) -> None:
+        """Write ``event`` to the audit log (before anything reports it), then notify."""
+        if self.audit is not None:
+            try:
+                self.audit.append(
+                    event.kind,
+                    event.credential,
+                    outcome="failed" if event.kind == "failed" else "ok",
+                    severity=event.severity,
+                    rotation_id=event.rotation_id,
+                    version=version.number if version else None,
+                    key_id=event.key_id,
+                    fingerprint=version.fingerprint if version else None,
+                    reason=event.message or None,
+                    data=event.data or None,
+                )
+            except OperationError as exc:
+                result.warnings.append(f"audit: {exc}")
+        for name, notifier in target.notifiers:
+            try:
+                notifier.notify(event)
+            except NotifierError as exc:
+                result.warnings.append(f"notifier {name} failed: {exc}")
+
     def _incident(self, target: Target, result: Result, reason: str) -> None:
         """The incident record: who, when, why, which key, what was done, how long."""
         event = Event(
@@ -285,11 +316,7 @@ class Runner:
                 "revoked_after_seconds": round(result.revoked_after or 0.0, 3),
             },
         )
-        for name, notifier in target.notifiers:
-            try:
-                notifier.notify(event)
-            except NotifierError as exc:
-                result.warnings.append(f"notifier {name} failed: {exc}")
+        self.record(result, target, event)
 
     def usage_report(self, target: Target) -> tuple[list[tuple[Version, KeyUsage]], Action]:
         """What the probe sees for each version that can still be presented, and
@@ -746,6 +773,7 @@ class Session:
             return existing
         self._sweep_orphans(result, rotation, versions)
         issued = t.issuer.create(t.name, rotation.new_version_id, t.scopes)
+        redact.register(issued.value)
         r.boundary("after-issue")
         version = Version(
             version_id=rotation.new_version_id,
@@ -861,6 +889,7 @@ class Session:
         t, clock = self.target, self.runner.clock
         assert t.pretest is not None
         value = t.store.read_value(t.path, rotation.new_version_id)
+        redact.register(value)
         outcome = run_test(t.pretest, value, sleep=clock.sleep, monotonic=_seconds(clock))
         del value
         if outcome.ok:
@@ -884,6 +913,7 @@ class Session:
         if t.hooks is None or not t.hooks.on_promote:
             return True
         value = t.store.read_value(t.path, new.version_id)
+        redact.register(value)
         hook = self._hook(result, "on_promote", {"version": str(new.number)}, stdin=value)
         del value
         if hook is None or hook.ok or not t.hooks.abort_on_failure:
@@ -1055,9 +1085,8 @@ class Session:
         version: Version | None = None,
         message: str = "",
     ) -> None:
+        """Audit the event, then tell the notifiers. Neither can fail the rotation."""
         t = self.target
-        if not t.notifiers:
-            return
         event = Event(
             kind=kind,
             credential=t.name,
@@ -1068,11 +1097,7 @@ class Session:
             key_id=version.key_id if version else None,
             message=message,
         )
-        for name, notifier in t.notifiers:
-            try:
-                notifier.notify(event)
-            except NotifierError as exc:
-                result.warnings.append(f"notifier {name} failed: {exc}")
+        self.runner.record(result, t, event, version)
 
 
 def _seconds(clock: Clock) -> Callable[[], float]:

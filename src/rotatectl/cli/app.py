@@ -20,6 +20,9 @@ from .. import __version__
 from ..errors import ExitCode, RotatectlError, UsageError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ..config import Config
     from ..runner import Result, Runner, Target
     from ..workspace import Workspace
 
@@ -81,6 +84,10 @@ def main_options(
     if output not in OUTPUTS:
         raise UsageError(f"--output must be one of {', '.join(OUTPUTS)}, not {output!r}")
     ctx.obj = Options(config=config, output=output, quiet=quiet, debug=debug)
+    if ctx.invoked_subcommand:
+        from ..audit import set_invocation
+
+        set_invocation(ctx.invoked_subcommand)
 
 
 def _opts(ctx: typer.Context, output: str | None = None, quiet: bool = False) -> Options:
@@ -113,11 +120,11 @@ def _workspace(opts: Options) -> Workspace:
     return Workspace(load_config(opts.config))
 
 
-def _runner() -> Runner:
+def _runner(ws: Workspace) -> Runner:
     from ..ports import SystemClock
     from ..runner import Runner
 
-    return Runner(SystemClock())
+    return Runner(SystemClock(), audit=ws.config.audit_log())
 
 
 def _validated_names(names: list[str]) -> list[str]:
@@ -154,7 +161,7 @@ def rotate(
     names = _validated_names(names)
     with _workspace(opts) as ws:
         targets = [ws.target(n) for n in names]
-        runner = _runner()
+        runner = _runner(ws)
         if dry_run:
             results = [
                 runner.rotate(t, propagation=prop, overlap=over, dry_run=True) for t in targets
@@ -199,7 +206,7 @@ def run(
         # Many hosts' cron fire at the same second; spreading them spares the store.
         time.sleep(secrets.randbelow(int(spread.total_seconds() * 1000) + 1) / 1000)
     with _workspace(opts) as ws:
-        runner = _runner()
+        runner = _runner(ws)
         work: list[Target | Result] = []
         for name in ws.names():
             try:
@@ -248,7 +255,7 @@ def emergency(
                 f"Revoke the current key of {name} now? Clients still using it will fail",
                 abort=True,
             )
-        result = _runner().emergency(target, reason, prop, started=started)
+        result = _runner(ws).emergency(target, reason, prop, started=started)
     if result.revoked_after is not None and opts.output == "table":
         result.steps.append(
             f"old key revoked {result.revoked_after:.2f}s after the command started"
@@ -266,7 +273,7 @@ def rollback(
     """Re-promote the key the latest rotation replaced (while it is not destroyed)."""
     opts = _opts(ctx, output)
     with _workspace(opts) as ws:
-        result = _runner().rollback(ws.target(validate_single(name)), reason)
+        result = _runner(ws).rollback(ws.target(validate_single(name)), reason)
     _finish(opts, [result], summary=False)
 
 
@@ -280,7 +287,7 @@ def abort(
     """Cancel the in-flight rotation before promotion and revoke its new key."""
     opts = _opts(ctx, output)
     with _workspace(opts) as ws:
-        result = _runner().abort(ws.target(validate_single(name)), reason)
+        result = _runner(ws).abort(ws.target(validate_single(name)), reason)
     _finish(opts, [result], summary=False)
 
 
@@ -296,8 +303,9 @@ def usage(
     opts = _opts(ctx, output)
     with _workspace(opts) as ws:
         target = ws.target(validate_single(name))
-        rows, action = _runner().usage_report(target)
-        print_usage(target.name, rows, action, _runner().clock.now(), opts.output)
+        runner = _runner(ws)
+        rows, action = runner.usage_report(target)
+        print_usage(target.name, rows, action, runner.clock.now(), opts.output)
 
 
 @app.command()
@@ -361,11 +369,20 @@ def get(
         int | None,
         typer.Option("--version-number", "-V", help="A version number instead of the current one."),
     ] = None,
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Print the key even when stdout is a terminal.")
+    ] = False,
 ) -> None:
-    """Print the current key to stdout (the only command besides exec that reveals a value)."""
+    """Print the current key to stdout (the only command besides exec that reveals a value).
+
+    To a pipe or file it prints as asked; to a terminal only with --reveal, so a
+    key does not end up in scrollback or a screen share by accident.
+    """
     opts = _opts(ctx)
+    if sys.stdout.isatty() and not reveal:
+        raise UsageError("refusing to print a key to a terminal; pipe it, or add --reveal")
     with _workspace(opts) as ws:
-        value = _read_value(ws, validate_single(name), version)
+        value = _read_value(ws, validate_single(name), version, "get")
     sys.stdout.write(value + "\n")
 
 
@@ -386,7 +403,7 @@ def exec_(
     if not env.isidentifier():
         raise UsageError(f"--env: {env!r} is not a valid environment variable name")
     with _workspace(opts) as ws:
-        value = _read_value(ws, validate_single(name), None)
+        value = _read_value(ws, validate_single(name), None, "exec")
     program = shutil.which(command[0])
     if program is None:
         raise UsageError(f"exec: command not found: {command[0]}")
@@ -401,7 +418,8 @@ def validate_single(name: str) -> str:
     return _validated_names([name])[0]
 
 
-def _read_value(ws: Workspace, name: str, number: int | None) -> str:
+def _read_value(ws: Workspace, name: str, number: int | None, via: str) -> str:
+    """The value of version ``number`` (default: current); audited before it is revealed."""
     from ..errors import NotFoundError, UnknownCredentialError
 
     target = ws.target(name)
@@ -415,6 +433,19 @@ def _read_value(ws: Workspace, name: str, number: int | None) -> str:
             raise NotFoundError(f"{name}: no version v{number}")
         version_id = match[0].version_id
     value: str = target.store.read_value(target.path, version_id)
+    wanted = version_id or next(
+        (v.version_id for v in versions if v.state.value == "current"), None
+    )
+    shown = next((v for v in versions if v.version_id == wanted), None)
+    ws.config.audit_log().append(
+        "read-value",
+        name,
+        outcome="ok",
+        via=via,
+        version=shown.number if shown else None,
+        key_id=shown.key_id if shown else None,
+        fingerprint=shown.fingerprint if shown else None,
+    )
     return value
 
 
@@ -506,6 +537,82 @@ def plugins(ctx: typer.Context, output: OutputOption = None) -> None:
             out.print(f"  {type_name:<22} {target}")
 
 
+audit_app = typer.Typer(help="Show or verify the tamper-evident audit log.", no_args_is_help=False)
+app.add_typer(audit_app, name="audit")
+
+
+def _since(option: str, text: str | None) -> datetime | None:
+    """An ISO time, or a duration meaning that long ago."""
+    if text is None:
+        return None
+    from ..model import parse_iso, utcnow
+
+    try:
+        return parse_iso(text)
+    except ValueError:
+        delta = _duration(option, text)
+        assert delta is not None
+        return utcnow() - delta
+
+
+@audit_app.callback(invoke_without_command=True)
+def audit_main(ctx: typer.Context) -> None:
+    """Show the audit log (the default) or verify it."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(audit_show, ctx=ctx)
+
+
+@audit_app.command("show")
+def audit_show(
+    ctx: typer.Context,
+    credential: Annotated[str | None, typer.Option("--credential", help="Only this one.")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time or a duration ago (24h).")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time or a duration ago.")] = None,
+    output: OutputOption = None,
+) -> None:
+    """Records, oldest first, filtered by credential and time."""
+    from .render import print_audit
+
+    opts = _opts(ctx, output)
+    config = _load(opts)
+    records = config.audit_log().show(
+        credential, _since("--since", since), _since("--until", until)
+    )
+    print_audit(records, opts.output)
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context, output: OutputOption = None) -> None:
+    """Check the hash chain; name the first record that was edited, removed, moved or added."""
+    from .render import emit_json
+
+    opts = _opts(ctx, output)
+    log = _load(opts).audit_log()
+    count, problem = log.verify()
+    if opts.output == "json":
+        emit_json(
+            {
+                "log": str(log.path),
+                "records": count,
+                "ok": problem is None,
+                "problem": str(problem) if problem else None,
+            }
+        )
+    elif problem is None and not opts.quiet:
+        keyed = "HMAC-keyed" if log.key else "hash-chained"
+        sys.stdout.write(f"audit log {log.path}: {count} records, {keyed} chain intact\n")
+    if problem is not None:
+        if opts.output != "json":
+            sys.stderr.write(f"rotatectl: audit log {log.path}: {problem}\n")
+        raise typer.Exit(int(ExitCode.ATTENTION))
+
+
+def _load(opts: Options) -> Config:
+    from ..config import load_config
+
+    return load_config(opts.config)
+
+
 def _finish(
     opts: Options,
     results: list[Result],
@@ -532,13 +639,18 @@ def _finish(
 
 
 def _error(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"rotatectl: error: {message}\n")
+    from ..redact import scrub
+
+    sys.stderr.write(f"rotatectl: error: {scrub(message)}\n")
     sys.exit(code)
 
 
 def main() -> None:
     """Console-script entry point: maps every error to one line and an exit code."""
     debug = "--debug" in sys.argv[1:]
+    from ..redact import install_logging_filter
+
+    install_logging_filter()
     try:
         rv = app(standalone_mode=False)
     except typer.Exit as exc:  # pragma: no cover - click returns it instead

@@ -18,6 +18,7 @@ from rich.text import Text
 from ..durations import format_duration, format_remaining
 from ..machine import Action
 from ..model import KeyUsage, Version, VersionState, iso
+from ..redact import ScrubbingWriter, scrub
 from ..report import CredentialStatus, History, result_to_dict
 from ..runner import Outcome, Result
 
@@ -41,12 +42,13 @@ _OUTCOME_STYLE = {
 
 
 def console(stderr: bool = False) -> Console:
-    """A console that honours NO_COLOR (rich does) and never wraps JSON."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    """A console that honours NO_COLOR (rich does), never wraps JSON, and scrubs secrets."""
+    stream = ScrubbingWriter(sys.stderr if stderr else sys.stdout)
+    return Console(file=stream, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(scrub(json.dumps(data, indent=2, sort_keys=False)) + "\n")
 
 
 def ago(now: datetime, then: datetime | None) -> str:
@@ -266,3 +268,25 @@ def print_history(history: History, output: str, width: int = 60) -> None:
                 "dim",
             )
         )
+
+
+def print_audit(records: Sequence[dict[str, Any]], output: str) -> None:
+    if output == "json":
+        emit_json({"records": list(records)})
+        return
+    table = Table(header_style="bold")
+    for column in ("#", "time", "credential", "action", "version", "key id", "who", "reason"):
+        table.add_column(column)
+    for r in records:
+        who = r.get("actor", {})
+        table.add_row(
+            str(r.get("seq")),
+            str(r.get("ts")),
+            str(r.get("credential")),
+            Text(str(r.get("action")), "bold red" if r.get("outcome") == "failed" else ""),
+            f"v{r['version']}" if r.get("version") else "-",
+            str(r.get("key_id") or "-"),
+            f"{who.get('user')}@{who.get('host')} ({who.get('via')})",
+            str(r.get("reason") or ""),
+        )
+    console().print(table)
