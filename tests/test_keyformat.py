@@ -183,8 +183,15 @@ def test_hashes() -> None:
     secret = keyformat.parse(EXAMPLE).secret
     assert keyformat.secret_hash(secret) == hashlib.sha256(secret.encode()).hexdigest()
     assert keyformat.fingerprint(EXAMPLE) == keyformat.secret_hash(secret)
-    assert keyformat.value_fingerprint(EXAMPLE) == hashlib.sha256(EXAMPLE.encode()).hexdigest()
-    assert keyformat.value_fingerprint(EXAMPLE) != keyformat.fingerprint(EXAMPLE)
+    slow = keyformat.value_fingerprint(EXAMPLE)
+    assert slow.startswith("scrypt1:") and slow == keyformat.value_fingerprint(EXAMPLE)
+    assert hashlib.sha256(EXAMPLE.encode()).hexdigest() not in slow
+    assert slow != keyformat.fingerprint(EXAMPLE)
+    assert keyformat.fingerprint_matches(slow, EXAMPLE)
+    assert not keyformat.fingerprint_matches(slow, EXAMPLE + "x")
+    assert keyformat.fingerprint_of(EXAMPLE) == keyformat.fingerprint(EXAMPLE)
+    assert keyformat.fingerprint_of("hunter2") == keyformat.value_fingerprint("hunter2")
+    assert keyformat.fingerprint_matches(keyformat.fingerprint(EXAMPLE), EXAMPLE)
     with pytest.raises(KeyFormatError):
         keyformat.fingerprint("AKIAIOSFODNN7EXAMPLE")
 

@@ -158,6 +158,42 @@ def fingerprint(key: str) -> str:
     return secret_hash(parse(key).secret)
 
 
+# A slow, memory-hard hash: a value rotatectl did not generate may have little
+# entropy (a password, a short token), and a plain SHA-256 of it could be
+# brute-forced from a fingerprint shown in status or the audit log. The fixed
+# salt keeps fingerprints comparable across hosts without a shared secret.
+_SCRYPT_PREFIX = "scrypt1:"
+_SCRYPT_SALT = b"rotatectl/fingerprint/v1"
+
+
 def value_fingerprint(value: str) -> str:
-    """SHA-256 (hex) of a whole value, for values not in the generated format."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+    """Fingerprint of a whole value not in the generated format: ``scrypt1:<hex>``.
+
+    scrypt (n=2**14, r=8, p=1) makes every guess cost tens of milliseconds
+    and 16 MiB, so a fingerprint does not reveal a low-entropy value.
+    """
+    digest = hashlib.scrypt(
+        value.encode("utf-8"), salt=_SCRYPT_SALT, n=2**14, r=8, p=1, dklen=32, maxmem=64 << 20
+    )
+    return _SCRYPT_PREFIX + digest.hex()
+
+
+def fingerprint_of(value: str) -> str:
+    """The fingerprint rotatectl records for ``value``, whatever its format."""
+    try:
+        return fingerprint(value)
+    except KeyFormatError:
+        return value_fingerprint(value)
+
+
+def fingerprint_matches(recorded: str, value: str) -> bool:
+    """Whether ``value`` is the value ``recorded`` was taken of (constant-time compare)."""
+    if recorded.startswith(_SCRYPT_PREFIX):
+        actual = value_fingerprint(value)
+    else:
+        try:
+            actual = fingerprint(value)
+        except KeyFormatError:
+            # Fingerprints written before scrypt1: a plain SHA-256 of the value.
+            actual = hashlib.sha256(value.encode("utf-8")).hexdigest()
+    return hmac.compare_digest(recorded, actual)

@@ -193,6 +193,23 @@ class AccessCheck(Protocol):
         ...
 
 
+@runtime_checkable
+class DriftAware(Protocol):
+    """Optional for a store: find and repair changes made outside rotatectl."""
+
+    def drift(self, path: str) -> list[str]:
+        """Store-specific differences from rotatectl's records (labels, fields); [] if none."""
+        ...
+
+    def adopt(self, path: str, at: datetime) -> None:
+        """Take the store's state as the truth: record it as rotatectl's."""
+        ...
+
+    def restore(self, path: str, at: datetime) -> None:
+        """Put rotatectl's recorded state back. ConflictError when it cannot."""
+        ...
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

@@ -24,6 +24,7 @@ class CredentialStatus:
     next_due: datetime | None
     now: datetime
     error: str = ""
+    drift: tuple[str, ...] = ()
     # Several destinations: each one's current version number (or its error).
     destinations: tuple[tuple[str, int | str | None], ...] = ()
 
@@ -54,6 +55,7 @@ class CredentialStatus:
             "next_due": iso(self.next_due),
             "due": self.next_due is None or self.next_due <= self.now,
             "error": self.error or None,
+            "drift": list(self.drift),
             "destinations": [
                 {"store": name, "current_version": cur if not isinstance(cur, str) else None}
                 | ({"error": cur} if isinstance(cur, str) else {})
@@ -64,9 +66,12 @@ class CredentialStatus:
 
 def collect_status(target: Target, now: datetime) -> CredentialStatus:
     """Read one credential's state. Store errors become ``error``, not exceptions."""
+    from .drift import detect
+
     try:
         versions = tuple(target.store.versions(target.path))
         rotation, _ = target.store.load_rotation(target.path)
+        drift = tuple(detect(target))
     except RotatectlError as exc:
         return CredentialStatus(
             target.name, target.store_name, target.path, (), None, None, now, error=str(exc)
@@ -89,6 +94,7 @@ def collect_status(target: Target, now: datetime) -> CredentialStatus:
         next_due=next_due(versions, target.policy),
         now=now,
         destinations=tuple(destinations),
+        drift=drift,
     )
 
 

@@ -526,6 +526,21 @@ class Session:
                 if action.kind in (ActionKind.WAIT, ActionKind.IDLE, ActionKind.ATTENTION):
                     return self._settle(result, action, rotation, usage)
                 if action.kind is ActionKind.START:
+                    from .drift import detect
+
+                    problems = detect(t)
+                    if problems:
+                        why = "; ".join(problems)
+                        return self._settle(
+                            result,
+                            Action(
+                                ActionKind.ATTENTION,
+                                f"drift: {why}; refusing to rotate until it is resolved with "
+                                f"`rotatectl check {t.name} --adopt` or `--restore`",
+                            ),
+                            rotation,
+                            usage,
+                        )
                     request = start or StartRequest(RotationKind.SCHEDULED, reason=action.reason)
                     self._start(result, request, versions, revision, now)
                     start = None

@@ -359,6 +359,9 @@ def _print_status(
             raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
         statuses.append(st)
     print_status(statuses, now, opts.output)
+    if any(st.drift for st in statuses):
+        # Changed behind rotatectl's back: a human decides (check --adopt / --restore).
+        raise typer.Exit(int(ExitCode.ATTENTION))
 
 
 @app.command()
@@ -450,11 +453,31 @@ def _read_value(ws: Workspace, name: str, number: int | None, via: str) -> str:
 
 
 @app.command()
-def check(ctx: typer.Context, output: OutputOption = None, quiet: QuietOption = False) -> None:
-    """Validate the config, build every adapter and reach every store."""
+def check(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Credentials to check for drift (default: all).")
+    ] = None,
+    adopt: Annotated[
+        bool, typer.Option("--adopt", help="Drift found: take the store's state as the truth.")
+    ] = False,
+    restore: Annotated[
+        bool, typer.Option("--restore", help="Drift found: put rotatectl's state back.")
+    ] = False,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Validate the config, reach every store, report missing permissions and drift.
+
+    Drift (a store changed behind rotatectl's back) exits 3 and blocks rotations
+    of that credential until --adopt or --restore resolves it; both are audited.
+    """
     from .render import console, emit_json
 
     opts = _opts(ctx, output, quiet)
+    if adopt and restore:
+        raise UsageError("choose one of --adopt and --restore")
+    how = "adopt" if adopt else "restore" if restore else None
     problems: list[RotatectlError] = []
     report: list[dict[str, str]] = []
 
@@ -474,6 +497,8 @@ def check(ctx: typer.Context, output: OutputOption = None, quiet: QuietOption = 
             probe(f"notifier {name}", lambda n=name: ws.notifier(n) and "")
         for name in sorted(cfg.credentials):
             probe(f"credential {name}", lambda n=name: _check_target(ws, n))
+        for name in _validated_names(names or []) or ws.names():
+            probe(f"drift {name}", lambda n=name: _check_drift(ws, n, how))
     where = str(cfg.file) if cfg.file else "no config file (defaults)"
     if opts.output == "json":
         emit_json({"config": where, "ok": not problems, "checks": report})
@@ -485,10 +510,40 @@ def check(ctx: typer.Context, output: OutputOption = None, quiet: QuietOption = 
             detail = f" - {row['detail']}" if row["detail"] else ""
             out.print(f"  {mark} {row['item']}{detail}", markup=True)
     if problems:
-        # A settings mistake is the operator's to fix (2); an unreachable store
-        # is an operation failure (1).
-        worst = max((int(p.exit_code) for p in problems if p.exit_code in (1, 2)), default=1)
-        raise typer.Exit(worst)
+        # A settings mistake first (2), then an operation failure such as an
+        # unreachable store (1), then drift that needs a decision (3).
+        codes = {p.exit_code for p in problems}
+        for code in (ExitCode.USAGE, ExitCode.FAILED, ExitCode.ATTENTION):
+            if code in codes:
+                raise typer.Exit(int(code))
+
+
+def _check_drift(ws: Workspace, name: str, how: str | None) -> str:
+    """Report drift (AttentionError); with ``how``, resolve it (audited) and check again."""
+    from ..drift import detect, resolve
+    from ..errors import AttentionError
+    from ..ports import SystemClock
+
+    target = ws.target(name)
+    problems = detect(target)
+    if not problems:
+        return "none"
+    if how is None:
+        raise AttentionError(
+            "DRIFT: " + "; ".join(problems) + f" (resolve: check {name} --adopt | --restore)"
+        )
+    resolve(target, how, SystemClock().now())
+    done = {"adopt": "adopted", "restore": "restored"}[how]
+    ws.config.audit_log().append(
+        f"drift-{done}",
+        name,
+        outcome="ok",
+        reason="; ".join(problems),
+    )
+    left = detect(target)
+    if left:
+        raise AttentionError(f"still drifting after {how}: " + "; ".join(left))
+    return f"{done}: " + "; ".join(problems)
 
 
 def _denied(adapter: object) -> None:
@@ -556,10 +611,10 @@ def _since(option: str, text: str | None) -> datetime | None:
 
 
 @audit_app.callback(invoke_without_command=True)
-def audit_main(ctx: typer.Context) -> None:
+def audit_main(ctx: typer.Context, output: OutputOption = None) -> None:
     """Show the audit log (the default) or verify it."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(audit_show, ctx=ctx)
+        ctx.invoke(audit_show, ctx=ctx, output=output)
 
 
 @audit_app.command("show")

@@ -82,6 +82,8 @@ def status_table(statuses: Sequence[CredentialStatus], now: datetime) -> Table:
                 note = (note + "; " if note else "") + f"rotation {st.rotation.phase.value}"
             if v.compromised:
                 note = (note + "; " if note else "") + "compromised"
+            if first and st.drift:
+                note = (note + "; " if note else "") + "DRIFT: " + "; ".join(st.drift)
             if first and st.disagree:
                 views = ", ".join(
                     f"{n}: {'v' + str(c) if isinstance(c, int) else c or 'none'}"

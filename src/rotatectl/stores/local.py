@@ -35,9 +35,11 @@ from ..errors import (
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
 from ..registry import AdapterContext, check_settings
 from .rules import (
+    SINGLE_COPY,
     LockRow,
     accepted,
     plan_acquire,
+    plan_adopt,
     plan_promote,
     plan_publish,
     plan_release,
@@ -360,6 +362,25 @@ class LocalStore:
                         "UPDATE versions SET value = NULL WHERE path = ? AND version_id = ?",
                         (path, version_id),
                     )
+
+    # -- DriftAware: the generic value check covers this store's only layout --
+
+    def drift(self, path: str) -> list[str]:
+        """Nothing beyond the value check: the file has no labels or fields to move."""
+        return []
+
+    def adopt(self, path: str, at: datetime) -> None:
+        """Re-record the current version's fingerprint and key id from its value."""
+        with self._op("adopt", path, write=True) as conn:
+            row = conn.execute(
+                "SELECT value FROM versions WHERE path = ? AND state = 'current'", (path,)
+            ).fetchone()
+            if row is None or row[0] is None:
+                raise NotFoundError(f"{path}: no current value to adopt")
+            self._update(conn, path, plan_adopt(path, self._versions(conn, path), row[0]))
+
+    def restore(self, path: str, at: datetime) -> None:
+        raise ConflictError(f"{path}: {SINGLE_COPY}")
 
     def read_value(self, path: str, version_id: str | None = None) -> str:
         with self._op("read value of", path) as conn:

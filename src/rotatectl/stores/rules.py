@@ -8,6 +8,7 @@ store and the remote stores in agreement about the SecretStore contract.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -166,3 +167,25 @@ def plan_release(row: LockRow | None, lease: Lease) -> bool:
     if row.holder != lease.holder:
         raise ConflictError(f"{lease.credential}: lease {lease.token} is held by {row.holder}")
     return True
+
+
+def plan_adopt(path: str, existing: Sequence[Version], value: str) -> Version:
+    """The current version re-recorded to match ``value`` (drift adopted).
+
+    Raises NotFoundError when there is no current version.
+    """
+    from .. import keyformat  # keyformat is pure; imported here to keep rules' imports small
+
+    current = next((v for v in existing if v.state is VersionState.CURRENT), None)
+    if current is None:
+        raise NotFoundError(f"{path}: no current version to adopt")
+    key_id = current.key_id
+    with contextlib.suppress(keyformat.KeyFormatError):  # a value not in our format keeps its id
+        key_id = keyformat.parse(value).key_id
+    return replace(current, fingerprint=keyformat.fingerprint_of(value), key_id=key_id)
+
+
+SINGLE_COPY = (
+    "this store keeps a single copy of each value, so there is nothing to restore from; "
+    "adopt the store's value (--adopt) or rotate"
+)

@@ -17,9 +17,11 @@ from ..errors import ConflictError, NotFoundError
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
 from ..registry import AdapterContext, check_settings
 from ..stores.rules import (
+    SINGLE_COPY,
     LockRow,
     accepted,
     plan_acquire,
+    plan_adopt,
     plan_promote,
     plan_publish,
     plan_release,
@@ -90,6 +92,32 @@ class MemoryStore:
                 self._put(path, new)
                 if new.state is VersionState.DESTROYED:
                     self._values.pop((path, version_id), None)
+
+    # -- DriftAware, and a way for tests to make drift --------------------------
+
+    def tamper(self, path: str, value: str) -> None:
+        """Test helper: overwrite the current value behind rotatectl's back."""
+        with self._mutex:
+            current = next(
+                v for v in self._versions[path].values() if v.state is VersionState.CURRENT
+            )
+            self._values[(path, current.version_id)] = value
+
+    def drift(self, path: str) -> list[str]:
+        return []
+
+    def adopt(self, path: str, at: datetime) -> None:
+        with self._mutex:
+            versions = sorted(self._versions.get(path, {}).values(), key=lambda v: v.number)
+            current = next((v for v in versions if v.state is VersionState.CURRENT), None)
+            value = self._values.get((path, current.version_id)) if current else None
+            if value is None:
+                raise NotFoundError(f"{path}: no current value to adopt")
+            adopted = plan_adopt(path, versions, value)
+            self._versions[path][adopted.version_id] = adopted
+
+    def restore(self, path: str, at: datetime) -> None:
+        raise ConflictError(f"{path}: {SINGLE_COPY}")
 
     def read_value(self, path: str, version_id: str | None = None) -> str:
         with self._mutex:
