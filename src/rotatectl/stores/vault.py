@@ -1,0 +1,894 @@
+"""The ``vault`` store: HashiCorp Vault or OpenBao, KV version 2.
+
+Layout
+------
+A credential stored at ``path`` lives under ``<mount>/<prefix>/<path>``
+(``prefix`` is optional; below, ``P`` is the full path inside the mount)::
+
+    P                              client path: {"current": <key>, "key_id", "version_id"}
+    P/.rotatectl/index             verifier view + version metadata (no values):
+                                     {"format": 1,
+                                      "accepted": {<key_id>: {"version_id", "number",
+                                                   "fingerprint", "state", "scopes", "expires"}},
+                                      "versions": [<Version.to_dict()> + "value_kv_version"],
+                                      "promotion": null | {"target", "expected", "at"}}
+    P/.rotatectl/versions/<id>     one key value per version: {"value": <key>}
+    P/.rotatectl/rotation          the rotation record; its KV version is the revision
+    P/.rotatectl/lock              the lease: {"holder", "token", "acquired", "expires"};
+                                   the KV version written by an acquisition is its fencing token
+
+- A client reads the current key with one read of one field:
+  ``bao kv get -field=current <mount>/P`` (or ``vault kv get ...``).
+- A verifier reads every accepted key, hashes only, with one read:
+  ``bao kv get -field=accepted <mount>/P/.rotatectl/index``. Its policy needs
+  no access to ``P`` or ``P/.rotatectl/versions/*``, where the values are.
+- Version metadata lives in the index's data, not in custom_metadata, so it
+  is not bound by KV v2's 64-key/512-character limits, and one check-and-set
+  write changes states and the verifier view together.
+- Every data write passes ``cas``; every path gets ``cas_required`` and a
+  ``max_versions`` bound (client 1, so an old key does not linger in its
+  history; values 5; index 10; rotation 50; lock 1). Destroying a version
+  soft-deletes then destroys (KV v2 ``destroy``) every KV version of its value
+  path; the metadata stays, showing ``destroyed``.
+
+Write ordering (crash safety)
+-----------------------------
+Each step is one check-and-set write; a crash between two of them leaves a
+state that the next call completes (every mutating call first *settles*: it
+finishes a recorded promotion).
+
+- publish: value path, then index. Before the index write the value is
+  invisible (no verifier accepts it, no client sees it); a retry writes a new
+  KV version of the value path, and the index names the KV version that
+  belongs to the version, so an earlier attempt's value is never mistaken
+  for it (and is destroyed once the index is written).
+- promote: (1) index with a ``promotion`` intent, states unchanged; (2) the
+  client path; (3) index with the new states, intent cleared. Both keys are
+  accepted by verifiers throughout (the target is pending or previous, the
+  old current becomes previous), so invariant 2 holds at every step. The
+  client write is the commit point: :meth:`VaultStore.versions` reports the
+  new states as soon as the client path names the target, so "exactly one
+  current, and the client read gives it" (invariant 1) holds at every step.
+  An intent left by a crash is always rolled forward.
+- retire: index only (the key leaves the verifier view in that write). The
+  client path never holds a non-current key, so nothing else changes.
+- destroy: wipe the value path first, then mark it destroyed in the index,
+  so a crash never leaves an index saying "destroyed" over a live value.
+
+The runner holds the lease lock around all of this; the check-and-set writes
+make a second writer a conflict rather than an overwrite even without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Self, TypeVar
+
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from ..errors import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    RotatectlError,
+    StoreError,
+    UsageError,
+)
+from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
+from ..registry import AdapterContext
+from ..vault_auth import (
+    Authenticator,
+    CasMismatch,
+    Connection,
+    check_connection_settings,
+    parse_connection,
+    translate,
+)
+from .rules import (
+    LockRow,
+    accepted,
+    plan_acquire,
+    plan_promote,
+    plan_publish,
+    plan_release,
+    plan_renew,
+    plan_set_state,
+)
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+RESERVED = ".rotatectl"
+INDEX_FORMAT = 1
+CLIENT_FIELD = "current"
+MAX_VERSIONS = {"client": 1, "value": 5, "index": 10, "rotation": 50, "lock": 1}
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Slack added to a wait when deciding whether the token would outlive it.
+_RENEW_SLACK = 15.0
+
+
+@dataclass(frozen=True)
+class _Promotion:
+    target: str
+    expected: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class _Index:
+    """The decoded index path. ``revision`` is its KV version (0: none yet)."""
+
+    revision: int = 0
+    versions: tuple[Version, ...] = ()
+    value_kv: Mapping[str, int] = field(default_factory=dict)
+    promotion: _Promotion | None = None
+
+    @classmethod
+    def decode(cls, data: Mapping[str, Any] | None, revision: int, where: str) -> _Index:
+        if data is None:
+            return cls()
+        if data.get("format") != INDEX_FORMAT:
+            raise StoreError(f"{where}: index format {data.get('format')!r} is not supported")
+        rows = list(data.get("versions") or ())
+        versions = sorted((Version.from_dict(r) for r in rows), key=lambda v: v.number)
+        value_kv = {
+            str(r["version_id"]): int(r["value_kv_version"])
+            for r in rows
+            if r.get("value_kv_version")
+        }
+        raw = data.get("promotion")
+        promotion = None
+        if raw:
+            at = parse_iso(raw["at"])
+            assert at is not None
+            promotion = _Promotion(str(raw["target"]), raw.get("expected"), at)
+        return cls(revision, tuple(versions), value_kv, promotion)
+
+    def encode(self) -> dict[str, Any]:
+        rows = []
+        for v in self.versions:
+            row = v.to_dict()
+            if v.version_id in self.value_kv:
+                row["value_kv_version"] = self.value_kv[v.version_id]
+            rows.append(row)
+        view = {
+            v.key_id: {
+                "version_id": v.version_id,
+                "number": v.number,
+                "fingerprint": v.fingerprint,
+                "state": v.state.value,
+                "scopes": list(v.scopes),
+                "expires": iso(v.expires),
+            }
+            for v in self.versions
+            if v.state.accepted
+        }
+        promotion = None
+        if self.promotion is not None:
+            p = self.promotion
+            promotion = {"target": p.target, "expected": p.expected, "at": iso(p.at)}
+        return {"format": INDEX_FORMAT, "accepted": view, "versions": rows, "promotion": promotion}
+
+    def find(self, version_id: str | None) -> Version | None:
+        return next((v for v in self.versions if v.version_id == version_id), None)
+
+    def with_versions(self, changed: Sequence[Version]) -> _Index:
+        by_id = {v.version_id: v for v in self.versions}
+        by_id.update({v.version_id: v for v in changed})
+        value_kv = {
+            k: n
+            for k, n in self.value_kv.items()
+            if by_id.get(k) is None or by_id[k].state is not VersionState.DESTROYED
+        }
+        ordered = tuple(sorted(by_id.values(), key=lambda v: v.number))
+        return replace(self, versions=ordered, value_kv=value_kv)
+
+    def applied(self, path: str) -> _Index:
+        """The index once the recorded promotion is done (intent cleared)."""
+        p = self.promotion
+        if p is None:
+            return self
+        try:
+            changes = plan_promote(path, self.versions, p.target, p.expected, p.at)
+        except RotatectlError as exc:
+            raise StoreError(f"{path}: the recorded promotion cannot be completed: {exc}") from exc
+        return replace(self.with_versions(changes), promotion=None)
+
+
+class VaultStore:
+    """A SecretStore on a Vault/OpenBao KV v2 mount (see the module docstring).
+
+    Thread-safe. Every method raises only rotatectl errors: PermissionDeniedError
+    naming the path and missing capability, NotFoundError, ConflictError (a
+    check-and-set lost), StoreUnavailableError (sealed, unreachable, 5xx;
+    retried here with bounded backoff before it is raised).
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        mount: str = "secret",
+        prefix: str = "",
+        env: Mapping[str, str] | None = None,
+        # Modest: the runner retries whole steps as well, so the two multiply.
+        retry_attempts: int = 3,
+        retry_max_delay: float = 10.0,
+        cas_attempts: int = 8,
+    ) -> None:
+        self.connection = connection
+        self.url = connection.url
+        self.mount = mount.strip("/")
+        self.prefix = prefix.strip("/")
+        self._auth = Authenticator(connection.auth, env or {}, connection.url)
+        self._retry_attempts = retry_attempts
+        self._retry_max_delay = retry_max_delay
+        self._cas_attempts = cas_attempts
+        self._mutex = threading.Lock()
+        self._client_obj: Any = None
+        self._mount_checked = False
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
+        """Build from a ``[stores.NAME]`` table (see DESIGN.md section 4).
+
+        Keys: url, mount, prefix, namespace, auth, ca_cert, ca_path,
+        client_cert, client_key, timeout. Raises ConfigError naming the key.
+        No network call happens here: the first store call authenticates.
+        """
+        check_connection_settings(settings, ctx, {"mount": str, "prefix": str})
+        mount = settings.get("mount", "secret").strip("/")
+        if not mount or any(not part for part in mount.split("/")):
+            raise ctx.error("mount", "must name a KV v2 mount, e.g. 'secret'")
+        prefix = settings.get("prefix", "").strip("/")
+        if prefix and _bad_path(prefix):
+            raise ctx.error("prefix", f"invalid path prefix {prefix!r}")
+        return cls(parse_connection(settings, ctx), mount=mount, prefix=prefix, env=ctx.env)
+
+    def __repr__(self) -> str:
+        where = f"{self.mount}/{self.prefix}".rstrip("/")
+        return f"VaultStore({self.url!r}, {where!r})"
+
+    def close(self) -> None:
+        """Revoke a token we logged in for (best effort) and close the session."""
+        with self._mutex:
+            client, self._client_obj = self._client_obj, None
+            self._closed = True
+        if client is None:
+            return
+        if self._auth.logged_in:
+            # A login token outliving the command helps nobody; a failure here does not matter.
+            with contextlib.suppress(Exception):
+                client.auth.token.revoke_self()
+        with contextlib.suppress(Exception):
+            client.adapter.close()
+
+    # -- paths ----------------------------------------------------------------
+
+    def _full(self, path: str) -> str:
+        if _bad_path(path):
+            raise UsageError(f"{path!r} cannot be stored in vault: not a valid KV path")
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def _rel(self, path: str, leaf: str) -> str:
+        return f"{self._full(path)}/{RESERVED}/{leaf}"
+
+    def _value_rel(self, path: str, version_id: str) -> str:
+        if not _ID.match(version_id):
+            raise UsageError(f"{path}: version id {version_id!r} cannot be stored in vault")
+        return self._rel(path, f"versions/{version_id}")
+
+    def client_path(self, path: str) -> str:
+        """``<mount>/<P>``: what ``bao kv get -field=current`` reads."""
+        return f"{self.mount}/{self._full(path)}"
+
+    def index_path(self, path: str) -> str:
+        """``<mount>/<P>/.rotatectl/index``: what a verifier reads."""
+        return f"{self.mount}/{self._rel(path, 'index')}"
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _client(self) -> Any:
+        with self._mutex:
+            if self._closed:
+                raise StoreError(f"vault store {self.url}: the store is closed")
+            if self._client_obj is None:
+                import hvac  # lazily: only commands that touch vault pay for it
+
+                c = self.connection
+                # token="" keeps hvac from reading VAULT_TOKEN itself: the
+                # Authenticator decides (it honours BAO_TOKEN and the config).
+                self._client_obj = hvac.Client(
+                    url=c.url,
+                    token="",
+                    verify=c.verify,
+                    cert=c.cert,
+                    timeout=c.timeout,
+                    namespace=c.namespace,
+                )
+            client = self._client_obj
+        self._auth.ensure(client)
+        if not self._mount_checked:
+            self._check_mount(client)
+        return client
+
+    def _check_mount(self, client: Any) -> None:
+        """Fail early and clearly on a missing mount or a KV v1 mount (no cas there)."""
+        import hvac.exceptions as hx
+
+        try:
+            data = client.adapter.get(f"/v1/sys/internal/ui/mounts/{self.mount}")["data"]
+        except (hx.Forbidden, hx.InvalidPath):
+            data = None  # not all servers allow this; the KV calls will tell
+        except Exception as exc:
+            raise translate(exc, "vault mount check", url=self.url) from exc
+        if data is not None:
+            version = str((data.get("options") or {}).get("version", ""))
+            if data.get("type") not in ("kv", "generic") or version != "2":
+                raise StoreError(
+                    f"vault mount {self.mount}/ is {data.get('type')} version "
+                    f"{version or '1'}; rotatectl needs a KV version 2 mount"
+                )
+        self._mount_checked = True
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, RotatectlError) and exc.retryable
+
+        retryer = Retrying(
+            retry=retry_if_exception(retryable),
+            stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self._retry_max_delay),
+            wait=wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.1),
+            reraise=True,
+        )
+        return retryer(fn)
+
+    def _call(
+        self,
+        where: str,
+        api_path: str,
+        capability: str,
+        fn: Callable[[Any], T],
+        *,
+        retry: bool = True,
+    ) -> T:
+        """One API call with errors translated; retried when the failure is transient."""
+
+        def once() -> T:
+            client = self._client()
+            try:
+                return fn(client)
+            except Exception as exc:
+                error = translate(
+                    exc, where, url=self.url, api_path=api_path, capability=capability
+                )
+                hint = self._auth.denial_hint()
+                if isinstance(error, PermissionDeniedError) and hint:
+                    error = PermissionDeniedError(f"{error} ({hint})")
+                raise error from exc
+
+        return self._retrying(once) if retry else once()
+
+    def _api(self, kind: str, rel: str) -> str:
+        return f"{self.mount}/{kind}/{rel}"
+
+    def _read(
+        self, where: str, rel: str, version: int | None = None, *, retry: bool = True
+    ) -> tuple[dict[str, Any] | None, int]:
+        """(data, KV version) of ``rel`` (latest or ``version``); (None, 0) if absent or deleted."""
+        try:
+            resp = self._call(
+                where,
+                self._api("data", rel),
+                "read",
+                lambda c: c.secrets.kv.v2.read_secret_version(
+                    rel, version=version, mount_point=self.mount, raise_on_deleted_version=True
+                ),
+                retry=retry,
+            )
+        except NotFoundError:
+            return None, 0
+        body = resp["data"]
+        return body["data"], int(body["metadata"]["version"])
+
+    def _metadata(self, where: str, rel: str) -> dict[str, Any] | None:
+        try:
+            resp = self._call(
+                where,
+                self._api("metadata", rel),
+                "read",
+                lambda c: c.secrets.kv.v2.read_secret_metadata(rel, mount_point=self.mount),
+            )
+        except NotFoundError:
+            return None
+        data: dict[str, Any] = resp["data"]
+        return data
+
+    def _configure(
+        self, where: str, rel: str, kind: str, custom: Mapping[str, str] | None = None
+    ) -> None:
+        """Set max_versions and cas_required (and custom_metadata) on a new path."""
+        self._call(
+            where,
+            self._api("metadata", rel),
+            "create",
+            lambda c: c.secrets.kv.v2.update_metadata(
+                rel,
+                max_versions=MAX_VERSIONS[kind],
+                cas_required=True,
+                custom_metadata={"managed-by": "rotatectl", "role": kind, **(custom or {})},
+                mount_point=self.mount,
+            ),
+        )
+
+    def _write(
+        self,
+        where: str,
+        rel: str,
+        data: dict[str, Any],
+        cas: int,
+        kind: str,
+        custom: Mapping[str, str] | None = None,
+    ) -> int:
+        """Write ``data`` with check-and-set ``cas``; returns the new KV version.
+
+        CasMismatch if the path is not at version ``cas``. A transient failure
+        is retried; before a retry the path is read back, because the lost
+        reply may belong to a write that landed.
+        """
+        if cas == 0:
+            self._configure(where, rel, kind, custom)
+        attempted = False
+
+        def once() -> int:
+            nonlocal attempted
+            if attempted:
+                found, version = self._read(where, rel, retry=False)
+                if version == cas + 1 and found == data:
+                    return version  # our earlier attempt landed
+                if version != cas:
+                    raise CasMismatch(f"{where}: {self._api('data', rel)} changed concurrently")
+            attempted = True
+            resp = self._call(
+                where,
+                self._api("data", rel),
+                # Not "create": the metadata written first makes the path exist already.
+                "update",
+                lambda c: c.secrets.kv.v2.create_or_update_secret(
+                    rel, data, cas=cas, mount_point=self.mount
+                ),
+                retry=False,
+            )
+            return int(resp["data"]["version"])
+
+        return self._retrying(once)
+
+    def _list(self, where: str, rel: str) -> list[str]:
+        try:
+            resp = self._call(
+                where,
+                self._api("metadata", rel),
+                "list",
+                lambda c: c.secrets.kv.v2.list_secrets(rel, mount_point=self.mount),
+            )
+        except NotFoundError:
+            return []
+        return [str(k) for k in resp["data"].get("keys") or ()]
+
+    def _wipe(self, where: str, rel: str, keep: int = 0) -> None:
+        """Soft-delete then destroy every KV version of ``rel`` (except ``keep``)."""
+        meta = self._metadata(where, rel)
+        if meta is None:
+            return
+        history = meta.get("versions") or {}
+        live = sorted(
+            int(n) for n, v in history.items() if not v.get("destroyed") and int(n) != keep
+        )
+        if not live:
+            return
+        undeleted = [n for n in live if not history[str(n)].get("deletion_time")]
+        if undeleted:
+            # Soft delete first: the value is unreadable at once, even if destroy fails.
+            self._call(
+                where,
+                self._api("delete", rel),
+                "update",
+                lambda c: c.secrets.kv.v2.delete_secret_versions(
+                    rel, undeleted, mount_point=self.mount
+                ),
+            )
+        self._call(
+            where,
+            self._api("destroy", rel),
+            "update",
+            lambda c: c.secrets.kv.v2.destroy_secret_versions(rel, live, mount_point=self.mount),
+        )
+
+    def _optimistic(self, where: str, fn: Callable[[], T]) -> T:
+        """Run a read-plan-write step again while its check-and-set loses a race."""
+        for _ in range(self._cas_attempts):
+            try:
+                return fn()
+            except CasMismatch:
+                continue
+        raise ConflictError(
+            f"{where}: still changing concurrently after {self._cas_attempts} tries"
+        )
+
+    # -- index and client path --------------------------------------------------
+
+    def _read_index(self, where: str, path: str) -> _Index:
+        data, revision = self._read(where, self._rel(path, "index"))
+        return _Index.decode(data, revision, where)
+
+    def _write_index(self, where: str, path: str, index: _Index) -> _Index:
+        revision = self._write(
+            where, self._rel(path, "index"), index.encode(), index.revision, "index"
+        )
+        return replace(index, revision=revision)
+
+    def _client_version_id(self, where: str, path: str) -> tuple[str | None, int]:
+        data, version = self._read(where, self._full(path))
+        return (None if data is None else data.get("version_id")), version
+
+    def _value(self, where: str, path: str, index: _Index, version_id: str) -> str:
+        kv_version = index.value_kv.get(version_id)
+        if kv_version is None:
+            raise NotFoundError(f"{where}: the value of version {version_id} was destroyed")
+        data, _ = self._read(where, self._value_rel(path, version_id), kv_version)
+        if data is None or not isinstance(data.get("value"), str):
+            raise NotFoundError(f"{where}: the value of version {version_id} is gone")
+        value: str = data["value"]
+        return value
+
+    def _complete(self, where: str, path: str, index: _Index) -> _Index:
+        """Roll a recorded promotion forward: the client path, then the index."""
+        p = index.promotion
+        assert p is not None
+        serving, client_version = self._client_version_id(where, path)
+        if serving != p.target:
+            target = index.find(p.target)
+            if target is None:
+                raise StoreError(f"{where}: the recorded promotion names no known version")
+            self._write(
+                where,
+                self._full(path),
+                {
+                    CLIENT_FIELD: self._value(where, path, index, p.target),
+                    "key_id": target.key_id,
+                    "version_id": target.version_id,
+                },
+                client_version,
+                "client",
+                {"client-field": CLIENT_FIELD},
+            )
+        return self._write_index(where, path, index.applied(path))
+
+    def _settled(self, where: str, path: str) -> _Index:
+        """The index with any promotion left by an earlier call completed."""
+        index = self._read_index(where, path)
+        if index.promotion is not None:
+            log.info("%s: completing an interrupted promotion", where)
+            index = self._complete(where, path, index)
+        return index
+
+    # -- SecretStore --------------------------------------------------------------
+
+    def list_paths(self) -> list[str]:
+        """Credential paths under the mount (and prefix): those with an index or rotation."""
+        where = "vault list"
+        found: list[str] = []
+
+        def walk(folder: str) -> None:
+            for key in self._list(where, folder):
+                if key == f"{RESERVED}/":
+                    inner = self._list(where, folder + key)
+                    if "index" in inner or "rotation" in inner:
+                        found.append(folder.rstrip("/"))
+                elif key.endswith("/"):
+                    walk(folder + key)
+
+        root = f"{self.prefix}/" if self.prefix else ""
+        walk(root)
+        return sorted(p[len(root) :] for p in found)
+
+    def _effective(self, where: str, path: str) -> _Index:
+        """The index as readers see it: a promotion counts once the client path has it."""
+        index = self._read_index(where, path)
+        if index.promotion is not None:
+            # The client path is the commit point of a promotion (module docstring).
+            serving, _ = self._client_version_id(where, path)
+            if serving == index.promotion.target:
+                index = index.applied(path)
+        return index
+
+    def versions(self, path: str) -> list[Version]:
+        return list(self._effective(f"vault read versions of {path}", path).versions)
+
+    def publish(self, path: str, version: Version, value: str) -> None:
+        where = f"vault publish {path}"
+        rel = self._value_rel(path, version.version_id)
+
+        def attempt() -> None:
+            index = self._settled(where, path)
+            new = plan_publish(path, index.versions, version)
+            if new is None:
+                return
+            meta = self._metadata(where, rel)
+            cas = int(meta.get("current_version") or 0) if meta else 0
+            custom = {
+                "version-id": version.version_id,
+                "number": str(version.number),
+                "key-id": version.key_id[:512],
+            }
+            kv_version = self._write(where, rel, {"value": value}, cas, "value", custom)
+            updated = index.with_versions([new])
+            updated = replace(updated, value_kv={**updated.value_kv, new.version_id: kv_version})
+            self._write_index(where, path, updated)
+            if cas:
+                # An interrupted earlier attempt left a value nobody references.
+                self._wipe(where, rel, keep=kv_version)
+
+        self._optimistic(where, attempt)
+
+    def promote(
+        self, path: str, version_id: str, expected_current: str | None, at: datetime
+    ) -> None:
+        where = f"vault promote {path}"
+
+        def attempt() -> None:
+            index = self._settled(where, path)
+            if not plan_promote(path, index.versions, version_id, expected_current, at):
+                return
+            intent = _Promotion(version_id, expected_current, at)
+            index = self._write_index(where, path, replace(index, promotion=intent))
+            self._complete(where, path, index)
+
+        self._optimistic(where, attempt)
+
+    def set_state(
+        self,
+        path: str,
+        version_id: str,
+        state: VersionState,
+        expected: VersionState,
+        at: datetime,
+    ) -> None:
+        where = f"vault set {state} on {path}"
+
+        def attempt() -> None:
+            index = self._settled(where, path)
+            new = plan_set_state(path, index.versions, version_id, state, expected, at)
+            if state is VersionState.DESTROYED:
+                # Wipe before the index says so: "destroyed" must never cover a live value.
+                self._wipe(where, self._value_rel(path, version_id))
+            if new is not None:
+                self._write_index(where, path, index.with_versions([new]))
+
+        self._optimistic(where, attempt)
+
+    def read_value(self, path: str, version_id: str | None = None) -> str:
+        where = f"vault read value of {path}"
+        if version_id is None:
+            # Exactly what a client reads.
+            data, _ = self._read(where, self._full(path))
+            if data is None or not isinstance(data.get(CLIENT_FIELD), str):
+                raise NotFoundError(f"{path}: no current version")
+            current: str = data[CLIENT_FIELD]
+            return current
+        index = self._effective(where, path)
+        found = index.find(version_id)
+        if found is None:
+            raise NotFoundError(f"{path}: no version {version_id}")
+        if found.state is VersionState.DESTROYED:
+            raise NotFoundError(f"{path}: the value of version {version_id} was destroyed")
+        return self._value(where, path, index, version_id)
+
+    def accepted_keys(self, path: str, credential: str) -> list[AcceptedKey]:
+        return accepted(self.versions(path), credential)
+
+    def load_rotation(self, path: str) -> tuple[Rotation | None, int]:
+        data, revision = self._read(f"vault load rotation of {path}", self._rel(path, "rotation"))
+        if data is None:
+            return None, 0
+        return Rotation.from_dict(data), revision
+
+    def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
+        where = f"vault save rotation of {path}"
+        try:
+            return self._write(
+                where,
+                self._rel(path, "rotation"),
+                rotation.to_dict(),
+                expected_revision,
+                "rotation",
+            )
+        except CasMismatch as exc:
+            raise ConflictError(
+                f"{path}: the rotation record is no longer at revision {expected_revision}"
+            ) from exc
+
+    def rotation_history(self, path: str) -> list[Rotation]:
+        """Earlier rotation records of ``path`` still in the KV history, oldest first."""
+        where = f"vault read rotation history of {path}"
+        rel = self._rel(path, "rotation")
+        meta = self._metadata(where, rel)
+        if meta is None:
+            return []
+        latest = int(meta.get("current_version") or 0)
+        records: list[Rotation] = []
+        for number in sorted(int(n) for n in (meta.get("versions") or {})):
+            data, _ = self._read(where, rel, number)
+            if data is not None:
+                records.append(Rotation.from_dict(data))
+        current = records[-1].id if records and latest else None
+        last: dict[str, Rotation] = {}
+        for record in records:
+            if record.id != current:
+                last.pop(record.id, None)  # keep insertion order = order of last revision
+                last[record.id] = record
+        return list(last.values())
+
+    # -- lease lock ---------------------------------------------------------------
+
+    def _lock_row(self, where: str, path: str) -> tuple[LockRow | None, int]:
+        data, version = self._read(where, self._rel(path, "lock"))
+        if data is None:
+            return None, version
+        return (
+            LockRow(
+                data.get("holder"),
+                int(data["token"]),
+                parse_iso(data.get("acquired")),
+                parse_iso(data.get("expires")),
+            ),
+            version,
+        )
+
+    def _put_lock(self, where: str, path: str, holder: str | None, lease: Lease, cas: int) -> int:
+        data = {
+            "holder": holder,
+            "token": lease.token,
+            "acquired": iso(lease.acquired) if holder else None,
+            "expires": iso(lease.expires) if holder else None,
+        }
+        return self._write(where, self._rel(path, "lock"), data, cas, "lock")
+
+    def acquire_lock(
+        self,
+        path: str,
+        holder: str,
+        ttl: timedelta,
+        now: datetime,
+        steal_token: int | None = None,
+    ) -> Lease:
+        where = f"vault lock {path}"
+
+        def attempt() -> Lease:
+            row, version = self._lock_row(where, path)
+            lease = plan_acquire(path, row, holder, ttl, now, steal_token)
+            # The fencing token is the KV version this very write creates: larger
+            # than any token before it, whatever renewals happened in between.
+            lease = replace(lease, token=version + 1)
+            written = self._put_lock(where, path, holder, lease, version)
+            if written != lease.token:
+                raise StoreError(f"{where}: expected lock version {lease.token}, got {written}")
+            if row is not None and row.holder is not None:
+                why = (
+                    "expired"
+                    if row.expires is not None and row.expires <= now
+                    else "given up by its dead holder"
+                )
+                log.warning(
+                    "%s: took over the lease of %s (token %s, %s at %s); new token %s",
+                    where,
+                    row.holder,
+                    row.token,
+                    why,
+                    iso(row.expires),
+                    lease.token,
+                )
+            return lease
+
+        return self._optimistic(where, attempt)
+
+    def renew_lock(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
+        """Extend the lease; also renews the vault token if it would not outlive ``ttl``."""
+        path = lease.credential
+        where = f"vault renew lock of {path}"
+        self.renew_if_needed(ttl)
+
+        def attempt() -> Lease:
+            row, version = self._lock_row(where, path)
+            renewed = plan_renew(row, lease, ttl, now)
+            self._put_lock(where, path, renewed.holder, renewed, version)
+            return renewed
+
+        return self._optimistic(where, attempt)
+
+    def release_lock(self, lease: Lease) -> None:
+        path = lease.credential
+        where = f"vault release lock of {path}"
+
+        def attempt() -> None:
+            row, version = self._lock_row(where, path)
+            if plan_release(row, lease):
+                self._put_lock(where, path, None, lease, version)
+
+        self._optimistic(where, attempt)
+
+    # -- tokens and access ----------------------------------------------------------
+
+    def renew_if_needed(self, within: timedelta | float = timedelta(minutes=5)) -> bool:
+        """Renew the token (or log in again) if it would expire within ``within``.
+
+        Call before a long wait. Returns True if the token was renewed or
+        replaced. Raises StoreUnavailableError/PermissionDeniedError.
+        """
+        seconds = within.total_seconds() if isinstance(within, timedelta) else float(within)
+        self._client()  # authenticates on first use
+        client = self._client_obj
+        return client is not None and self._auth.ensure(client, seconds + _RENEW_SLACK)
+
+    def check_access(self, paths: Sequence[str] = ()) -> list[str]:
+        """Missing capabilities, one line each, for listing and for ``paths``
+        (default: every credential found in the store). Asks the server with
+        ``sys/capabilities-self``; never raises for a denial."""
+        wanted: dict[str, set[str]] = {}
+
+        def need(api_path: str, *caps: str) -> None:
+            wanted.setdefault(api_path, set()).update(caps)
+
+        need(f"{self.mount}/metadata/{self.prefix}".rstrip("/") + "/", "list")
+        creds = list(paths)
+        if not creds:
+            with contextlib.suppress(PermissionDeniedError):  # reported by the list check
+                creds = self.list_paths()
+        for path in creds:
+            full = self._full(path)
+            value = self._value_rel(path, "example")
+            # Data writes need "update" only: each path's metadata is written first.
+            need(self._api("data", full), "read", "update")
+            need(self._api("metadata", full), "create", "update")
+            for leaf in ("index", "rotation", "lock", "versions/example"):
+                rel = self._rel(path, leaf)
+                need(self._api("data", rel), "read", "update")
+                need(self._api("metadata", rel), "read", "create", "update")
+            need(self._api("delete", value), "update")
+            need(self._api("destroy", value), "update")
+        resp = self._call(
+            "vault check access",
+            "sys/capabilities-self",
+            "update",
+            lambda c: c.adapter.post("/v1/sys/capabilities-self", json={"paths": list(wanted)}),
+        )
+        granted = resp.get("data") or resp
+        problems = []
+        for api_path, caps in wanted.items():
+            have = set(granted.get(api_path) or ())
+            if "root" in have:
+                continue
+            missing = sorted(caps - have)
+            if missing:
+                names = ", ".join(f"'{m}'" for m in missing)
+                problems.append(f"permission denied: needs {names} on {api_path}")
+        return problems
+
+
+def _bad_path(path: str) -> bool:
+    parts = path.split("/")
+    return not path or any(p in ("", ".", "..", RESERVED) for p in parts)
