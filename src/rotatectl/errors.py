@@ -74,6 +74,10 @@ class NotFoundError(StoreError):
     """A credential or version the caller named does not exist in the store."""
 
 
+class CorruptRecordError(StoreError):
+    """A record in a store is not what rotatectl wrote (edited by hand, another tool)."""
+
+
 class ConflictError(StoreError):
     """A compare-and-set failed: someone else changed the record first."""
 

@@ -7,11 +7,13 @@ so that stores can persist them. No type here ever holds a key value.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
+from .errors import CorruptRecordError
 from .schedule import Window
 
 
@@ -60,6 +62,22 @@ class OnStillUsed(StrEnum):
     WAIT = "wait"
     FAIL = "fail"
     FORCE = "force"
+
+
+T = TypeVar("T")
+
+
+def _decode(kind: str, fn: Callable[[dict[str, Any]], T], data: Any) -> T:
+    """Run a decoder, turning any shape error into one clear CorruptRecordError."""
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object, got {type(data).__name__}")
+        return fn(data)
+    except (KeyError, ValueError, TypeError, AttributeError, AssertionError) as exc:
+        what = (
+            f"missing field {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
+        )
+        raise CorruptRecordError(f"a {kind} record is not what rotatectl wrote: {what}") from exc
 
 
 def utcnow() -> datetime:
@@ -153,6 +171,11 @@ class Version:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Version:
+        """Decode a stored version; CorruptRecordError if it is not what rotatectl wrote."""
+        return _decode("version", cls._from_dict, data)
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Version:
         created = _parse_iso(data["created"])
         assert created is not None
         return cls(
@@ -285,6 +308,11 @@ class Rotation:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Rotation:
+        """Decode a stored rotation record; CorruptRecordError if it is not ours."""
+        return _decode("rotation", cls._from_dict, data)
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Rotation:
         started = _parse_iso(data["started"])
         assert started is not None
         prop, over = data.get("propagation"), data.get("overlap")

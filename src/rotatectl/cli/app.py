@@ -359,6 +359,11 @@ def _print_status(
             raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
         statuses.append(st)
     print_status(statuses, now, opts.output)
+    broken = [st for st in statuses if st.error]
+    if broken:
+        for st in broken:
+            sys.stderr.write(f"rotatectl: error: {st.name}: {st.error}\n")
+        raise typer.Exit(int(ExitCode.FAILED))
     if any(st.drift for st in statuses):
         # Changed behind rotatectl's back: a human decides (check --adopt / --restore).
         raise typer.Exit(int(ExitCode.ATTENTION))

@@ -27,6 +27,7 @@ from typing import Any, Self
 from ..errors import (
     ConfigError,
     ConflictError,
+    CorruptRecordError,
     NotFoundError,
     PermissionDeniedError,
     StoreError,
@@ -86,6 +87,14 @@ _SCHEMA = (
         expires TEXT
     )""",
 )
+
+
+def _loads(text: str, kind: str) -> Any:
+    """JSON from a row; CorruptRecordError when someone else wrote it."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecordError(f"a {kind} record is not what rotatectl wrote: not JSON") from exc
 
 
 def ensure_default_dir(directory: Path) -> None:
@@ -279,7 +288,7 @@ class LocalStore:
         rows = conn.execute(
             "SELECT meta FROM versions WHERE path = ? ORDER BY number", (path,)
         ).fetchall()
-        return [Version.from_dict(json.loads(meta)) for (meta,) in rows]
+        return [Version.from_dict(_loads(meta, "version")) for (meta,) in rows]
 
     @staticmethod
     def _update(conn: sqlite3.Connection, path: str, version: Version) -> None:
@@ -412,7 +421,7 @@ class LocalStore:
             ).fetchone()
         if row is None:
             return None, 0
-        return Rotation.from_dict(json.loads(row[1])), int(row[0])
+        return Rotation.from_dict(_loads(row[1], "rotation")), int(row[0])
 
     def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
         with self._op("save rotation of", path, write=True) as conn:
@@ -444,7 +453,7 @@ class LocalStore:
             rows = conn.execute(
                 "SELECT record FROM rotation_history WHERE path = ? ORDER BY revision", (path,)
             ).fetchall()
-        return [Rotation.from_dict(json.loads(record)) for (record,) in rows]
+        return [Rotation.from_dict(_loads(record, "rotation")) for (record,) in rows]
 
     def acquire_lock(
         self,
