@@ -1,0 +1,1047 @@
+"""AWS Secrets Manager store (``type = "aws-secretsmanager"``).
+
+Layout (see also examples/aws/README.md)
+----------------------------------------
+
+* **Key secret** ``<prefix><path>``: one secret per credential. Each rotatectl
+  version is one secret version; its ``SecretString`` is the key value exactly
+  and its ``VersionId`` is the rotatectl version id (used as
+  ``ClientRequestToken``, so a retried publish never adds a version). Staging
+  labels follow the version states, so a client that knows nothing of
+  rotatectl reads the current key with
+  ``get_secret_value(SecretId=..., VersionStage="AWSCURRENT")``:
+
+  - ``AWSCURRENT``: the current version, moved only by :meth:`promote` with
+    ``RemoveFromVersionId`` (a compare-and-swap: an out-of-band move makes the
+    next promotion a ConflictError, never an overwrite);
+  - ``AWSPREVIOUS``: the most recently demoted PREVIOUS version;
+  - ``AWSPENDING``: the newest PENDING version;
+  - ``rotatectl-v<N>``: one label per version that is not destroyed, so that
+    AWS never treats a tracked value as deprecated (it purges unlabeled
+    versions once a secret has more than 100). Secrets Manager allows 20
+    labels per secret: when that would be exceeded the oldest *retired*
+    versions lose theirs first; too many accepted versions is a StoreError.
+
+* **Record secret** ``<prefix><path>/.rotatectl``: one JSON document with
+  every version's metadata (state, key id, fingerprint, dates, scopes,
+  issuer reference), the rotation record and its history, and the lease lock.
+  Secrets Manager has no conditional put, so a write is: ``PutSecretValue`` of
+  the new document under a fresh token with the label ``rotatectl-next``
+  (which does not make it current), then ``UpdateSecretVersionStage`` moving
+  ``AWSCURRENT`` to it with ``RemoveFromVersionId`` = the version that was
+  read. That call fails when ``AWSCURRENT`` is no longer on the version read,
+  so exactly one of several concurrent writers wins (verified against moto in
+  process and moto_server). Every record operation (save_rotation's revision
+  check, lock acquire/steal/renew/release, publish/promote/set_state) re-reads
+  and re-decides with the shared rules of :mod:`rotatectl.stores.rules` when
+  it loses that race.
+
+* **Destroyed** means: every label is removed from the version, so Secrets
+  Manager treats it as deprecated and deletes it in the background (it cannot
+  delete a single version on request); the record says DESTROYED and
+  :meth:`read_value` refuses it. Until AWS purges it, a principal allowed
+  ``GetSecretValue`` on the secret can still fetch it by ``VersionId``: for
+  IAM keys the key itself is deleted at the issuer, and verifiers never
+  accept a destroyed version.
+
+Both secrets are created with the tags ``rotatectl:managed-by=rotatectl``,
+``rotatectl:path=<path>`` and ``rotatectl:role=key|record``; :meth:`list_paths`
+finds them with a paginated ``ListSecrets`` tag filter, and
+:meth:`versions_many` reads many records with ``BatchGetSecretValue`` (20 per
+call) for ``status`` over many credentials.
+
+Every record write creates a version of the record secret; AWS recommends at
+most one write per secret every 10 minutes on average (it keeps versions
+younger than 24 hours), so run ``rotatectl run`` from cron no more often than
+about every 30 minutes and prefer ``--no-wait`` over long ``--wait`` sessions,
+whose lease renewals write every ``lock_ttl / 3``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Self
+
+from ..aws_common import AwsConnection, AwsExpected
+from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError
+from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
+from ..registry import AdapterContext, check_settings
+from .rules import (
+    LockRow,
+    accepted,
+    plan_acquire,
+    plan_promote,
+    plan_publish,
+    plan_release,
+    plan_renew,
+    plan_set_state,
+)
+
+RECORD_SUFFIX = "/.rotatectl"
+RECORD_FORMAT = 1
+
+TAG_MANAGED = "rotatectl:managed-by"
+TAG_PATH = "rotatectl:path"
+TAG_ROLE = "rotatectl:role"
+ROLE_KEY = "key"
+ROLE_RECORD = "record"
+
+CURRENT = "AWSCURRENT"
+PREVIOUS = "AWSPREVIOUS"
+PENDING = "AWSPENDING"
+STAGED = "rotatectl-next"  # a record version written but not (yet) made current
+_VERSION_LABEL = re.compile(r"rotatectl-v(\d+)")
+AWS_LABELS = (CURRENT, PREVIOUS, PENDING)
+MAX_LABELS = 20  # Secrets Manager: staging labels per secret
+
+MAX_RECORD_BYTES = 65536  # SecretString limit
+HISTORY_KEEP = 20  # earlier rotation records kept in the record secret
+DESTROYED_KEEP = 50  # destroyed versions kept in the record (oldest pruned first)
+CAS_ATTEMPTS = 8
+BATCH_SIZE = 20  # BatchGetSecretValue accepts at most 20 secret ids
+LIST_PAGE_SIZE = 100  # ListSecrets maximum
+
+_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]+")
+_TOKEN = re.compile(r"[A-Za-z0-9-]{32,64}")
+# A fixed namespace: derived version ids must be the same on every host and run.
+_TOKEN_NS = uuid.UUID("5b0c6f0e-54f1-4a43-9d6e-7a6f74617465")
+
+
+def version_label(number: int) -> str:
+    return f"rotatectl-v{number}"
+
+
+def aws_version_id(version_id: str) -> str:
+    """The Secrets Manager VersionId (ClientRequestToken) for a rotatectl version id.
+
+    Secrets Manager wants 32-64 characters; a uuid4 version id (what the
+    runner uses) is taken as is, anything else maps to a stable uuid5.
+    """
+    if _TOKEN.fullmatch(version_id):
+        return version_id
+    return str(uuid.uuid5(_TOKEN_NS, version_id))
+
+
+@dataclass
+class _Record:
+    """The record secret's document (see module docstring)."""
+
+    path: str
+    versions: list[Version] = field(default_factory=list)
+    aws_ids: dict[str, str] = field(default_factory=dict)
+    rotation: Rotation | None = None
+    revision: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    lock: LockRow | None = None
+
+    @property
+    def is_credential(self) -> bool:
+        """A lock alone does not make a credential (only versions or a rotation)."""
+        return bool(self.versions) or self.rotation is not None
+
+    def find(self, version_id: str) -> Version | None:
+        return next((v for v in self.versions if v.version_id == version_id), None)
+
+    def current(self) -> Version | None:
+        return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
+
+    def with_versions(
+        self, changed: Iterable[Version], aws_ids: Mapping[str, str] | None = None
+    ) -> _Record:
+        by_id = {v.version_id: v for v in self.versions}
+        for v in changed:
+            by_id[v.version_id] = v
+        ids = {**self.aws_ids, **(aws_ids or {})}
+        return replace(self, versions=sorted(by_id.values(), key=lambda v: v.number), aws_ids=ids)
+
+    def to_json(self) -> str:
+        lock = None
+        if self.lock is not None:
+            lock = {
+                "holder": self.lock.holder,
+                "token": self.lock.token,
+                "acquired": iso(self.lock.acquired),
+                "expires": iso(self.lock.expires),
+            }
+        versions = self.versions
+        destroyed = [v for v in versions if v.state is VersionState.DESTROYED]
+        if len(destroyed) > DESTROYED_KEEP:
+            # Bounded size: forget the oldest destroyed versions (their numbers stay
+            # below every live one, so the next number is unaffected).
+            drop = {v.version_id for v in destroyed[: len(destroyed) - DESTROYED_KEEP]}
+            versions = [v for v in versions if v.version_id not in drop]
+        doc = {
+            "rotatectl": RECORD_FORMAT,
+            "path": self.path,
+            "versions": [v.to_dict() for v in versions],
+            "aws_version_ids": {
+                v.version_id: self.aws_ids[v.version_id]
+                for v in versions
+                if v.version_id in self.aws_ids
+            },
+            "rotation": self.rotation.to_dict() if self.rotation else None,
+            "revision": self.revision,
+            "history": self.history[-HISTORY_KEEP:],
+            "lock": lock,
+        }
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def parse(cls, path: str, text: str, where: str) -> _Record:
+        try:
+            doc = json.loads(text)
+            if not isinstance(doc, dict) or doc.get("rotatectl") is None:
+                raise ValueError("not a rotatectl record")
+            if int(doc["rotatectl"]) > RECORD_FORMAT:
+                raise StoreError(
+                    f"{where}: record format {doc['rotatectl']} is newer than this "
+                    f"rotatectl supports ({RECORD_FORMAT}); upgrade rotatectl"
+                )
+            if doc.get("path") != path:
+                raise ValueError(f"it belongs to path {doc.get('path')!r}")
+            raw_lock = doc.get("lock")
+            lock = None
+            if raw_lock is not None:
+                lock = LockRow(
+                    raw_lock.get("holder"),
+                    int(raw_lock["token"]),
+                    parse_iso(raw_lock.get("acquired")),
+                    parse_iso(raw_lock.get("expires")),
+                )
+            rotation = doc.get("rotation")
+            return cls(
+                path=path,
+                versions=sorted(
+                    (Version.from_dict(v) for v in doc.get("versions", [])),
+                    key=lambda v: v.number,
+                ),
+                aws_ids={str(k): str(v) for k, v in doc.get("aws_version_ids", {}).items()},
+                rotation=Rotation.from_dict(rotation) if rotation else None,
+                revision=int(doc.get("revision", 0)),
+                history=list(doc.get("history", [])),
+                lock=lock,
+            )
+        except StoreError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{where}: not a valid rotatectl record ({exc})") from None
+
+
+class _CasLost(Exception):
+    """Another writer moved the record's AWSCURRENT first."""
+
+
+class SecretsManagerStore:
+    """A SecretStore in AWS Secrets Manager (see the module docstring for the layout).
+
+    Raises only rotatectl errors: PermissionDeniedError naming the denied
+    action, NotFoundError, StoreUnavailableError (retryable: throttling, 5xx,
+    unreachable endpoint), ConflictError for lost compare-and-sets and
+    out-of-band label moves, StoreError otherwise.
+    """
+
+    def __init__(
+        self, conn: AwsConnection, *, prefix: str = "", kms_key_id: str | None = None
+    ) -> None:
+        self.conn = conn
+        self.prefix = prefix
+        self.kms_key_id = kms_key_id
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
+        """Settings (all optional): ``region``, ``profile``, ``endpoint_url``,
+        ``max_attempts``, ``connect_timeout``, ``read_timeout`` (see
+        :mod:`rotatectl.aws_common`), ``prefix`` (prepended to every secret
+        name, e.g. ``"rotatectl/"``) and ``kms_key_id`` (for secrets it creates).
+        The standard AWS environment variables and profiles apply.
+        """
+        from ..aws_common import SETTINGS
+
+        check_settings(settings, ctx, {**SETTINGS, "prefix": str, "kms_key_id": str})
+        prefix = settings.get("prefix", "")
+        if prefix and not _NAME.fullmatch(prefix):
+            raise ctx.error("prefix", "use only A-Z a-z 0-9 / _ + = . @ -")
+        kms = settings.get("kms_key_id")
+        if kms is not None and not kms.strip():
+            raise ctx.error("kms_key_id", "must not be empty")
+        conn = AwsConnection.from_settings(settings, ctx, kind="store")
+        return cls(conn, prefix=prefix, kms_key_id=kms)
+
+    def __repr__(self) -> str:
+        return f"SecretsManagerStore(region={self.conn.region!r}, prefix={self.prefix!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connections. Safe to call twice."""
+        self.conn.close()
+
+    # -- names and calls ------------------------------------------------------
+
+    def secret_name(self, path: str) -> str:
+        """The key secret's name for ``path``."""
+        name = f"{self.prefix}{path}"
+        if not _NAME.fullmatch(name) or len(name) + len(RECORD_SUFFIX) > 512:
+            raise StoreError(
+                f"{path!r} cannot be a Secrets Manager secret name "
+                "(1-500 characters of A-Z a-z 0-9 / _ + = . @ -)"
+            )
+        return name
+
+    def record_name(self, path: str) -> str:
+        """The record secret's name for ``path``."""
+        return self.secret_name(path) + RECORD_SUFFIX
+
+    def _where(self, name: str) -> str:
+        return f"secret {name} ({self.conn.region})"
+
+    def _sm(
+        self, method: str, name: str, expect: frozenset[str] | set[str] = frozenset(), **params: Any
+    ) -> dict[str, Any]:
+        return self.conn.call(
+            "secretsmanager", method, where=self._where(name), expect=expect, **params
+        )
+
+    def _tags(self, path: str, role: str) -> list[dict[str, str]]:
+        return [
+            {"Key": TAG_MANAGED, "Value": "rotatectl"},
+            {"Key": TAG_PATH, "Value": path},
+            {"Key": TAG_ROLE, "Value": role},
+        ]
+
+    # -- the record secret ----------------------------------------------------
+
+    def _read(self, path: str) -> tuple[_Record, str | None]:
+        """The record and the VersionId it was read from (None: no record yet)."""
+        name = self.record_name(path)
+        try:
+            out = self._sm(
+                "get_secret_value",
+                name,
+                expect={"ResourceNotFoundException"},
+                SecretId=name,
+                VersionStage=CURRENT,  # never rely on the default version (moto bug)
+            )
+        except AwsExpected:
+            return _Record(path), None
+        return _Record.parse(path, str(out.get("SecretString", "")), self._where(name)), str(
+            out["VersionId"]
+        )
+
+    def _commit(self, path: str, read_from: str | None, record: _Record) -> None:
+        """Write ``record`` if the record is still at ``read_from``; _CasLost otherwise."""
+        name = self.record_name(path)
+        body = record.to_json()
+        if len(body.encode("utf-8")) > MAX_RECORD_BYTES:
+            raise StoreError(
+                f"{self._where(name)}: the record outgrew 64 KiB; destroy old versions"
+            )
+        token = str(uuid.uuid4())
+        if read_from is None:
+            params: dict[str, Any] = {
+                "Name": name,
+                "SecretString": body,
+                "ClientRequestToken": token,
+                "Description": f"rotatectl record of {path}: version metadata, rotation, lock",
+                "Tags": self._tags(path, ROLE_RECORD),
+            }
+            if self.kms_key_id:
+                params["KmsKeyId"] = self.kms_key_id
+            try:
+                # Creation is itself a compare-and-set: it fails if the secret exists.
+                self._sm("create_secret", name, expect={"ResourceExistsException"}, **params)
+            except AwsExpected as exc:
+                raise _CasLost from exc
+            return
+        self._sm(
+            "put_secret_value",
+            name,
+            SecretId=name,
+            ClientRequestToken=token,
+            SecretString=body,
+            VersionStages=[STAGED],  # not AWSCURRENT: that is what the CAS below moves
+        )
+        try:
+            self._sm(
+                "update_secret_version_stage",
+                name,
+                expect={"InvalidParameterException", "InvalidRequestException"},
+                SecretId=name,
+                VersionStage=CURRENT,
+                MoveToVersionId=token,
+                RemoveFromVersionId=read_from,
+            )
+        except AwsExpected as exc:
+            # Either another writer moved AWSCURRENT first, or our own call landed
+            # and its reply was lost (botocore then retried): look which.
+            _, now_at = self._read(path)
+            if now_at == token:
+                return
+            if now_at != read_from:
+                raise _CasLost from exc
+            raise StoreError(
+                f"{self._where(name)}: UpdateSecretVersionStage failed ({exc.code}): {exc.message}"
+            ) from exc
+
+    def _mutate(
+        self,
+        path: str,
+        op: str,
+        decide: Callable[[_Record], _Record | None],
+        first: tuple[_Record, str | None] | None = None,
+    ) -> _Record:
+        """Read-decide-write with compare-and-set; re-decide on a lost race.
+
+        ``decide`` returns the new record, or None for a no-op, or raises (e.g.
+        ConflictError from the shared rules). It may run AWS side effects that
+        are idempotent given the record it was handed. ``first`` is a record
+        the caller has just read, used for the first attempt.
+        """
+        for attempt in range(CAS_ATTEMPTS):
+            record, read_from = first if first is not None and attempt == 0 else self._read(path)
+            new = decide(record)
+            if new is None:
+                return record
+            try:
+                self._commit(path, read_from, new)
+                return new
+            except _CasLost:
+                # Jitter spreads contending writers apart; no clock value is recorded.
+                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311
+        raise ConflictError(
+            f"{self._where(self.record_name(path))}: {op}: the record kept changing "
+            f"({CAS_ATTEMPTS} attempts); another process is writing it"
+        )
+
+    # -- the key secret -------------------------------------------------------
+
+    def _describe(self, path: str) -> dict[str, Any] | None:
+        name = self.secret_name(path)
+        try:
+            return self._sm(
+                "describe_secret", name, expect={"ResourceNotFoundException"}, SecretId=name
+            )
+        except AwsExpected:
+            return None
+
+    def _check_key_secret(self, path: str, desc: Mapping[str, Any]) -> None:
+        name = self.secret_name(path)
+        tags = {t.get("Key"): t.get("Value") for t in desc.get("Tags", [])}
+        if tags.get(TAG_PATH) != path or tags.get(TAG_ROLE) != ROLE_KEY:
+            raise StoreError(
+                f"{self._where(name)}: exists but is not a rotatectl key secret for {path!r} "
+                f"(tags {TAG_PATH}={path}, {TAG_ROLE}={ROLE_KEY} missing); tag it to adopt "
+                "it, or configure another path"
+            )
+        if desc.get("DeletedDate"):
+            raise StoreError(
+                f"{self._where(name)}: is scheduled for deletion; restore it with "
+                f"`aws secretsmanager restore-secret --secret-id {name}` or use another path"
+            )
+
+    def _ensure_key_secret(self, path: str) -> tuple[dict[str, Any], bool]:
+        """The key secret's description, and whether this call created it (empty)."""
+        desc = self._describe(path)
+        if desc is None:
+            name = self.secret_name(path)
+            params: dict[str, Any] = {
+                "Name": name,
+                "Description": f"API key {path}, rotated by rotatectl",
+                "Tags": self._tags(path, ROLE_KEY),
+            }
+            if self.kms_key_id:
+                params["KmsKeyId"] = self.kms_key_id
+            # No value: the first version is written by put_secret_value below,
+            # the same way as every later one.
+            try:
+                self._sm("create_secret", name, expect={"ResourceExistsException"}, **params)
+                return {"Name": name, "Tags": params["Tags"], "VersionIdsToStages": {}}, True
+            except AwsExpected:
+                pass  # created concurrently: checked below like any existing secret
+            desc = self._describe(path)
+            if desc is None:
+                raise StoreError(f"{self._where(name)}: created, but not visible yet; try again")
+        self._check_key_secret(path, desc)
+        return desc, False
+
+    def _holders(self, desc: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Label -> the VersionIds carrying it (normally one)."""
+        found: dict[str, list[str]] = {}
+        for version_id, labels in (desc.get("VersionIdsToStages") or {}).items():
+            for label in labels:
+                found.setdefault(label, []).append(version_id)
+        return found
+
+    def _desired_labels(
+        self, path: str, record: _Record, holders: Mapping[str, list[str]]
+    ) -> dict[str, str | None]:
+        """Label -> VersionId it should be on (None: nowhere), except AWSCURRENT.
+
+        Raises StoreError when the accepted versions alone need more labels
+        than Secrets Manager allows.
+        """
+        ids = record.aws_ids
+        known = [v for v in record.versions if v.version_id in ids]
+        want: dict[str, str | None] = {PENDING: None, PREVIOUS: None}
+        pending = [v for v in known if v.state is VersionState.PENDING]
+        if pending:
+            want[PENDING] = ids[max(pending, key=lambda v: v.number).version_id]
+        previous = [v for v in known if v.state is VersionState.PREVIOUS]
+        if previous:
+            latest = max(previous, key=lambda v: (v.demoted or v.created, v.number))
+            want[PREVIOUS] = ids[latest.version_id]
+        foreign = [
+            label
+            for label in holders
+            if label not in (*AWS_LABELS, STAGED) and not _VERSION_LABEL.fullmatch(label)
+        ]
+        budget = MAX_LABELS - len(AWS_LABELS) - len(foreign)
+        live = [v for v in known if v.state is not VersionState.DESTROYED]
+        keep = [v for v in live if v.state is not VersionState.RETIRED]
+        if len(keep) > budget:
+            raise StoreError(
+                f"{self._where(self.secret_name(path))}: {len(keep)} accepted versions need "
+                f"more staging labels than Secrets Manager allows ({MAX_LABELS} per secret); "
+                "retire or destroy old versions first"
+            )
+        retired = sorted(
+            (v for v in live if v.state is VersionState.RETIRED),
+            key=lambda v: v.number,
+            reverse=True,
+        )
+        keep += retired[: budget - len(keep)]
+        for label in holders:
+            if _VERSION_LABEL.fullmatch(label):
+                want[label] = None  # unless kept below: labels of unknown/destroyed versions
+        for v in keep:
+            want[version_label(v.number)] = ids[v.version_id]
+        return want
+
+    def _sync_labels(
+        self, path: str, record: _Record, known: Mapping[str, Any] | None = None
+    ) -> None:
+        """Move the non-AWSCURRENT labels of the key secret to match ``record``.
+
+        Each move passes ``RemoveFromVersionId`` when the label is elsewhere,
+        as AWS requires (moto does not check that for custom labels). ``known``
+        is a description of the secret the caller already has (it saves a
+        call); if it turns out stale, the moves fail and are redone from a
+        fresh DescribeSecret.
+        """
+        name = self.secret_name(path)
+        for attempt in range(3):
+            desc = known if known is not None and attempt == 0 else self._describe(path)
+            if desc is None:
+                return
+            holders = self._holders(desc)
+            want = self._desired_labels(path, record, holders)
+            try:
+                for label, target in sorted(want.items()):
+                    have = holders.get(label, [])
+                    stale = [h for h in have if h != target]
+                    if target is not None and target not in have:
+                        params: dict[str, Any] = {"MoveToVersionId": target}
+                        if stale:
+                            params["RemoveFromVersionId"] = stale.pop(0)
+                        self._stage(name, label, **params)
+                    for version_id in stale:
+                        self._stage(name, label, RemoveFromVersionId=version_id)
+                return
+            except AwsExpected:
+                if attempt == 2:
+                    raise StoreError(
+                        f"{self._where(name)}: staging labels keep changing; another process "
+                        "is moving them"
+                    ) from None
+
+    def _stage(self, name: str, label: str, **params: Any) -> None:
+        self._sm(
+            "update_secret_version_stage",
+            name,
+            expect={"InvalidParameterException"},
+            SecretId=name,
+            VersionStage=label,
+            **params,
+        )
+
+    def _free_version_id(self, path: str, version: Version, value: str) -> tuple[str, bool]:
+        """The VersionId to publish ``value`` under, and whether it is already there.
+
+        Normally the version id itself. A publish killed after writing the value
+        but before the record leaves that id holding a value nobody recorded
+        (the runner then mints a new key for the same version id); an AWS
+        version's value cannot change, so the new value goes under a second,
+        still deterministic id.
+        """
+        name = self.secret_name(path)
+        candidates = (
+            aws_version_id(version.version_id),
+            str(uuid.uuid5(_TOKEN_NS, f"{version.version_id}\n{version.fingerprint}")),
+        )
+        for candidate in candidates:
+            try:
+                out = self._sm(
+                    "get_secret_value",
+                    name,
+                    expect={"ResourceNotFoundException"},
+                    SecretId=name,
+                    VersionId=candidate,
+                )
+            except AwsExpected:
+                return candidate, False
+            if out.get("SecretString") == value:
+                return candidate, True
+        raise StoreError(
+            f"{self._where(name)}: version {version.version_id} was published twice with "
+            "other values; start a new rotation"
+        )
+
+    # -- SecretStore: versions ------------------------------------------------
+
+    def list_paths(self) -> list[str]:
+        """Paths with a key secret, or a record holding versions or a rotation. Sorted.
+
+        Uses ListSecrets with a tag filter (eventually consistent in AWS: a
+        secret created a moment ago may be missing).
+        """
+        filters: list[dict[str, Any]] = [{"Key": "tag-key", "Values": [TAG_PATH]}]
+        if self.prefix:
+            filters.append({"Key": "name", "Values": [self.prefix]})
+        keys: set[str] = set()
+        records: set[str] = set()
+        params: dict[str, Any] = {"Filters": filters, "MaxResults": LIST_PAGE_SIZE}
+        while True:
+            page = self.conn.call(
+                "secretsmanager",
+                "list_secrets",
+                where=f"secrets tagged {TAG_PATH} ({self.conn.region})",
+                **params,
+            )
+            for entry in page.get("SecretList", []):
+                tags = {t.get("Key"): t.get("Value") for t in entry.get("Tags", [])}
+                path = tags.get(TAG_PATH)
+                if not path or entry.get("DeletedDate"):
+                    continue
+                try:
+                    expected = (self.secret_name(path), self.record_name(path))
+                except StoreError:
+                    continue
+                if tags.get(TAG_ROLE) == ROLE_KEY and entry.get("Name") == expected[0]:
+                    keys.add(path)
+                elif tags.get(TAG_ROLE) == ROLE_RECORD and entry.get("Name") == expected[1]:
+                    records.add(path)
+            token = page.get("NextToken")
+            if not token:
+                break
+            params["NextToken"] = token
+        unsure = sorted(records - keys)
+        if unsure:
+            snapshot = self._records_many(unsure)
+            keys.update(p for p in unsure if snapshot[p].is_credential)
+        return sorted(keys)
+
+    def versions(self, path: str) -> list[Version]:
+        record, _ = self._read(path)
+        return list(record.versions)
+
+    def versions_many(self, paths: Sequence[str]) -> dict[str, list[Version]]:
+        """``versions`` of many paths with BatchGetSecretValue (20 records per call)."""
+        return {p: list(r.versions) for p, r in self._records_many(paths).items()}
+
+    def rotations_many(self, paths: Sequence[str]) -> dict[str, tuple[Rotation | None, int]]:
+        """``load_rotation`` of many paths, batched like :meth:`versions_many`."""
+        return {p: (r.rotation, r.revision) for p, r in self._records_many(paths).items()}
+
+    def _records_many(self, paths: Sequence[str]) -> dict[str, _Record]:
+        unique = list(dict.fromkeys(paths))
+        by_name = {self.record_name(p): p for p in unique}
+        found: dict[str, _Record] = {}
+        names = list(by_name)
+        for start in range(0, len(names), BATCH_SIZE):
+            chunk = names[start : start + BATCH_SIZE]
+            params: dict[str, Any] = {"SecretIdList": chunk}
+            while True:
+                try:
+                    page = self._sm(
+                        "batch_get_secret_value",
+                        chunk[0],
+                        expect={"AccessDeniedException", "AccessDenied"},
+                        **params,
+                    )
+                except AwsExpected:
+                    break  # not allowed to batch: the per-record reads below still work
+                for entry in page.get("SecretValues", []):
+                    path = by_name.get(str(entry.get("Name")))
+                    # BatchGetSecretValue returns the AWSCURRENT version; moto returns
+                    # the secret's first version instead, so check the label.
+                    if path is None or CURRENT not in entry.get("VersionStages", []):
+                        continue
+                    found[path] = _Record.parse(
+                        path, str(entry.get("SecretString", "")), self._where(str(entry["Name"]))
+                    )
+                for error in page.get("Errors", []):
+                    path = by_name.get(str(error.get("SecretId")))
+                    if path is not None and error.get("ErrorCode") == "ResourceNotFoundException":
+                        found[path] = _Record(path)
+                token = page.get("NextToken")
+                if not token:
+                    break
+                params["NextToken"] = token
+        for path in unique:
+            if path not in found:
+                found[path], _ = self._read(path)
+        return found
+
+    def publish(self, path: str, version: Version, value: str) -> None:
+        """SecretStore.publish: the value becomes a secret version (``AWSPENDING`` if it
+        is the newest pending one), then the record lists it. Creates the key secret
+        on first use (AWS then puts ``AWSCURRENT`` on that first version by itself).
+        StoreError when the key secret is not rotatectl's or labels would run out.
+        """
+        record, read_from = self._read(path)
+        if plan_publish(path, record.versions, version) is None:
+            return
+        desc, created = self._ensure_key_secret(path)
+        if created:  # a new, empty secret: every version id is free
+            aws_id, present = aws_version_id(version.version_id), False
+        else:
+            aws_id, present = self._free_version_id(path, version, value)
+        planned = record.with_versions(
+            [replace(version, state=VersionState.PENDING)], {version.version_id: aws_id}
+        )
+        name = self.secret_name(path)
+        if not present:
+            want = self._desired_labels(path, planned, self._holders(desc))
+            labels = [version_label(version.number)]
+            if want.get(PENDING) == aws_id:
+                labels.append(PENDING)  # PutSecretValue moves it off the older pending version
+            # Retired versions may have to give up their labels first (20 per secret).
+            self._free_labels(name, desc, want)
+            self._sm(
+                "put_secret_value",
+                name,
+                SecretId=name,
+                ClientRequestToken=aws_id,
+                SecretString=value,
+                VersionStages=labels,
+            )
+
+        def decide(current: _Record) -> _Record | None:
+            new = plan_publish(path, current.versions, version)
+            if new is None:
+                return None
+            return current.with_versions([new], {version.version_id: aws_id})
+
+        committed = self._mutate(path, "publish", decide, first=(record, read_from))
+        if present:
+            # Resuming an interrupted publish: its labels may be half done.
+            self._sync_labels(path, committed)
+
+    def _free_labels(
+        self, name: str, desc: Mapping[str, Any], want: Mapping[str, str | None]
+    ) -> None:
+        for label, holders in self._holders(desc).items():
+            if _VERSION_LABEL.fullmatch(label) and want.get(label) is None:
+                for version_id in holders:
+                    with contextlib.suppress(AwsExpected):  # already gone
+                        self._stage(name, label, RemoveFromVersionId=version_id)
+
+    def promote(
+        self, path: str, version_id: str, expected_current: str | None, at: datetime
+    ) -> None:
+        """SecretStore.promote: moves ``AWSCURRENT`` with ``RemoveFromVersionId`` (CAS),
+        then the record. ConflictError also when ``AWSCURRENT`` was moved outside
+        rotatectl: it is never overwritten.
+        """
+        name = self.secret_name(path)
+
+        def decide(record: _Record) -> _Record | None:
+            changed = plan_promote(path, record.versions, version_id, expected_current, at)
+            if not changed:
+                return None
+            target = record.aws_ids.get(version_id)
+            if target is None:
+                raise StoreError(f"{self._where(name)}: version {version_id} has no AWS version")
+            after = self._move_current(path, record, target, expected_current)
+            new = record.with_versions(changed)
+            self._sync_labels(path, new, after)
+            return new
+
+        self._mutate(path, "promote", decide)
+
+    def _move_current(
+        self, path: str, record: _Record, target: str, expected_current: str | None
+    ) -> dict[str, Any]:
+        """Move AWSCURRENT to ``target`` with a compare-and-swap on where it is now.
+
+        Returns the secret's description as it should be afterwards.
+        """
+        name = self.secret_name(path)
+        desc = self._describe(path)
+        if desc is None:
+            raise NotFoundError(
+                f"{self._where(name)}: the key secret is gone (deleted outside rotatectl?)"
+            )
+        self._check_key_secret(path, desc)
+        holders = self._holders(desc).get(CURRENT, [])
+        if holders == [target]:
+            return desc  # a resumed promotion: AWS already moved, the record had not
+        holder = holders[0] if len(holders) == 1 else None
+        expected_aws = record.aws_ids.get(expected_current) if expected_current else None
+        tracked_current = {
+            record.aws_ids.get(v.version_id)
+            for v in record.versions
+            if v.state is VersionState.CURRENT
+        }
+        if expected_current is not None:
+            allowed = holder is not None and holder == expected_aws
+        else:
+            # First promotion: AWS put AWSCURRENT on the secret's first version by
+            # itself (or the secret was adopted with a value of its own).
+            allowed = holder is not None and holder not in tracked_current
+        if not allowed:
+            ours = {aws: vid for vid, aws in record.aws_ids.items()}
+            where = ", ".join(
+                f"version {h}" + (f" (rotatectl {ours[h]})" if h in ours else "") for h in holders
+            )
+            expected = f"version {expected_aws}" if expected_aws else "no rotatectl version"
+            if holders and all(h in ours for h in holders):
+                why = "another rotatectl run promoted concurrently, or it was moved by hand"
+            else:
+                why = "it was moved outside rotatectl"
+            raise ConflictError(
+                f"{self._where(name)}: AWSCURRENT is on {where or 'no version'}, expected "
+                f"{expected}: {why}; not overwriting it (inspect the secret, then "
+                "`rotatectl abort` or move AWSCURRENT back)"
+            )
+        try:
+            self._stage(name, CURRENT, MoveToVersionId=target, RemoveFromVersionId=holder)
+        except AwsExpected as exc:
+            raise ConflictError(
+                f"{self._where(name)}: AWSCURRENT moved while promoting ({exc.code}); "
+                "not overwriting it"
+            ) from exc
+        # What AWS does on that move: AWSPREVIOUS goes to the version AWSCURRENT
+        # left. If this prediction were wrong, the label sync redoes it from AWS.
+        stages = {
+            vid: [lb for lb in labels if lb not in (CURRENT, PREVIOUS)]
+            for vid, labels in (desc.get("VersionIdsToStages") or {}).items()
+        }
+        stages.setdefault(target, []).append(CURRENT)
+        assert holder is not None
+        stages.setdefault(holder, []).append(PREVIOUS)
+        return {**desc, "VersionIdsToStages": stages}
+
+    def set_state(
+        self,
+        path: str,
+        version_id: str,
+        state: VersionState,
+        expected: VersionState,
+        at: datetime,
+    ) -> None:
+        """SecretStore.set_state: labels first (a retired version loses ``AWSPREVIOUS``/
+        ``AWSPENDING``, a destroyed one every label), then the record.
+        """
+
+        def decide(record: _Record) -> _Record | None:
+            new_version = plan_set_state(path, record.versions, version_id, state, expected, at)
+            if new_version is None:
+                return None
+            new = record.with_versions([new_version])
+            # Labels first: once the record says retired/destroyed, no naive
+            # client reading AWSPREVIOUS/AWSPENDING should still get it.
+            self._sync_labels(path, new)
+            return new
+
+        self._mutate(path, f"set {state} on", decide)
+
+    def read_value(self, path: str, version_id: str | None = None) -> str:
+        """SecretStore.read_value, by the AWS VersionId the record holds for the version.
+
+        NotFoundError for destroyed versions, and naming the secret and region when
+        the key secret or the version is gone from Secrets Manager.
+        """
+        record, _ = self._read(path)
+        target = record.find(version_id) if version_id else record.current()
+        if target is None:
+            what = f"version {version_id}" if version_id else "current version"
+            raise NotFoundError(f"{path}: no {what}")
+        if target.state is VersionState.DESTROYED:
+            raise NotFoundError(f"{path}: the value of version {target.version_id} was destroyed")
+        aws_id = record.aws_ids.get(target.version_id)
+        name = self.secret_name(path)
+        if aws_id is None:
+            raise NotFoundError(f"{self._where(name)}: version {target.version_id} has no value")
+        try:
+            out = self._sm(
+                "get_secret_value",
+                name,
+                expect={"ResourceNotFoundException"},
+                SecretId=name,
+                VersionId=aws_id,
+            )
+        except AwsExpected:
+            if self._describe(path) is None:
+                raise NotFoundError(
+                    f"{self._where(name)}: the key secret does not exist in region "
+                    f"{self.conn.region} (deleted outside rotatectl, or wrong region?)"
+                ) from None
+            raise NotFoundError(
+                f"{self._where(name)}: the value of version {target.version_id} is no longer "
+                "held by Secrets Manager"
+            ) from None
+        if "SecretString" not in out:
+            raise StoreError(f"{self._where(name)}: version {target.version_id} holds no string")
+        value: str = out["SecretString"]
+        return value
+
+    def accepted_keys(self, path: str, credential: str) -> list[AcceptedKey]:
+        return accepted(self.versions(path), credential)
+
+    # -- SecretStore: rotation record -------------------------------------
+
+    def load_rotation(self, path: str) -> tuple[Rotation | None, int]:
+        record, _ = self._read(path)
+        if record.rotation is None:
+            return None, 0
+        return record.rotation, record.revision
+
+    def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
+        def decide(record: _Record) -> _Record:
+            if record.revision != expected_revision:
+                raise ConflictError(
+                    f"{path}: rotation record is at revision {record.revision}, "
+                    f"not {expected_revision}"
+                )
+            history = record.history
+            if record.rotation is not None and record.rotation.id != rotation.id:
+                history = [*history, record.rotation.to_dict()][-HISTORY_KEEP:]
+            return replace(record, rotation=rotation, revision=record.revision + 1, history=history)
+
+        return self._mutate(path, "save rotation of", decide).revision
+
+    def rotation_history(self, path: str) -> list[Rotation]:
+        """Earlier rotation records of ``path`` (the last 20), oldest first."""
+        record, _ = self._read(path)
+        return [Rotation.from_dict(r) for r in record.history]
+
+    # -- SecretStore: lease lock ------------------------------------------
+
+    def acquire_lock(
+        self,
+        path: str,
+        holder: str,
+        ttl: timedelta,
+        now: datetime,
+        steal_token: int | None = None,
+    ) -> Lease:
+        leases: list[Lease] = []
+
+        def decide(record: _Record) -> _Record:
+            lease = plan_acquire(path, record.lock, holder, ttl, now, steal_token)
+            leases.append(lease)
+            return replace(record, lock=LockRow(holder, lease.token, lease.acquired, lease.expires))
+
+        self._mutate(path, "lock", decide)
+        return leases[-1]
+
+    def renew_lock(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
+        leases: list[Lease] = []
+
+        def decide(record: _Record) -> _Record:
+            renewed = plan_renew(record.lock, lease, ttl, now)
+            leases.append(renewed)
+            return replace(
+                record,
+                lock=LockRow(renewed.holder, renewed.token, renewed.acquired, renewed.expires),
+            )
+
+        self._mutate(lease.credential, "renew lock of", decide)
+        return leases[-1]
+
+    def release_lock(self, lease: Lease) -> None:
+        def decide(record: _Record) -> _Record | None:
+            if not plan_release(record.lock, lease):
+                return None
+            assert record.lock is not None
+            # Keep the token: the next lease must get a larger one.
+            return replace(record, lock=LockRow(None, record.lock.token, None, None))
+
+        self._mutate(lease.credential, "release lock of", decide)
+
+    # -- AccessCheck --------------------------------------------------------
+
+    def check_access(self) -> list[str]:
+        """Which Secrets Manager calls rotatectl needs are denied, one line each.
+
+        Probes each action with a harmless call whose answer tells "allowed"
+        (e.g. ResourceNotFound for a name that does not exist) from "denied",
+        so it needs no permission beyond the ones it checks. CreateSecret can
+        only be probed against an existing secret (it then fails harmlessly
+        with ResourceExists); with none yet it is not checked.
+        """
+        problems: list[str] = []
+        try:
+            paths = self.list_paths()
+        except RotatectlError as exc:
+            return [str(exc)]
+        base = paths[0] if paths else "rotatectl-access-check"
+        probe = self.secret_name(base) + "/.rotatectl-access-check"
+        existing = self.secret_name(paths[0]) if paths else None
+        token = str(uuid.uuid4())
+        tags = self._tags("rotatectl-access-check", ROLE_KEY)
+        calls: list[tuple[str, dict[str, Any]]] = [
+            ("describe_secret", {"SecretId": probe}),
+            ("get_secret_value", {"SecretId": probe, "VersionStage": CURRENT}),
+            ("batch_get_secret_value", {"SecretIdList": [probe]}),
+            (
+                "update_secret_version_stage",
+                {"SecretId": probe, "VersionStage": STAGED, "MoveToVersionId": token},
+            ),
+            ("tag_resource", {"SecretId": probe, "Tags": tags}),
+        ]
+        try:
+            self._sm("describe_secret", probe, expect={"ResourceNotFoundException"}, SecretId=probe)
+            exists = True
+        except AwsExpected:
+            exists = False
+        except RotatectlError as exc:
+            problems.append(str(exc))
+            exists = True  # unknown: do not risk a write probe
+        if not exists:
+            calls.append(
+                (
+                    "put_secret_value",
+                    {"SecretId": probe, "ClientRequestToken": token, "SecretString": "-"},
+                )
+            )
+        if existing is not None:
+            calls.append(("create_secret", {"Name": existing, "SecretString": "-", "Tags": tags}))
+        harmless = {
+            "ResourceNotFoundException",
+            "ResourceExistsException",
+            "InvalidParameterException",
+            "InvalidRequestException",
+        }
+        for method, params in calls:
+            if method == "describe_secret":
+                continue  # done above
+            try:
+                self._sm(
+                    method,
+                    existing if method == "create_secret" and existing else probe,
+                    expect=harmless,
+                    **params,
+                )
+            except AwsExpected:
+                continue
+            except RotatectlError as exc:
+                problems.append(str(exc))
+        return problems
