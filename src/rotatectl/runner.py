@@ -22,15 +22,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
-
 from . import redact
 from .audit import AuditLog
 from .errors import (
@@ -67,6 +58,7 @@ from .model import (
 )
 from .ports import Clock, KeyIssuer, Notifier, SecretStore, UsageProbe
 from .pretest import PrePromotionTest, run_test
+from .retry import retry_call
 
 T = TypeVar("T")
 
@@ -384,18 +376,9 @@ class Runner:
 
     def retrying(self, fn: Callable[[], T]) -> T:
         """Call ``fn``, retrying retryable rotatectl errors with bounded backoff and jitter."""
-
-        def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, RotatectlError) and exc.retryable
-
-        retryer = Retrying(
-            retry=retry_if_exception(retryable),
-            stop=stop_after_attempt(self.retry_attempts) | stop_after_delay(self.retry_max_delay),
-            wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.5),
-            sleep=self.clock.sleep,
-            reraise=True,
+        return retry_call(
+            fn, attempts=self.retry_attempts, max_delay=self.retry_max_delay, sleep=self.clock.sleep
         )
-        return retryer(fn)
 
 
 @dataclass(frozen=True)

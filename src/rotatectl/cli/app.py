@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -271,10 +272,7 @@ def rollback(
     output: OutputOption = None,
 ) -> None:
     """Re-promote the key the latest rotation replaced (while it is not destroyed)."""
-    opts = _opts(ctx, output)
-    with _workspace(opts) as ws:
-        result = _runner(ws).rollback(ws.target(validate_single(name)), reason)
-    _finish(opts, [result], summary=False)
+    _operate(ctx, output, name, lambda runner, target: runner.rollback(target, reason))
 
 
 @app.command()
@@ -285,9 +283,19 @@ def abort(
     output: OutputOption = None,
 ) -> None:
     """Cancel the in-flight rotation before promotion and revoke its new key."""
+    _operate(ctx, output, name, lambda runner, target: runner.abort(target, reason))
+
+
+def _operate(
+    ctx: typer.Context,
+    output: str | None,
+    name: str,
+    operation: Callable[[Runner, Target], Result],
+) -> NoReturn:
+    """Run one runner operation on one credential and finish with its exit code."""
     opts = _opts(ctx, output)
     with _workspace(opts) as ws:
-        result = _runner(ws).abort(ws.target(validate_single(name)), reason)
+        result = operation(_runner(ws), ws.target(validate_single(name)))
     _finish(opts, [result], summary=False)
 
 
