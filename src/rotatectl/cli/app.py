@@ -569,9 +569,21 @@ def _denied(adapter: object) -> None:
 
 
 def _check_store(ws: Workspace, name: str) -> str:
+    import inspect
+
+    from ..errors import PermissionDeniedError
+
     store = ws.store(name)
     count = len(store.list_paths())
-    _denied(store)
+    check = getattr(store, "check_access", None)
+    if check is not None and "paths" in inspect.signature(check).parameters:
+        # Also the declared credentials that do not exist in the store yet.
+        declared = [c.path for c in ws.config.credentials.values() if name in c.stores]
+        problems = check(paths=sorted(set(declared) | set(store.list_paths())))
+        if problems:
+            raise PermissionDeniedError("; ".join(problems))
+    else:
+        _denied(store)
     return f"{count} credentials"
 
 
