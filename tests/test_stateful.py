@@ -163,7 +163,9 @@ class Rotations(RuleBasedStateMachine):
     @invariant()
     def no_retirement_while_in_use(self) -> None:
         for v in self.w.store.versions(NAME):
-            if v.retired is None or v.key_id in self.exempt:
+            retired_now = v.state in (VersionState.RETIRED, VersionState.DESTROYED)
+            # A rollback can reinstate a retired key; only keys retired now are judged.
+            if not retired_now or v.retired is None or v.key_id in self.exempt:
                 continue
             window_start = v.retired - POLICY.usage_quiet
             seen = [

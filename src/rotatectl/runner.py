@@ -812,14 +812,19 @@ class Session:
     def _sweep_orphans(
         self, result: Result, rotation: Rotation, versions: Sequence[Version]
     ) -> None:
-        """Revoke keys minted for this rotation whose publish never happened (invariant 4)."""
+        """Revoke keys minted by rotatectl that no version records (invariant 4).
+
+        They were minted for this rotation, or for one it superseded (an
+        emergency or abort after a crash), and their publish never happened.
+        Untagged keys are not rotatectl's to judge and are left alone.
+        """
         t = self.target
         keys = t.issuer.list_keys(t.name)
         if not keys:
             return
         known = {v.issuer_ref for v in versions if v.issuer_ref}
         for key in keys:
-            if key.tag == rotation.new_version_id and key.issuer_ref not in known:
+            if key.tag is not None and key.issuer_ref not in known:
                 t.issuer.delete(t.name, key.issuer_ref)
                 result.steps.append(
                     f"revoked orphan key {key.issuer_ref} left by an interrupted run"
@@ -966,7 +971,11 @@ class Session:
     ) -> Rotation:
         if rotation is None or rotation.phase.terminal:
             raise UsageError(f"{self.target.name}: no rotation in flight to abort")
-        if rotation.phase not in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
+        new = find_version(versions, rotation.new_version_id)
+        promoted = new is not None and new.state is VersionState.CURRENT
+        # The store, not the record, says whether clients were told: a crash can
+        # leave the record in propagate after the promotion happened.
+        if promoted or rotation.phase not in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
             raise UsageError(
                 f"{self.target.name}: rotation {rotation.id} has promoted its new key; "
                 "use `rotatectl rollback` instead"
@@ -980,7 +989,9 @@ class Session:
         name = self.target.name
         if rotation is None:
             raise UsageError(f"{name}: nothing to roll back (never rotated)")
-        if rotation.phase in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
+        new = find_version(versions, rotation.new_version_id)
+        promoted = new is not None and new.state is VersionState.CURRENT
+        if not promoted and rotation.phase in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
             raise UsageError(f"{name}: rotation {rotation.id} has not promoted yet; use abort")
         return self._rollback_rotation(rotation, versions, now, reason, auto=False)
 
