@@ -23,4 +23,9 @@ path "secret/destroy/apikeys/*" {
   capabilities = ["update"]
 }
 
+# `rotatectl check NAME --restore` after someone soft-deleted the verifier index.
+path "secret/undelete/apikeys/*" {
+  capabilities = ["update"]
+}
+
 # No "delete" capability anywhere: rotatectl never removes a path's metadata.

@@ -23,6 +23,7 @@ from ..errors import ExitCode, RotatectlError, UsageError
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from ..audit import AuditLog
     from ..config import Config
     from ..runner import Result, Runner, Target
     from ..workspace import Workspace
@@ -58,6 +59,20 @@ class Options:
     debug: bool = False
 
 
+# The subcommand, for the audit log's actor field. Handed to the audit module only
+# by _audit_log, so commands that never write the log (status) do not import it.
+_invocation: str | None = None
+
+
+def _audit_log(config: Config) -> AuditLog:
+    """``config.audit_log()``, with this invocation's subcommand as the actor's ``via``."""
+    from ..audit import set_invocation
+
+    if _invocation:
+        set_invocation(_invocation)
+    return config.audit_log()
+
+
 def _version(value: bool) -> None:
     if value:
         sys.stdout.write(f"rotatectl {__version__}\n")
@@ -85,10 +100,8 @@ def main_options(
     if output not in OUTPUTS:
         raise UsageError(f"--output must be one of {', '.join(OUTPUTS)}, not {output!r}")
     ctx.obj = Options(config=config, output=output, quiet=quiet, debug=debug)
-    if ctx.invoked_subcommand:
-        from ..audit import set_invocation
-
-        set_invocation(ctx.invoked_subcommand)
+    global _invocation
+    _invocation = ctx.invoked_subcommand or None
 
 
 def _opts(ctx: typer.Context, output: str | None = None, quiet: bool = False) -> Options:
@@ -125,7 +138,7 @@ def _runner(ws: Workspace) -> Runner:
     from ..ports import SystemClock
     from ..runner import Runner
 
-    return Runner(SystemClock(), audit=ws.config.audit_log())
+    return Runner(SystemClock(), audit=_audit_log(ws.config))
 
 
 def _validated_names(names: list[str]) -> list[str]:
@@ -214,10 +227,20 @@ def run(
                 work.append(ws.target(name))
             except RotatectlError as exc:
                 work.append(Result(name, Outcome.FAILED, str(exc)))
+        quiet_ones: dict[str, Result] = {}
+        if not dry_run:
+            from ..report import settled, snapshots
+
+            # Credentials with nothing to do now need no lock: one batched read decides.
+            targets = [t for t in work if not isinstance(t, Result)]
+            quiet_ones = settled(targets, snapshots(targets), runner.clock.now())
 
         def one(item: Target | Result) -> Result:
             if isinstance(item, Result):
                 return item
+            found = quiet_ones.get(item.name)
+            if found is not None:
+                return found
             return runner.advance(item, dry_run=dry_run)
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -355,17 +378,25 @@ def _print_status(
 ) -> None:
     from ..errors import UnknownCredentialError
     from ..ports import SystemClock
-    from ..report import collect_status
+    from ..report import collect_statuses
     from .render import print_status
 
     now = SystemClock().now()
-    statuses = []
+    views = []
+    failed: RotatectlError | None = None
     for name in names or ws.names():
-        st = collect_status(ws.target(name), now)
+        try:
+            views.append(ws.view(name))
+        except RotatectlError as exc:
+            failed = exc  # raised below, after an unknown credential named before it
+            break
+    statuses = collect_statuses(views, now)  # batched reads where the store offers them
+    for name, st in zip((v.name for v in views), statuses, strict=True):
         unknown = strict and not st.versions and st.rotation is None and not st.error
         if unknown and not ws.credential(name).declared:
             raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
-        statuses.append(st)
+    if failed is not None:
+        raise failed
     print_status(statuses, now, opts.output)
     broken = [st for st in statuses if st.error]
     if broken:
@@ -453,7 +484,7 @@ def _read_value(ws: Workspace, name: str, number: int | None, via: str) -> str:
         (v.version_id for v in versions if v.state.value == "current"), None
     )
     shown = next((v for v in versions if v.version_id == wanted), None)
-    ws.config.audit_log().append(
+    _audit_log(ws.config).append(
         "read-value",
         name,
         outcome="ok",
@@ -526,7 +557,7 @@ def check(
         # A settings mistake first (2), then an operation failure such as an
         # unreachable store (1), then drift that needs a decision (3).
         codes = {p.exit_code for p in problems}
-        for code in (ExitCode.USAGE, ExitCode.FAILED, ExitCode.ATTENTION):
+        for code in (ExitCode.USAGE, ExitCode.FAILED, ExitCode.LOCKED, ExitCode.ATTENTION):
             if code in codes:
                 raise typer.Exit(int(code))
 
@@ -547,7 +578,7 @@ def _check_drift(ws: Workspace, name: str, how: str | None) -> str:
         )
     resolve(target, how, SystemClock().now())
     done = {"adopt": "adopted", "restore": "restored"}[how]
-    ws.config.audit_log().append(
+    _audit_log(ws.config).append(
         f"drift-{done}",
         name,
         outcome="ok",
@@ -655,7 +686,7 @@ def audit_show(
 
     opts = _opts(ctx, output)
     config = _load(opts)
-    records = config.audit_log().show(
+    records = _audit_log(config).show(
         credential, _since("--since", since), _since("--until", until)
     )
     print_audit(records, opts.output)
@@ -667,7 +698,7 @@ def audit_verify(ctx: typer.Context, output: OutputOption = None) -> None:
     from .render import emit_json
 
     opts = _opts(ctx, output)
-    log = _load(opts).audit_log()
+    log = _audit_log(_load(opts))
     count, problem = log.verify()
     if opts.output == "json":
         emit_json(
@@ -725,12 +756,66 @@ def _error(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+# Global options that take a value, and those that do not (see main_options).
+_VALUED = frozenset(("-c", "--config", "-o", "--output"))
+_FLAGS = frozenset(("-q", "--quiet", "--debug"))
+
+
+def _invoked(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` when only plain global options precede it.
+
+    None when unsure (an abbreviated, combined or unknown option, --help,
+    --version): then the whole command tree is built, as always.
+    """
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _VALUED:
+            i += 2
+        elif arg in _FLAGS or arg.startswith(("--config=", "--output=")):
+            i += 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg
+    return None
+
+
+def _narrow_to(name: str | None) -> None:
+    """Register only the invoked command, so Typer builds one command, not all of them.
+
+    Typer builds a click command (evaluating the signature) for every registered
+    command on each start; a command line naming one of them needs only that one.
+    Anything else (no command, a typo, --help of the group) keeps the full tree,
+    so group help and "No such command" with suggestions are unchanged.
+    """
+    if name is None:
+        return
+    from typer.main import get_command_name
+
+    commands = [
+        c
+        for c in app.registered_commands
+        if (c.name or get_command_name(c.callback.__name__ if c.callback else "")) == name
+    ]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if len(commands) + len(groups) == 1:
+        app.registered_commands = commands
+        app.registered_groups = groups
+
+
 def main() -> None:
     """Console-script entry point: maps every error to one line and an exit code."""
-    debug = "--debug" in sys.argv[1:]
+    argv = sys.argv[1:]
+    if argv == ["--version"]:
+        # The cheapest answer: no command tree, no logging set-up.
+        sys.stdout.write(f"rotatectl {__version__}\n")
+        sys.exit(0)
+    debug = "--debug" in argv
     from ..redact import install_logging_filter
 
     install_logging_filter()
+    _narrow_to(_invoked(argv))
     try:
         rv = app(standalone_mode=False)
     except typer.Exit as exc:  # pragma: no cover - click returns it instead
