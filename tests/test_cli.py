@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,13 +120,26 @@ def test_access_log_gate_holds_until_the_old_key_goes_quiet(cli: Cli) -> None:
     assert cli("rotate", NAME, "--propagation", "0s").code == 0
     assert states(cli) == [(1, "previous"), (2, "current")]
 
-    # The old key keeps appearing in the log: the gate holds past the overlap.
-    for _ in range(3):
-        write_usage(log, old_key, client="legacy-batch")
-        time.sleep(0.6)
-        run = cli("run", "-o", "json")
-        assert run.code == 0, run.err
-        assert states(cli)[0] == (1, "previous")
+    # The old key keeps appearing in the log (a client in the background, so a
+    # slow `run` on a busy machine cannot make it look quiet): the gate holds.
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            write_usage(log, old_key, client="legacy-batch")
+            stop.wait(0.2)
+
+    worker = threading.Thread(target=client, daemon=True)
+    worker.start()
+    try:
+        time.sleep(1.2)  # past the overlap
+        for _ in range(3):
+            run = cli("run", "-o", "json")
+            assert run.code == 0, run.err
+            assert states(cli)[0] == (1, "previous")
+    finally:
+        stop.set()
+        worker.join()
     result = json.loads(run.out)["results"][0]
     assert result["outcome"] == "waiting"
     assert result["old_key_usage"]["clients"] == ["legacy-batch"]

@@ -474,7 +474,8 @@ def test_unreadable(tmp_path: Path) -> None:
         (
             "[defaults]\nusage = { type = 'cloudwatch' }",
             "[defaults.usage] type: ",
-            "unknown probe type 'cloudwatch' (installed: access-log, aws-iam, none",
+            "unknown probe type 'cloudwatch' (installed: access-log, aws-iam, http, none, "
+            "prometheus",
         ),
         (
             "[credentials.a]\nusage = { path = 'x' }",
@@ -590,7 +591,12 @@ _FRAGMENTS = [
 ]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# No deadline: file I/O per example, and a busy CI machine must not fail it.
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(
     st.lists(
         st.one_of(

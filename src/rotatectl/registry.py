@@ -45,8 +45,15 @@ _BUILTINS = {
         "none": "rotatectl.probes.none:NoProbe",
         "access-log": "rotatectl.probes.access_log:AccessLogProbe",
         "aws-iam": "rotatectl.probes.aws_iam:IamLastUsedProbe",
+        "prometheus": "rotatectl.probes.prometheus:PrometheusProbe",
+        "http": "rotatectl.probes.http:HttpProbe",
     },
-    "notifier": {"log": "rotatectl.notifiers.log:LogNotifier"},
+    "notifier": {
+        "log": "rotatectl.notifiers.log:LogNotifier",
+        "webhook": "rotatectl.notifiers.webhook:WebhookNotifier",
+        "slack": "rotatectl.notifiers.slack:SlackNotifier",
+        "email": "rotatectl.notifiers.email:EmailNotifier",
+    },
 }
 
 
@@ -71,6 +78,11 @@ class AdapterContext:
         where = str(self.config_file) if self.config_file else "defaults"
         at = f"[{self.table}]" + (f" {key}" if key else "")
         return ConfigError(f"{where}: {at}: {message}")
+
+
+def is_builtin(kind: str, type_name: str) -> bool:
+    """Whether ``type_name`` is one of rotatectl's own adapters of ``kind`` (always installed)."""
+    return type_name in _BUILTINS[kind]
 
 
 def available(kind: str) -> dict[str, str]:
