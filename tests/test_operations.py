@@ -326,3 +326,35 @@ def test_destroyed_state_after_emergency_and_retain() -> None:
     w.clock.advance(POLICY.retain)
     w.runner().advance(w.target())
     assert [s for _, s in w.states()] == [VersionState.DESTROYED.value, "current"]
+
+
+def test_a_retired_key_still_presented_raises_an_alert() -> None:
+    w = World()
+    rotated_once(w, overlap=timedelta(0))
+    v1 = w.store.versions(NAME)[0]
+    assert v1.state is VersionState.RETIRED
+    assert int(w.runner().advance(w.target()).exit_code) == 0
+    w.clock.advance(timedelta(minutes=1))
+    w.probe.see(v1.key_id, w.clock.now(), client="10.9.9.9")
+    r = w.runner().advance(w.target())
+    assert int(r.exit_code) == 3
+    assert any("retired key v1" in x and "10.9.9.9" in x for x in r.warnings)
+    event = w.notifier.events[-1]
+    assert (event.kind, event.severity, event.key_id) == (
+        "retired-key-presented",
+        "warning",
+        v1.key_id,
+    )
+
+
+def test_a_compromised_key_presented_after_an_emergency_is_critical() -> None:
+    w = World()
+    rotate(w)
+    leaked = w.store.versions(NAME)[0]
+    w.rotations_started += 1
+    w.runner().emergency(w.target(), "leak")
+    w.clock.advance(timedelta(seconds=5))
+    w.probe.see(leaked.key_id, w.clock.now(), client="203.0.113.9")
+    r = w.runner().advance(w.target())
+    assert int(r.exit_code) == 3 and any("compromised key v1" in x for x in r.warnings)
+    assert w.notifier.events[-1].severity == "critical"

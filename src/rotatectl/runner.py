@@ -507,6 +507,8 @@ class Session:
                     result.phase, result.rotation_id = rotation.phase, rotation.id
                 step = action.kind.value
                 if action.kind in (ActionKind.WAIT, ActionKind.IDLE, ActionKind.ATTENTION):
+                    if action.kind is ActionKind.IDLE:
+                        self._watch_retired(result, rotation, versions, now)
                     return self._settle(result, action, rotation, usage)
                 if action.kind is ActionKind.START:
                     from .drift import detect
@@ -593,7 +595,7 @@ class Session:
             result.usage = usage.get(old.key_id) if old else None
         result.until = action.until
         result.message = action.reason
-        result.attention = action.attention
+        result.attention = result.attention or action.attention
         if action.kind is ActionKind.ATTENTION:
             result.outcome = Outcome.ATTENTION
             self._notify(result, "attention", severity="warning", message=action.reason)
@@ -885,6 +887,51 @@ class Session:
                 result.warnings.append(f"usage probe failed: {exc}")
                 usage[key_id] = KeyUsage(UsageStatus.UNKNOWN, detail=str(exc))
         return usage
+
+    def _watch_retired(
+        self,
+        result: Result,
+        rotation: Rotation | None,
+        versions: Sequence[Version],
+        now: datetime,
+    ) -> None:
+        """Alert when a retired key is still presented: a forgotten client, or a leak tried."""
+        t = self.target
+        retired = [v for v in versions if v.state is VersionState.RETIRED and v.retired]
+        if not retired:
+            return
+        since = min(v.retired for v in retired if v.retired)
+        try:
+            seen = t.probe.usage(t.name, [v.key_id for v in retired], since, now)
+        except ProbeError as exc:
+            result.warnings.append(f"usage probe failed: {exc}")
+            return
+        compromised = (
+            {rotation.old_version_id, *rotation.also_retire}
+            if rotation is not None and rotation.kind is RotationKind.EMERGENCY
+            else set()
+        )
+        for v in retired:
+            usage = seen.get(v.key_id)
+            if usage is None or usage.last_seen is None or v.retired is None:
+                continue
+            if usage.last_seen <= v.retired:
+                continue
+            leaked = v.version_id in compromised or v.compromised
+            who = f" by {', '.join(usage.clients)}" if usage.clients else ""
+            message = (
+                f"{'compromised' if leaked else 'retired'} key v{v.number} ({v.key_id}) was "
+                f"presented {usage.count} times since its retirement{who}"
+            )
+            result.warnings.append(message)
+            result.attention = True
+            self._notify(
+                result,
+                "retired-key-presented",
+                severity="critical" if leaked else "warning",
+                version=v,
+                message=message,
+            )
 
     # -- pre-promotion test, hooks, abort, rollback, emergency --------------
 
