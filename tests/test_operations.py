@@ -358,3 +358,28 @@ def test_a_compromised_key_presented_after_an_emergency_is_critical() -> None:
     r = w.runner().advance(w.target())
     assert int(r.exit_code) == 3 and any("compromised key v1" in x for x in r.warnings)
     assert w.notifier.events[-1].severity == "critical"
+
+
+def test_laggards_are_named_once_then_reminded() -> None:
+    from rotatectl.runner import REMINDER_INTERVAL
+
+    w = World()
+    rotated_once(w)
+    old = w.store.versions(NAME)[0]
+    w.clock.advance(POLICY.overlap)
+    for _ in range(3):  # cron every few minutes while the client lags
+        w.probe.see(old.key_id, w.clock.now(), client="batch-7")
+        w.runner().advance(w.target())
+        w.clock.advance(timedelta(minutes=5))
+    notices = [e for e in w.notifier.events if e.kind in ("laggards", "reminder")]
+    assert [e.kind for e in notices] == ["laggards"]
+    assert "batch-7" in notices[0].message and old.key_id in notices[0].message
+    w.clock.advance(REMINDER_INTERVAL)
+    w.probe.see(old.key_id, w.clock.now(), client="batch-7")
+    w.runner().advance(w.target())
+    assert [e.kind for e in w.notifier.events if e.kind in ("laggards", "reminder")] == [
+        "laggards",
+        "reminder",
+    ]
+    rotation, _ = w.store.load_rotation(NAME)
+    assert rotation is not None and [e.what for e in rotation.history][-1] == "reminder"

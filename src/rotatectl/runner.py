@@ -50,6 +50,7 @@ from .model import (
     Phase,
     Policy,
     Rotation,
+    RotationEvent,
     RotationKind,
     UsageStatus,
     Version,
@@ -79,7 +80,11 @@ BOUNDARIES = (
     "after-destroy",
 )
 
-_MAX_STEPS = 32  # a rotation has fewer steps than this; more means a bug, not progress
+_MAX_STEPS = 32
+# How often people are reminded that a laggard still uses the old key.
+REMINDER_INTERVAL = timedelta(
+    hours=4
+)  # a rotation has fewer steps than this; more means a bug, not progress
 
 
 @dataclass(frozen=True)
@@ -509,6 +514,8 @@ class Session:
                 if action.kind in (ActionKind.WAIT, ActionKind.IDLE, ActionKind.ATTENTION):
                     if action.kind is ActionKind.IDLE:
                         self._watch_retired(result, rotation, versions, now)
+                    elif rotation is not None and usage is not None:
+                        self._name_laggards(result, rotation, revision, versions, usage, now)
                     return self._settle(result, action, rotation, usage)
                 if action.kind is ActionKind.START:
                     from .drift import detect
@@ -887,6 +894,36 @@ class Session:
                 result.warnings.append(f"usage probe failed: {exc}")
                 usage[key_id] = KeyUsage(UsageStatus.UNKNOWN, detail=str(exc))
         return usage
+
+    def _name_laggards(
+        self,
+        result: Result,
+        rotation: Rotation,
+        revision: int,
+        versions: Sequence[Version],
+        usage: dict[str, KeyUsage],
+        now: datetime,
+    ) -> None:
+        """Tell people who still uses the old key: once, then a reminder per interval.
+
+        The last notice is kept in the rotation record, so cron running every
+        few minutes does not repeat it on every run.
+        """
+        old = find_version(versions, rotation.old_version_id)
+        seen = usage.get(old.key_id) if old else None
+        if old is None or seen is None or seen.status is not UsageStatus.SEEN:
+            return
+        notices = [e for e in rotation.history if e.what in ("laggards", "reminder")]
+        if notices and now - notices[-1].at < REMINDER_INTERVAL:
+            return
+        kind = "reminder" if notices else "laggards"
+        who = ", ".join(seen.clients) or "unknown clients"
+        message = f"v{old.number} ({old.key_id}) is still used by {who} ({seen.count} requests)"
+        event = RotationEvent(at=now, what=kind, detail=message)
+        self._save(replace(rotation, history=(*rotation.history, event)), revision)
+        self._notify(
+            result, kind, severity="warning", rotation=rotation, version=old, message=message
+        )
 
     def _watch_retired(
         self,
