@@ -344,7 +344,7 @@ def test_examples_local_demo_runs(cli: Cli) -> None:
     events = proc.stdout.split("events written by the log notifier:")[1].split()
     assert events == [
         *("started", "published", "promoted", "completed"),
-        *("started", "published", "promoted", "retired", "completed"),
+        *("started", "published", "promoted", "laggards", "retired", "completed"),
     ]
 
 

@@ -807,9 +807,11 @@ class Session:
         target = find_version(versions, rotation.new_version_id)
         if target is None or target.state is VersionState.DESTROYED:
             raise ConflictError(f"version {rotation.new_version_id} is gone; cannot roll back")
+        if target.issuer_ref:
+            # Also for a previous key: a crash between disabling it and recording the
+            # retirement leaves it previous in the store but disabled at the issuer.
+            r.retrying(lambda: t.issuer.enable(t.name, target.issuer_ref or ""))
         if target.state is VersionState.RETIRED:
-            if target.issuer_ref:
-                r.retrying(lambda: t.issuer.enable(t.name, target.issuer_ref or ""))
             r.retrying(
                 lambda: t.store.set_state(
                     t.path, target.version_id, VersionState.PENDING, VersionState.RETIRED, now
