@@ -1,5 +1,5 @@
 """``python -m rotatectl`` runs the CLI."""
 
-from rotatectl.cli.app import main
+from rotatectl.cli.main import main
 
 main()

@@ -16,17 +16,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import registry
-from .audit import AuditLog
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, UnknownCredentialError, UsageError
-from .hooks import HookSpec
 from .model import OnStillUsed, Policy
-from .pretest import PrePromotionTest
 from .registry import AdapterContext
 from .schedule import Window, parse_window
+
+if TYPE_CHECKING:
+    # Imported where used: status never needs the audit log, hooks or HTTP tests.
+    from .audit import AuditLog
+    from .hooks import HookSpec
+    from .pretest import PrePromotionTest
 
 CONFIG_NAME = "rotatectl.toml"
 
@@ -177,6 +180,8 @@ class Config:
 
     def audit_log(self) -> AuditLog:
         """The audit log this config names; HMAC-keyed when its key variable is set."""
+        from .audit import AuditLog
+
         key = self.env.get(self.audit_key_env)
         path = self.audit_path or self.state_dir / "audit.jsonl"
         return AuditLog(path, key.encode() if key else None)
@@ -414,6 +419,8 @@ class _Builder:
             spec["abort_on_failure"] = choice == "abort"
         if "timeout" in data:
             spec["timeout"] = self._duration(data["timeout"], where, "timeout")
+        from .hooks import HookSpec
+
         return HookSpec(**spec)
 
     def _pretest(self, value: object, table: str) -> PrePromotionTest:
@@ -443,6 +450,8 @@ class _Builder:
         for key in ("interval", "deadline", "timeout"):
             if key in data:
                 spec[key] = self._duration(data[key], where, key)
+        from .pretest import PrePromotionTest
+
         return PrePromotionTest(**spec)
 
     def _str_list(self, value: object, table: str, key: str) -> tuple[str, ...]:
@@ -462,13 +471,15 @@ class _Builder:
             raise self.error(where, "type", f"missing (the {kind} type to use)")
         if not isinstance(type_name, str):
             raise self.error(where, "type", f"expected a string, got {_toml_type(type_name)}")
-        installed = registry.available(kind)
-        if type_name not in installed:
-            raise self.error(
-                where,
-                "type",
-                f"unknown {kind} type {type_name!r} (installed: {', '.join(installed)})",
-            )
+        # A built-in type needs no entry-point scan (importlib.metadata is slow to start).
+        if not registry.is_builtin(kind, type_name):
+            installed = registry.available(kind)
+            if type_name not in installed:
+                raise self.error(
+                    where,
+                    "type",
+                    f"unknown {kind} type {type_name!r} (installed: {', '.join(installed)})",
+                )
         settings = {k: v for k, v in spec.items() if k != "type"}
         return AdapterSpec(type=type_name, settings=settings, table=where)
 

@@ -10,6 +10,7 @@ restores rotatectl's.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -20,14 +21,21 @@ from .machine import current_version
 from .ports import DriftAware
 
 if TYPE_CHECKING:
+    from .model import Version
     from .runner import Target
 
 
-def detect(target: Target) -> list[str]:
-    """One line per difference between the store and rotatectl's records; [] when none."""
+def detect(target: Target, versions: Sequence[Version] | None = None) -> list[str]:
+    """One line per difference between the store and rotatectl's records; [] when none.
+
+    ``versions``: the credential's versions when the caller has just read them
+    (``status`` reads many at once), so they are not read again.
+    """
     store = target.store
     problems: list[str] = []
-    current = current_version(store.versions(target.path))
+    if versions is None:
+        versions = store.versions(target.path)
+    current = current_version(versions)
     if current is not None:
         try:
             value = store.read_value(target.path)

@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import RotatectlError
 from .machine import next_due
-from .model import Rotation, Version, VersionState, iso
-from .runner import Result, Target
+from .model import Policy, Rotation, Version, VersionState, iso
+
+if TYPE_CHECKING:  # the runner's imports (retries, hooks, tests) are not needed to report
+    from .ports import SecretStore
+    from .runner import Result, Target
+
+# What an optional ``snapshot_many(paths)`` store method returns per path:
+# (versions, latest rotation, its revision, whether a holder has the lease lock).
+Snapshot = tuple[list[Version], Rotation | None, int, bool]
+
+
+class StatusSource(Protocol):
+    """What reading a credential's status needs: a runner Target, or a Workspace view."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def store(self) -> SecretStore: ...
+    @property
+    def store_name(self) -> str: ...
+    @property
+    def policy(self) -> Policy: ...
 
 
 @dataclass(frozen=True)
@@ -64,14 +87,50 @@ class CredentialStatus:
         }
 
 
-def collect_status(target: Target, now: datetime) -> CredentialStatus:
-    """Read one credential's state. Store errors become ``error``, not exceptions."""
+def snapshots(sources: Sequence[StatusSource]) -> dict[str, Snapshot]:
+    """Snapshots by credential name, read in one batch per store that offers
+    ``snapshot_many`` (the local store: one transaction; AWS: 20 records a call).
+    Credentials of other stores, or of a store whose batch read failed, are left
+    out: read them one at a time (where a failure stays that credential's own).
+    """
+    by_store: dict[int, list[StatusSource]] = {}
+    for source in sources:
+        if getattr(source.store, "snapshot_many", None) is not None:
+            by_store.setdefault(id(source.store), []).append(source)
+    found: dict[str, Snapshot] = {}
+    for group in by_store.values():
+        batch = group[0].store.snapshot_many  # type: ignore[attr-defined]
+        try:
+            read: dict[str, Snapshot] = batch([s.path for s in group])
+        except RotatectlError:
+            continue
+        found.update((s.name, read[s.path]) for s in group)
+    return found
+
+
+def collect_statuses(sources: Sequence[StatusSource], now: datetime) -> list[CredentialStatus]:
+    """:func:`collect_status` of many credentials, with batched reads where the store can."""
+    batched = snapshots(sources)
+    return [collect_status(s, now, batched.get(s.name)) for s in sources]
+
+
+def collect_status(
+    target: StatusSource, now: datetime, snapshot: Snapshot | None = None
+) -> CredentialStatus:
+    """Read one credential's state. Store errors become ``error``, not exceptions.
+
+    ``snapshot`` is its versions and rotation read already (see :func:`snapshots`).
+    """
     from .drift import detect
 
     try:
-        versions = tuple(target.store.versions(target.path))
-        rotation, _ = target.store.load_rotation(target.path)
-        drift = tuple(detect(target))
+        if snapshot is None:
+            versions = tuple(target.store.versions(target.path))
+            rotation, _ = target.store.load_rotation(target.path)
+        else:
+            versions, rotation = tuple(snapshot[0]), snapshot[1]
+        # detect reads only ``store`` and ``path``: any status source will do.
+        drift = tuple(detect(cast("Target", target), versions))
     except RotatectlError as exc:
         return CredentialStatus(
             target.name, target.store_name, target.path, (), None, None, now, error=str(exc)
@@ -96,6 +155,56 @@ def collect_status(target: Target, now: datetime) -> CredentialStatus:
         destinations=tuple(destinations),
         drift=drift,
     )
+
+
+def settled(
+    targets: Sequence[Target], snapshot: dict[str, Snapshot], now: datetime
+) -> dict[str, Result]:
+    """The results ``run`` needs no lock for: credentials with nothing to do now.
+
+    For each target with a snapshot whose credential no one has locked, the
+    decision the runner would take first under the lock is taken on the
+    snapshot; when it is "idle" (with no retired key a usage probe must watch)
+    or a plain "wait" (no attention, nothing to notify), the runner's result for
+    it is built here, so a no-op ``run`` costs
+    one batched read instead of a lock acquire and release per credential.
+    Everything else (a step to take, a held lock, an attention case) is left to
+    the runner, which decides again on what it reads under the lock. A snapshot
+    older than that read only means this run did what an earlier run would have.
+    """
+    from .machine import ActionKind, next_action
+    from .probes.none import NoProbe
+    from .runner import Outcome, Result
+
+    done: dict[str, Result] = {}
+    for t in targets:
+        found = snapshot.get(t.name)
+        if found is None or found[3]:
+            continue
+        versions, rotation = found[0], found[1]
+        action = next_action(
+            rotation,
+            versions,
+            t.policy,
+            now,
+            start_if_due=True,
+            requires_test=t.pretest is not None,
+        )
+        if action.attention or action.kind not in (ActionKind.IDLE, ActionKind.WAIT):
+            continue
+        watched = any(v.state is VersionState.RETIRED and v.retired for v in versions)
+        if action.kind is ActionKind.IDLE and watched and not isinstance(t.probe, NoProbe):
+            continue  # the runner asks the probe whether a retired key is still presented
+        # As Session.drive and Session._settle build it for these two actions (a
+        # WAIT is always in flight; an IDLE credential shows its finished rotation).
+        waiting = action.kind is ActionKind.WAIT
+        result = Result(t.name, Outcome.WAITING if waiting else Outcome.IDLE)
+        if rotation is not None:
+            result.phase, result.rotation_id = rotation.phase, rotation.id
+        result.until = action.until
+        result.message = action.reason
+        done[t.name] = result
+    return done
 
 
 def result_to_dict(result: Result) -> dict[str, Any]:

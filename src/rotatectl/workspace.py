@@ -7,14 +7,29 @@ never imports boto3 or hvac.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from . import registry
-from .config import AdapterSpec, Config, CredentialConfig
 from .errors import ConfigError, RotatectlError
-from .ports import Notifier, SecretStore
-from .runner import Target
-from .stores.fanout import FanoutStore
+
+if TYPE_CHECKING:
+    from .config import AdapterSpec, Config, CredentialConfig
+    from .model import Policy
+    from .ports import Notifier, SecretStore
+    from .runner import Target
+
+
+@dataclass(frozen=True)
+class CredentialView:
+    """What reporting reads of a credential (see report.StatusSource): its store and
+    policy. Unlike a runner Target it does not need the runner module imported."""
+
+    name: str
+    path: str
+    store: SecretStore
+    store_name: str
+    policy: Policy
 
 
 class Workspace:
@@ -24,6 +39,7 @@ class Workspace:
         self.config = config
         self._stores: dict[str, SecretStore] = {}
         self._notifiers: dict[str, Notifier] = {}
+        self._checked: dict[int, AdapterSpec] = {}  # adapter tables view() has built
 
     def __enter__(self) -> Workspace:
         return self
@@ -66,14 +82,13 @@ class Workspace:
         Raises UnknownCredentialError for an undeclared name when the config
         declares credentials, and ConfigError for adapter settings.
         """
+        from .runner import Target
+
         cred = self.credential(name, allow_adhoc=allow_adhoc)
-        store: SecretStore = self.store(cred.stores[0])
-        if len(cred.stores) > 1:
-            store = FanoutStore([(n, self.store(n)) for n in cred.stores])
         return Target(
             name=cred.name,
             path=cred.path,
-            store=store,
+            store=self._credential_store(cred),
             issuer=self._build("issuer", cred.issuer),
             probe=self._build("probe", cred.usage),
             policy=cred.policy,
@@ -83,6 +98,30 @@ class Workspace:
             hooks=cred.hooks,
             pretest=cred.pretest,
         )
+
+    def view(self, name: str, *, allow_adhoc: bool = True) -> CredentialView:
+        """Credential ``name`` for reading its status, with the same checks and errors
+        as :meth:`target` (its adapters are built, so their settings are checked) but
+        without importing the runner."""
+        cred = self.credential(name, allow_adhoc=allow_adhoc)
+        store = self._credential_store(cred)
+        for kind, spec in (("issuer", cred.issuer), ("probe", cred.usage)):
+            # Built once per table: credentials without their own share the default's.
+            if id(spec) not in self._checked:
+                self._build(kind, spec)
+                self._checked[id(spec)] = spec
+        for notifier in cred.notify:
+            self.notifier(notifier)
+        return CredentialView(cred.name, cred.path, store, "+".join(cred.stores), cred.policy)
+
+    def _credential_store(self, cred: CredentialConfig) -> SecretStore:
+        """The credential's store; a FanoutStore when it is kept in several."""
+        store: SecretStore = self.store(cred.stores[0])
+        if len(cred.stores) > 1:
+            from .stores.fanout import FanoutStore
+
+            store = FanoutStore([(n, self.store(n)) for n in cred.stores])
+        return store
 
     def names(self) -> list[str]:
         """The credentials commands without a NAME act on.

@@ -376,36 +376,11 @@ def status(
 def _print_status(
     ws: Workspace, names: list[str] | None, opts: Options, strict: bool = False
 ) -> None:
-    from ..errors import UnknownCredentialError
-    from ..ports import SystemClock
-    from ..report import collect_statuses
-    from .render import print_status
+    from .status import print_statuses
 
-    now = SystemClock().now()
-    views = []
-    failed: RotatectlError | None = None
-    for name in names or ws.names():
-        try:
-            views.append(ws.view(name))
-        except RotatectlError as exc:
-            failed = exc  # raised below, after an unknown credential named before it
-            break
-    statuses = collect_statuses(views, now)  # batched reads where the store offers them
-    for name, st in zip((v.name for v in views), statuses, strict=True):
-        unknown = strict and not st.versions and st.rotation is None and not st.error
-        if unknown and not ws.credential(name).declared:
-            raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
-    if failed is not None:
-        raise failed
-    print_status(statuses, now, opts.output)
-    broken = [st for st in statuses if st.error]
-    if broken:
-        for st in broken:
-            sys.stderr.write(f"rotatectl: error: {st.name}: {st.error}\n")
-        raise typer.Exit(int(ExitCode.FAILED))
-    if any(st.drift for st in statuses):
-        # Changed behind rotatectl's back: a human decides (check --adopt / --restore).
-        raise typer.Exit(int(ExitCode.ATTENTION))
+    code = print_statuses(ws, names, opts.output, strict)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -10,15 +10,15 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from ..durations import format_duration, format_remaining
 from ..model import RotationKind, UsageStatus
 from ..runner import Outcome, Result, Runner, Session, StartRequest, Target
-from .render import console, is_loud, result_line
+from .render import print_results
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def follow(
@@ -34,14 +34,13 @@ def follow(
     output = getattr(opts, "output", "table")
     quiet = bool(getattr(opts, "quiet", False))
     speak = output == "table" and not quiet
-    out = console()
     with contextlib.ExitStack() as stack:
         sessions = [stack.enter_context(runner.session(t)) for t in targets]
         request = StartRequest(RotationKind.MANUAL, propagation, overlap)
         results = [s.drive(start=request) for s in sessions]
         if speak:
             for r in results:
-                _print_progress(out, r, runner.clock.now())
+                _print_progress(r, runner.clock.now())
         if not wait:
             return results
         live_ok = speak and sys.stdout.isatty()
@@ -57,16 +56,12 @@ def follow(
                 if until is None or until <= now:
                     results[i] = sessions[i].drive()
                     if speak:
-                        _print_progress(out, results[i], runner.clock.now())
+                        _print_progress(results[i], runner.clock.now())
 
 
-def _print_progress(out, result: Result, now: datetime) -> None:  # type: ignore[no-untyped-def]
-    err = console(stderr=True)
-    for step in result.steps:
-        out.print(Text(f"{result.credential}: {step}", "dim"))
-    for warning in result.warnings:
-        err.print(Text(f"{result.credential}: warning: {warning}", "yellow"))
-    (err if is_loud(result) else out).print(result_line(result, now))
+def _print_progress(result: Result, now: datetime) -> None:
+    """Its steps, warnings and outcome line (rich only on a terminal: see render)."""
+    print_results([result], now, "table", quiet=False, summary=False)
 
 
 def _sleep_until(
@@ -80,6 +75,8 @@ def _sleep_until(
     """Sleep in short slices until ``deadline``, renewing leases and refreshing the display."""
     renew_every = max(1.0, runner.lock_ttl.total_seconds() / 3)
     last_renew = runner.clock.now()
+    if live:
+        from rich.live import Live
     display = (
         Live(_countdown(results, runner.clock.now()), refresh_per_second=2, transient=True)
         if live
@@ -101,6 +98,9 @@ def _sleep_until(
 
 
 def _countdown(results: Sequence[Result], now: datetime) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=True, header_style="bold", box=None)
     for column in ("credential", "phase", "next step in", "old key last seen", "why"):
         table.add_column(column)

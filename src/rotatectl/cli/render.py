@@ -6,21 +6,29 @@ Nothing here ever receives a key value: only metadata reaches this module.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any
 
 from ..durations import format_duration, format_remaining
-from ..machine import Action
-from ..model import KeyUsage, Version, VersionState, iso
+from ..model import VersionState, iso
 from ..redact import ScrubbingWriter, scrub
-from ..report import CredentialStatus, History, result_to_dict
-from ..runner import Outcome, Result
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..machine import Action
+    from ..model import KeyUsage, Version
+    from ..report import CredentialStatus, History
+    from ..runner import Result
+
+# rich is imported only where it renders: output to a pipe or a file (cron, scripts)
+# that rich would print without any escape code is written directly (see _plain).
 
 _STATE_STYLE = {
     VersionState.PENDING: "yellow",
@@ -30,21 +38,109 @@ _STATE_STYLE = {
     VersionState.DESTROYED: "dim strike",
 }
 
+# Keyed by Outcome values (StrEnum): the runner module need not be imported to render.
 _OUTCOME_STYLE = {
-    Outcome.DONE: "green",
-    Outcome.WAITING: "cyan",
-    Outcome.IDLE: "dim",
-    Outcome.PLANNED: "yellow",
-    Outcome.ATTENTION: "bold yellow",
-    Outcome.FAILED: "bold red",
-    Outcome.LOCKED: "magenta",
+    "done": "green",
+    "waiting": "cyan",
+    "idle": "dim",
+    "planned": "yellow",
+    "attention": "bold yellow",
+    "failed": "bold red",
+    "locked": "magenta",
 }
 
 
 def console(stderr: bool = False) -> Console:
     """A console that honours NO_COLOR (rich does), never wraps JSON, and scrubs secrets."""
+    from rich.console import Console
+
     stream = ScrubbingWriter(sys.stderr if stderr else sys.stdout)
     return Console(file=stream, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
+
+
+# -- plain output: what rich prints when it emits no escape codes -------------
+
+# What rich's markup or emoji codes could change in a str: a "[" opens markup,
+# ":name:" may be an emoji code. Such text goes through rich.
+_RICH_SYNTAX = re.compile(r"\[|:\S*?:")
+_TABLE_CELL = re.compile(r"[ -~]*")  # printable ASCII: one cell per character
+
+
+def _plain(stream: IO[str]) -> bool:
+    """True when rich would write to ``stream`` without escape codes.
+
+    Mirrors rich's terminal detection for the console :func:`console` builds:
+    TTY_COMPATIBLE and FORCE_COLOR first, then ``isatty``. Not a terminal
+    means no colour system, so every style renders as plain text.
+    """
+    tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if tty_compatible == "0":
+        return True
+    if tty_compatible == "1":
+        return False
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force == ""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return isatty is None or not isatty()
+    except ValueError:  # a closed stream: rich treats it as no terminal
+        return True
+
+
+def _plain_text_ok(text: str) -> bool:
+    """A str rich would print unchanged (no markup, no emoji code, no control character)."""
+    return text.isprintable() and _RICH_SYNTAX.search(text) is None
+
+
+def _console_width() -> int:
+    """The width rich's Console gives itself (COLUMNS, else a std stream's terminal, else 80)."""
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        return int(columns)
+    width = 0
+    for fd in (0, 1, 2):
+        try:
+            width = os.get_terminal_size(fd).columns
+        except (AttributeError, ValueError, OSError):
+            continue
+        break
+    return width or 80
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], stream: IO[str]) -> bool:
+    """Write the table rich's ``Table()`` prints for these cells (heavy-head box, one
+    space of padding, natural column widths) to ``stream``; False when only rich can:
+    ``stream`` is a terminal, not UTF-8, a cell is not plain printable ASCII, or the
+    table is wider than the console (rich would wrap cells then).
+    """
+    if not _plain(stream):
+        return False
+    encoding = (getattr(stream, "encoding", None) or "utf-8").lower()
+    if not encoding.startswith("utf"):
+        return False
+    cells = [*headers, *(c for row in rows for c in row)]
+    if not all(_TABLE_CELL.fullmatch(c) and _RICH_SYNTAX.search(c) is None for c in cells):
+        return False
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    if sum(widths) + 3 * len(widths) + 1 > _console_width():
+        return False
+
+    def line(left: str, fill: str, cross: str, right: str) -> str:
+        return left + cross.join(fill * (w + 2) for w in widths) + right
+
+    def row_line(bar: str, values: Sequence[str]) -> str:
+        return bar + bar.join(f" {v:<{w}} " for v, w in zip(values, widths, strict=True)) + bar
+
+    out = [line("┏", "━", "┳", "┓"), row_line("┃", headers), line("┡", "━", "╇", "┩")]
+    out.extend(row_line("│", row) for row in rows)
+    out.append(line("└", "─", "┴", "┘"))
+    stream.write(scrub("\n".join(out) + "\n"))
+    stream.flush()  # as rich does after each print: a later stderr line stays after it
+    return True
 
 
 def emit_json(data: Any) -> None:
@@ -57,19 +153,23 @@ def ago(now: datetime, then: datetime | None) -> str:
     return format_duration(now - then)
 
 
-def status_table(statuses: Sequence[CredentialStatus], now: datetime) -> Table:
-    table = Table(title=None, show_lines=False, header_style="bold")
-    for column in ("credential", "version", "state", "key id", "age", "note"):
-        table.add_column(column)
+_STATUS_COLUMNS = ("credential", "version", "state", "key id", "age", "note")
+
+
+def status_rows(
+    statuses: Sequence[CredentialStatus], now: datetime
+) -> list[tuple[str, str, tuple[str, str], str, str, str]]:
+    """The status table's cells; the state cell is (text, style)."""
+    rows: list[tuple[str, str, tuple[str, str], str, str, str]] = []
     for st in statuses:
         if st.error:
-            table.add_row(st.name, "-", Text("error", "bold red"), "-", "-", st.error)
+            rows.append((st.name, "-", ("error", "bold red"), "-", "-", st.error))
             continue
         if not st.versions:
             note = "no key yet" + (
                 f"; rotation {st.rotation.phase.value}" if st.in_flight and st.rotation else ""
             )
-            table.add_row(st.name, "-", "-", "-", "-", note)
+            rows.append((st.name, "-", ("-", ""), "-", "-", note))
             continue
         shown = [v for v in reversed(st.versions) if v.state is not VersionState.DESTROYED]
         first = True
@@ -90,15 +190,30 @@ def status_table(statuses: Sequence[CredentialStatus], now: datetime) -> Table:
                     for n, c in st.destinations
                 )
                 note = (note + "; " if note else "") + f"destinations disagree ({views})"
-            table.add_row(
-                st.name if first else "",
-                f"v{v.number}",
-                Text(v.state.value, _STATE_STYLE[v.state]),
-                v.key_id,
-                ago(now, v.created),
-                note,
+            rows.append(
+                (
+                    st.name if first else "",
+                    f"v{v.number}",
+                    (v.state.value, _STATE_STYLE[v.state]),
+                    v.key_id,
+                    ago(now, v.created),
+                    note,
+                )
             )
             first = False
+    return rows
+
+
+def status_table(statuses: Sequence[CredentialStatus], now: datetime) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=None, show_lines=False, header_style="bold")
+    for column in _STATUS_COLUMNS:
+        table.add_column(column)
+    for name, number, (state, style), key_id, age, note in status_rows(statuses, now):
+        # A plain "-" stays a str, as it always was (rich renders both alike).
+        table.add_row(name, number, Text(state, style) if style else state, key_id, age, note)
     return table
 
 
@@ -106,6 +221,11 @@ def print_status(statuses: Sequence[CredentialStatus], now: datetime, output: st
     if output == "json":
         emit_json({"credentials": [s.to_dict() for s in statuses]})
         return
+    if statuses:
+        rows = status_rows(statuses, now)
+        plain = [(n, num, state, k, a, note) for n, num, (state, _), k, a, note in rows]
+        if plain_table(_STATUS_COLUMNS, plain, sys.stdout):
+            return
     out = console()
     if not statuses:
         out.print("No credentials yet. Start one with: rotatectl rotate NAME")
@@ -148,6 +268,9 @@ def print_usage(
             }
         )
         return
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(header_style="bold")
     for column in ("version", "state", "key id", "last seen", "count", "who"):
         table.add_column(column)
@@ -167,45 +290,99 @@ def print_usage(
     out.print(f"next: {action.kind.value}{when} - {action.reason}")
 
 
-def result_line(result: Result, now: datetime) -> Text:
-    text = Text()
-    text.append(f"{result.credential}: ", "bold")
-    text.append(result.outcome.value, _OUTCOME_STYLE[result.outcome])
-    if result.phase is not None and result.outcome is Outcome.WAITING:
-        text.append(f" ({result.phase.value})")
-    if result.until is not None and result.outcome in (Outcome.WAITING, Outcome.IDLE):
-        text.append(f", next step in {format_remaining(result.until - now)}")
+def _result_parts(result: Result, now: datetime) -> list[tuple[str, str]]:
+    """The pieces of a result's line, each with its style."""
+    outcome = result.outcome.value
+    parts = [(f"{result.credential}: ", "bold"), (outcome, _OUTCOME_STYLE[outcome])]
+    if result.phase is not None and outcome == "waiting":
+        parts.append((f" ({result.phase.value})", ""))
+    if result.until is not None and outcome in ("waiting", "idle"):
+        parts.append((f", next step in {format_remaining(result.until - now)}", ""))
     if result.message:
-        text.append(f" - {result.message}")
+        parts.append((f" - {result.message}", ""))
+    return parts
+
+
+def result_line(result: Result, now: datetime) -> Text:
+    from rich.text import Text
+
+    text = Text()
+    for piece, style in _result_parts(result, now):
+        text.append(piece, style or None)
     return text
 
 
 def is_loud(result: Result) -> bool:
     """Results that go to stderr and survive --quiet."""
-    return result.outcome in (Outcome.FAILED, Outcome.ATTENTION, Outcome.LOCKED) or result.attention
+    return result.outcome.value in ("failed", "attention", "locked") or result.attention
 
 
 def print_results(
     results: Sequence[Result], now: datetime, output: str, *, quiet: bool, summary: bool
 ) -> None:
     if output == "json":
+        from ..report import result_to_dict
+
         emit_json({"results": [result_to_dict(r) for r in results]})
         return
-    out, err = console(), console(stderr=True)
+    # Each line is a rich Text (no markup): to a pipe or file rich prints its text as is.
+    lines: list[tuple[bool, str, str]] = []  # (to stderr, text, style)
     for r in results:
         loud = is_loud(r)
         if quiet and not loud:
             continue
         for step in r.steps:
-            out.print(Text(f"{r.credential}: {step}", "dim"))
+            lines.append((False, f"{r.credential}: {step}", "dim"))
         for warning in r.warnings:
-            err.print(Text(f"{r.credential}: warning: {warning}", "yellow"))
-        (err if loud else out).print(result_line(r, now))
+            lines.append((True, f"{r.credential}: warning: {warning}", "yellow"))
+        lines.append((loud, "".join(p for p, _ in _result_parts(r, now)), ""))
+    closing = ""
     if summary and not quiet and len(results) > 1:
         counts: dict[str, int] = {}
         for r in results:
             counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
-        out.print("summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        closing = "summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    if (
+        _plain(sys.stdout)
+        and _plain(sys.stderr)
+        and all(text.isprintable() for _, text, _ in lines)
+        and _plain_text_ok(closing)
+    ):
+        if closing:
+            lines.append((False, closing, ""))
+        # Consecutive lines to the same stream go out in one write, scrubbed once:
+        # scrub's cost grows with the number of keys this process has seen, so a
+        # run over 10,000 credentials must not scrub 10,000 lines one by one. (No
+        # key contains a newline, so scrubbing the joined lines masks the same.)
+        start = 0
+        while start < len(lines):
+            to_err = lines[start][0]
+            end = start
+            while end < len(lines) and lines[end][0] == to_err:
+                end += 1
+            stream = sys.stderr if to_err else sys.stdout
+            stream.write(scrub("".join(text + "\n" for _, text, _ in lines[start:end])))
+            stream.flush()  # keep the order of the two streams, as rich's flushes did
+            start = end
+        return
+    from rich.text import Text
+
+    out, err = console(), console(stderr=True)
+    by_text = iter(lines)
+    for r in results:
+        loud = is_loud(r)
+        if quiet and not loud:
+            continue
+        for _ in r.steps:
+            _, text, style = next(by_text)
+            out.print(Text(text, style))
+        for _ in r.warnings:
+            _, text, style = next(by_text)
+            err.print(Text(text, style))
+        next(by_text)
+        (err if loud else out).print(result_line(r, now))
+    if closing:
+        out.print(closing)
 
 
 _BAR = {
@@ -223,6 +400,8 @@ def print_history(history: History, output: str, width: int = 60) -> None:
     if output == "json":
         emit_json(history.to_dict())
         return
+    from rich.text import Text
+
     out = console()
     if not history.versions:
         out.print(f"{history.name}: no versions yet")
@@ -276,6 +455,9 @@ def print_audit(records: Sequence[dict[str, Any]], output: str) -> None:
     if output == "json":
         emit_json({"records": list(records)})
         return
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(header_style="bold")
     for column in ("#", "time", "credential", "action", "version", "key id", "who", "reason"):
         table.add_column(column)

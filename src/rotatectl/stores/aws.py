@@ -60,12 +60,13 @@ whose lease renewals write every ``lock_ttl / 3``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -658,6 +659,22 @@ class SecretsManagerStore:
         """``load_rotation`` of many paths, batched like :meth:`versions_many`."""
         return {p: (r.rotation, r.revision) for p, r in self._records_many(paths).items()}
 
+    def snapshot_many(
+        self, paths: Sequence[str]
+    ) -> dict[str, tuple[list[Version], Rotation | None, int, bool]]:
+        """Per path: (versions, rotation, revision, locked) from one batched read of the
+        records (20 per BatchGetSecretValue call), for ``status`` and a no-op ``run``.
+        ``locked``: a holder has the lease lock."""
+        return {
+            p: (
+                list(r.versions),
+                r.rotation,
+                r.revision if r.rotation is not None else 0,
+                r.lock is not None and r.lock.holder is not None,
+            )
+            for p, r in self._records_many(paths).items()
+        }
+
     def _records_many(self, paths: Sequence[str]) -> dict[str, _Record]:
         unique = list(dict.fromkeys(paths))
         by_name = {self.record_name(p): p for p in unique}
@@ -823,6 +840,11 @@ class SecretsManagerStore:
         try:
             self._stage(name, CURRENT, MoveToVersionId=target, RemoveFromVersionId=holder)
         except AwsExpected as exc:
+            # Either AWSCURRENT moved under us, or our own move landed and its reply
+            # was lost (botocore then retried it, and AWS refused the repeat): look which.
+            after = self._describe(path)
+            if after is not None and self._holders(after).get(CURRENT, []) == [target]:
+                return after
             raise ConflictError(
                 f"{self._where(name)}: AWSCURRENT moved while promoting ({exc.code}); "
                 "not overwriting it"
@@ -975,6 +997,198 @@ class SecretsManagerStore:
             return replace(record, lock=LockRow(None, record.lock.token, None, None))
 
         self._mutate(lease.credential, "release lock of", decide)
+
+    # -- DriftAware: changes made outside rotatectl (e.g. with boto3) ------------
+
+    def drift(self, path: str) -> list[str]:
+        """Differences of the key secret's labels from the record, one line each.
+
+        :meth:`read_value` reads the current version by the VersionId the record
+        holds, so the generic check cannot see a new version a client reads;
+        this looks at where ``AWSCURRENT``, ``AWSPREVIOUS`` and ``AWSPENDING``
+        are (e.g. after ``put_secret_value(..., VersionStages=["AWSCURRENT"])``
+        or ``update_secret_version_stage``). Never names a value.
+        """
+        record, _ = self._read(path)
+        if not record.is_credential:
+            return []
+        desc = self._describe(path)
+        current = record.current()
+        if desc is None:
+            return ["the key secret is gone (deleted outside rotatectl?)"] if current else []
+        holders = self._holders(desc)
+        ours = {aws: v for v in record.versions if (aws := record.aws_ids.get(v.version_id))}
+
+        def name_of(aws_ids: list[str]) -> str:
+            if not aws_ids:
+                return "no version"
+            return ", ".join(
+                f"v{ours[h].number} ({ours[h].key_id}, {ours[h].state})"
+                if h in ours
+                else "a version rotatectl did not write"
+                for h in aws_ids
+            )
+
+        problems: list[str] = []
+        if current is not None:
+            expected = record.aws_ids.get(current.version_id)
+            have = holders.get(CURRENT, [])
+            if have != [expected] and not self._promotion_in_flight(record, have):
+                problems.append(
+                    f"AWSCURRENT is on {name_of(have)}, not on v{current.number} "
+                    f"({current.key_id}): it was moved outside rotatectl"
+                )
+        want = self._desired_labels(path, record, holders)
+        for label in (PREVIOUS, PENDING):
+            target = want.get(label)
+            have = holders.get(label, [])
+            if have != ([target] if target else []):
+                should = name_of([target]) if target else "no version"
+                problems.append(
+                    f"{label} is on {name_of(have)}, not on {should}: it was moved outside "
+                    "rotatectl"
+                )
+        return problems
+
+    def _promotion_in_flight(self, record: _Record, holders: list[str]) -> bool:
+        """AWSCURRENT is on the in-flight rotation's new version (a promotion the
+        record has not caught up with yet; the resumed run finishes it)."""
+        rotation = record.rotation
+        if rotation is None or rotation.phase.terminal or not rotation.new_version_id:
+            return False
+        return holders == [record.aws_ids.get(rotation.new_version_id)]
+
+    def adopt(self, path: str, at: datetime) -> None:
+        """Take the key secret's labels as the truth and record them.
+
+        ``AWSCURRENT`` on a version rotatectl did not write: that version is
+        recorded as a new rotatectl version (next number; key id from the key
+        format, else derived from the fingerprint) and made current; on a
+        pending or previous version: that version is made current. The old
+        current stays accepted as previous. The other labels are then put back
+        where the record says. ConflictError when the label is on a retired or
+        destroyed version, or a rotation is in flight.
+        """
+        with self._drift_lock(path, at):
+            name = self.secret_name(path)
+
+            def decide(record: _Record) -> _Record | None:
+                current = record.current()
+                desc = self._describe(path)
+                if desc is None or current is None:
+                    return None
+                holders = self._holders(desc).get(CURRENT, [])
+                if len(holders) != 1 or holders == [record.aws_ids.get(current.version_id)]:
+                    return None
+                holder = holders[0]
+                if self._promotion_in_flight(record, holders):
+                    return None
+                if record.rotation is not None and not record.rotation.phase.terminal:
+                    raise ConflictError(
+                        f"{path}: rotation {record.rotation.id} is in flight "
+                        f"({record.rotation.phase}); let it finish or abort it before adopting "
+                        "AWSCURRENT (or --restore)"
+                    )
+                by_aws = {record.aws_ids.get(v.version_id): v for v in record.versions}
+                target = by_aws.get(holder)
+                added: dict[str, str] = {}
+                versions = list(record.versions)
+                if target is None:
+                    target = self._adopted_version(path, record, name, holder, current, at)
+                    versions.append(target)
+                    added[target.version_id] = holder
+                elif target.state not in (VersionState.PENDING, VersionState.PREVIOUS):
+                    raise ConflictError(
+                        f"{path}: AWSCURRENT is on v{target.number} ({target.key_id}), which is "
+                        f"{target.state}; it cannot be adopted (--restore)"
+                    )
+                changed = plan_promote(path, versions, target.version_id, current.version_id, at)
+                return replace(record, versions=versions).with_versions(changed, added)
+
+            committed = self._mutate(path, "adopt", decide)
+            self._sync_labels(path, committed)
+
+    def _adopted_version(
+        self, path: str, record: _Record, name: str, aws_id: str, current: Version, at: datetime
+    ) -> Version:
+        """A new PENDING version for the out-of-band AWS version ``aws_id``."""
+        from .. import keyformat, redact
+
+        out = self._sm("get_secret_value", name, SecretId=name, VersionId=aws_id)
+        value = out.get("SecretString")
+        if not isinstance(value, str):
+            raise ConflictError(f"{self._where(name)}: AWSCURRENT holds no string to adopt")
+        redact.register(value)
+        fingerprint = keyformat.fingerprint_of(value)
+        try:
+            key_id = keyformat.parse(value).key_id
+        except keyformat.KeyFormatError:
+            key_id = "x" + hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:7]
+        del value
+        clash = next((v for v in record.versions if v.state.accepted and v.key_id == key_id), None)
+        if clash is not None:
+            raise ConflictError(
+                f"{path}: AWSCURRENT's key has key id {key_id}, which v{clash.number} already "
+                "uses; it cannot be adopted (--restore, or `rotatectl emergency`)"
+            )
+        return Version(
+            version_id=str(uuid.uuid4()),
+            number=max((v.number for v in record.versions), default=0) + 1,
+            key_id=key_id,
+            fingerprint=fingerprint,
+            state=VersionState.PENDING,
+            created=at,
+            scopes=current.scopes,
+        )
+
+    def restore(self, path: str, at: datetime) -> None:
+        """Move the labels back to where the record says: ``AWSCURRENT`` with
+        ``RemoveFromVersionId`` (a compare-and-swap), then the others. A version
+        put outside rotatectl is left unlabeled (AWS deprecates it). ConflictError
+        when the recorded current version is gone from Secrets Manager.
+        """
+        with self._drift_lock(path, at):
+            record, _ = self._read(path)
+            current = record.current()
+            name = self.secret_name(path)
+            if current is not None:
+                expected = record.aws_ids.get(current.version_id)
+                desc = self._describe(path)
+                if desc is None or expected is None:
+                    raise ConflictError(
+                        f"{self._where(name)}: the key secret or v{current.number}'s AWS version "
+                        "is gone; it cannot be restored"
+                    )
+                if expected not in (desc.get("VersionIdsToStages") or {}):
+                    raise ConflictError(
+                        f"{self._where(name)}: v{current.number}'s AWS version is gone; it "
+                        "cannot be restored (--adopt, or `rotatectl emergency`)"
+                    )
+                holders = self._holders(desc).get(CURRENT, [])
+                if holders != [expected] and not self._promotion_in_flight(record, holders):
+                    params: dict[str, Any] = {"MoveToVersionId": expected}
+                    if holders:
+                        params["RemoveFromVersionId"] = holders[0]
+                    try:
+                        self._stage(name, CURRENT, **params)
+                    except AwsExpected as exc:
+                        raise ConflictError(
+                            f"{self._where(name)}: AWSCURRENT moved while restoring "
+                            f"({exc.code}); look again"
+                        ) from exc
+            self._sync_labels(path, record)
+
+    @contextlib.contextmanager
+    def _drift_lock(self, path: str, at: datetime) -> Iterator[None]:
+        """Hold the lease lock around a repair, so no rotation step interleaves."""
+        from ..runner import default_holder  # lazily: the engine is only needed here
+
+        lease = self.acquire_lock(path, default_holder(), timedelta(minutes=5), at)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(RotatectlError):  # it expires on its own
+                self.release_lock(lease)
 
     # -- AccessCheck --------------------------------------------------------
 

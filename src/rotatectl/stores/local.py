@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,6 +50,7 @@ from .rules import (
 
 SCHEMA_VERSION = 1
 DEFAULT_FILENAME = "state.db"
+_IN_CHUNK = 500  # paths per "IN (...)" query: well below SQLite's bound-parameter limit
 
 # Separate statements, not executescript(): that would COMMIT our transaction.
 _SCHEMA = (
@@ -327,6 +328,47 @@ class LocalStore:
     def versions(self, path: str) -> list[Version]:
         with self._op("read versions of", path) as conn:
             return self._versions(conn, path)
+
+    def snapshot_many(
+        self, paths: Sequence[str]
+    ) -> dict[str, tuple[list[Version], Rotation | None, int, bool]]:
+        """Per path: (versions, rotation, revision, locked) from one read transaction.
+
+        ``versions`` and ``(rotation, revision)`` are what :meth:`versions` and
+        :meth:`load_rotation` return; ``locked`` is whether a holder has its lease
+        lock. For ``status`` and a no-op ``run`` over many credentials: one
+        snapshot instead of several reads per credential.
+        """
+        wanted = list(dict.fromkeys(paths))
+        versions: dict[str, list[Version]] = {p: [] for p in wanted}
+        rotations: dict[str, tuple[Rotation | None, int]] = {}
+        locked: set[str] = set()
+        with self._op("read snapshot of", None) as conn:
+            conn.execute("BEGIN")  # deferred: a consistent read snapshot, no write lock
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for path, meta in conn.execute(
+                    f"SELECT path, meta FROM versions WHERE path IN ({marks})"  # noqa: S608
+                    " ORDER BY path, number",
+                    chunk,
+                ):
+                    versions[path].append(Version.from_dict(_loads(meta, "version")))
+                for path, revision, record in conn.execute(
+                    f"SELECT path, revision, record FROM rotations WHERE path IN ({marks})",  # noqa: S608
+                    chunk,
+                ):
+                    rotation = Rotation.from_dict(_loads(record, "rotation"))
+                    rotations[path] = (rotation, int(revision))
+                locked.update(
+                    path
+                    for (path,) in conn.execute(
+                        f"SELECT path FROM locks WHERE holder IS NOT NULL AND path IN ({marks})",  # noqa: S608
+                        chunk,
+                    )
+                )
+            conn.execute("COMMIT")
+        return {p: (versions[p], *rotations.get(p, (None, 0)), p in locked) for p in wanted}
 
     def publish(self, path: str, version: Version, value: str) -> None:
         with self._op("publish", path, write=True) as conn:

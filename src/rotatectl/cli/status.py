@@ -1,0 +1,53 @@
+"""``status``: read every credential's state and print it. Needs neither Typer nor rich
+(to a pipe), so the fast path in :mod:`rotatectl.cli.main` can run it on its own."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from ..errors import ExitCode, RotatectlError
+
+if TYPE_CHECKING:
+    from ..workspace import Workspace
+
+
+def print_statuses(
+    ws: Workspace, names: list[str] | None, output: str, strict: bool = False
+) -> int:
+    """Print the status of ``names`` (default: all); the exit code (0, 1 or 3).
+
+    ``strict``: the names were given, so an undeclared one with nothing in its
+    store is an error (UnknownCredentialError), not an empty row.
+    """
+    from ..errors import UnknownCredentialError
+    from ..ports import SystemClock
+    from ..report import collect_statuses
+    from .render import print_status
+
+    now = SystemClock().now()
+    views = []
+    failed: RotatectlError | None = None
+    for name in names or ws.names():
+        try:
+            views.append(ws.view(name))
+        except RotatectlError as exc:
+            failed = exc  # raised below, after an unknown credential named before it
+            break
+    statuses = collect_statuses(views, now)  # batched reads where the store offers them
+    for name, st in zip((v.name for v in views), statuses, strict=True):
+        unknown = strict and not st.versions and st.rotation is None and not st.error
+        if unknown and not ws.credential(name).declared:
+            raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
+    if failed is not None:
+        raise failed
+    print_status(statuses, now, output)
+    broken = [st for st in statuses if st.error]
+    if broken:
+        for st in broken:
+            sys.stderr.write(f"rotatectl: error: {st.name}: {st.error}\n")
+        return int(ExitCode.FAILED)
+    if any(st.drift for st in statuses):
+        # Changed behind rotatectl's back: a human decides (check --adopt / --restore).
+        return int(ExitCode.ATTENTION)
+    return int(ExitCode.OK)

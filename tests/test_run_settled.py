@@ -1,0 +1,95 @@
+"""``run`` settles credentials with nothing to do from one snapshot, without their lease.
+
+``report.settled`` must give exactly the result the runner gives under the
+lock, and must leave to the runner every credential that has a step to take
+or whose lease someone holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from rotatectl.config import load_config
+from rotatectl.report import settled, snapshots
+from rotatectl.runner import Runner, Target
+from rotatectl.testing.fakes import FakeClock, FakeProbe
+from rotatectl.workspace import Workspace
+
+START = datetime(2026, 1, 5, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    (tmp_path / "rotatectl.toml").write_text(
+        '[defaults]\nmax_age = "30d"\n'
+        '[credentials."idle"]\n[credentials."waiting"]\n'
+        '[credentials."due"]\nmax_age = "5d"\n'
+        '[credentials."locked"]\n[credentials."new"]\n'
+    )
+    env = {"ROTATECTL_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    with Workspace(load_config(None, env=env, cwd=tmp_path)) as workspace:
+        yield workspace
+
+
+def test_settled_results_are_the_runners_and_need_no_lock(ws: Workspace) -> None:
+    clock = FakeClock(START)
+    runner = Runner(clock, holder="me@here:1")
+    targets = {name: ws.target(name) for name in ws.names()}
+    for name in ("idle", "waiting", "due", "locked"):
+        runner.rotate(targets[name])  # first keys
+    clock.advance(timedelta(days=10))  # "due" is past its max_age; the others are not
+    runner.rotate(targets["waiting"], propagation=timedelta(hours=2))
+    lease = targets["locked"].store.acquire_lock(
+        "locked", "other@there:2", timedelta(minutes=5), clock.now()
+    )
+    order = [targets[n] for n in sorted(targets)]
+
+    quick = settled(order, snapshots(order), clock.now())
+    assert sorted(quick) == ["idle", "waiting"]
+    assert quick["idle"].outcome.value == "idle"
+    assert quick["waiting"].outcome.value == "waiting"
+    # The runner, deciding under the lock, gives the same results.
+    for name, result in quick.items():
+        assert result == runner.advance(targets[name])
+
+    # Left to the runner: a step to take (due: start; new: its first key; waiting
+    # once its propagation has elapsed: promote) and a lease another holder has.
+    clock.advance(timedelta(hours=3))
+    quick = settled(order, snapshots(order), clock.now())
+    assert sorted(quick) == ["idle"]
+    targets["locked"].store.release_lock(lease)
+    quick = settled(order, snapshots(order), clock.now())
+    assert sorted(quick) == ["idle", "locked"]
+
+
+def test_a_retired_key_a_probe_watches_is_left_to_the_runner(ws: Workspace) -> None:
+    clock = FakeClock(START)
+    runner = Runner(clock, holder="me@here:1")
+    target = ws.target("idle")
+    runner.rotate(target)
+    runner.rotate(target, propagation=timedelta(0), overlap=timedelta(0))  # v1 retired
+    assert [v.state.value for v in target.store.versions("idle")] == ["retired", "current"]
+    # With no usage probe, nothing watches the retired key: idle without the lock.
+    assert sorted(settled([target], snapshots([target]), clock.now())) == ["idle"]
+    # A probe may see the retired key still presented: the runner asks it.
+    watched = replace(target, probe=FakeProbe())
+    assert settled([watched], snapshots([watched]), clock.now()) == {}
+
+
+def test_targets_without_a_batch_read_are_left_to_the_runner(ws: Workspace) -> None:
+    target = ws.target("idle")
+
+    class NoBatch:
+        def __getattr__(self, name: str) -> object:
+            if name == "snapshot_many":
+                raise AttributeError(name)
+            return getattr(target.store, name)
+
+    plain = Target(target.name, target.path, NoBatch(), target.issuer, target.probe, target.policy)  # type: ignore[arg-type]
+    assert snapshots([plain]) == {}
+    assert settled([plain], {}, START) == {}
