@@ -10,15 +10,17 @@ restores rotatectl's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from . import redact
-from .errors import NotFoundError, UsageError
+from .errors import NotFoundError, RotatectlError, UsageError
 from .keyformat import fingerprint_matches
 from .machine import current_version
-from .ports import DriftAware
+from .ports import DriftAware, SecretStore
 
 if TYPE_CHECKING:
     from .model import Version
@@ -68,3 +70,22 @@ def resolve(target: Target, how: str, at: datetime) -> None:
         store.restore(target.path, at)
     else:  # pragma: no cover - the CLI offers only these two
         raise UsageError(f"unknown drift resolution {how!r}")
+
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def repair_lease(store: SecretStore, path: str, at: datetime) -> Iterator[None]:
+    """Hold ``path``'s lease lock around a store's adopt/restore, so no rotation
+    step interleaves. Raises LockedError when a run holds it."""
+    from .runner import default_holder  # lazily: the engine is only needed here
+
+    lease = store.acquire_lock(path, default_holder(), timedelta(minutes=5), at)
+    try:
+        yield
+    finally:
+        try:
+            store.release_lock(lease)
+        except RotatectlError as exc:  # it expires on its own; the repair stands
+            log.warning("%s: could not release the lease after a drift repair: %s", path, exc)

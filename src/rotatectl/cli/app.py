@@ -19,6 +19,7 @@ import typer
 
 from .. import __version__
 from ..errors import ExitCode, RotatectlError, UsageError
+from .main import _error, guarded
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -724,13 +725,6 @@ def _finish(
     raise typer.Exit(int(code))
 
 
-def _error(message: str, code: int) -> NoReturn:
-    from ..redact import scrub
-
-    sys.stderr.write(f"rotatectl: error: {scrub(message)}\n")
-    sys.exit(code)
-
-
 # Global options that take a value, and those that do not (see main_options).
 _VALUED = frozenset(("-c", "--config", "-o", "--output"))
 _FLAGS = frozenset(("-q", "--quiet", "--debug"))
@@ -780,38 +774,27 @@ def _narrow_to(name: str | None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: maps every error to one line and an exit code."""
-    argv = sys.argv[1:]
-    if argv == ["--version"]:
-        # The cheapest answer: no command tree, no logging set-up.
-        sys.stdout.write(f"rotatectl {__version__}\n")
-        sys.exit(0)
-    debug = "--debug" in argv
+    """The Typer CLI (``cli.main`` answers ``--version`` and plain ``status`` before it):
+    maps every error to one line and an exit code."""
     from ..redact import install_logging_filter
 
+    argv = sys.argv[1:]
+    debug = "--debug" in argv
     install_logging_filter()
     _narrow_to(_invoked(argv))
-    try:
-        rv = app(standalone_mode=False)
-    except typer.Exit as exc:  # pragma: no cover - click returns it instead
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _error("aborted", 130)
-    except _CLICK_ERROR as exc:
-        if debug:
-            raise
-        message = exc.format_message().replace("\n", " ")  # type: ignore[attr-defined]
-        _error(f"{message} (see --help)", ExitCode.USAGE)
-    except RotatectlError as exc:
-        if debug:
-            raise
-        _error(str(exc).replace("\n", " "), exc.exit_code)
-    except KeyboardInterrupt:
-        _error("interrupted; run `rotatectl run` to resume", 130)
-    except Exception as exc:  # an unexpected bug: still one line unless --debug
-        if debug:
-            raise
-        _error(
-            f"internal error: {type(exc).__name__} (run with --debug for details)", ExitCode.FAILED
-        )
-    sys.exit(rv if isinstance(rv, int) else 0)
+
+    def call() -> int:
+        try:
+            rv = app(standalone_mode=False)
+        except typer.Exit as exc:  # pragma: no cover - click returns it instead
+            return int(exc.exit_code)
+        except typer.Abort:
+            _error("aborted", 130)
+        except _CLICK_ERROR as exc:
+            if debug:
+                raise
+            message = exc.format_message().replace("\n", " ")  # type: ignore[attr-defined]
+            _error(f"{message} (see --help)", ExitCode.USAGE)
+        return rv if isinstance(rv, int) else 0
+
+    guarded(call, debug=debug)

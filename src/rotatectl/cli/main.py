@@ -12,6 +12,7 @@ Errors are mapped to one line and an exit code exactly as ``app.main`` does.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from .. import __version__
@@ -88,13 +89,19 @@ def main() -> None:
 
         typer_main()
         return
-    from ..errors import ExitCode, RotatectlError
     from ..redact import install_logging_filter
 
-    debug = "--debug" in argv
     install_logging_filter()
+    guarded(lambda: _status(*status), debug="--debug" in argv)
+
+
+def guarded(call: Callable[[], int], *, debug: bool) -> NoReturn:
+    """Run ``call`` and exit with its code; every error becomes one line on stderr
+    and its documented exit code (a traceback only with ``--debug``)."""
+    from ..errors import ExitCode, RotatectlError
+
     try:
-        code = _status(*status)
+        code = call()
     except RotatectlError as exc:
         if debug:
             raise

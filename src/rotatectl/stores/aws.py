@@ -66,12 +66,13 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Self
 
 from ..aws_common import AwsConnection, AwsExpected
+from ..drift import repair_lease
 from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
 from ..registry import AdapterContext, check_settings
@@ -1069,7 +1070,7 @@ class SecretsManagerStore:
         where the record says. ConflictError when the label is on a retired or
         destroyed version, or a rotation is in flight.
         """
-        with self._drift_lock(path, at):
+        with repair_lease(self, path, at):
             name = self.secret_name(path)
 
             def decide(record: _Record) -> _Record | None:
@@ -1147,7 +1148,7 @@ class SecretsManagerStore:
         put outside rotatectl is left unlabeled (AWS deprecates it). ConflictError
         when the recorded current version is gone from Secrets Manager.
         """
-        with self._drift_lock(path, at):
+        with repair_lease(self, path, at):
             record, _ = self._read(path)
             current = record.current()
             name = self.secret_name(path)
@@ -1177,18 +1178,6 @@ class SecretsManagerStore:
                             f"({exc.code}); look again"
                         ) from exc
             self._sync_labels(path, record)
-
-    @contextlib.contextmanager
-    def _drift_lock(self, path: str, at: datetime) -> Iterator[None]:
-        """Hold the lease lock around a repair, so no rotation step interleaves."""
-        from ..runner import default_holder  # lazily: the engine is only needed here
-
-        lease = self.acquire_lock(path, default_holder(), timedelta(minutes=5), at)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(RotatectlError):  # it expires on its own
-                self.release_lock(lease)
 
     # -- AccessCheck --------------------------------------------------------
 

@@ -80,7 +80,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Self, TypeVar
@@ -95,6 +95,7 @@ from tenacity import (
 )
 
 from .. import keyformat, redact
+from ..drift import repair_lease
 from ..errors import (
     ConflictError,
     NotFoundError,
@@ -896,7 +897,7 @@ class VaultStore:
         current key, or it lists keys rotatectl has no version for.
         """
         where = f"vault adopt {path}"
-        with self._drift_lock(path, at):
+        with repair_lease(self, path, at):
             self._optimistic(where, lambda: self._adopt(where, path, at))
 
     def restore(self, path: str, at: datetime) -> None:
@@ -909,22 +910,8 @@ class VaultStore:
         from the store for good, or the index cannot be brought back.
         """
         where = f"vault restore {path}"
-        with self._drift_lock(path, at):
+        with repair_lease(self, path, at):
             self._optimistic(where, lambda: self._restore(where, path))
-
-    @contextlib.contextmanager
-    def _drift_lock(self, path: str, at: datetime) -> Iterator[None]:
-        """Hold the lease lock around a repair, so no rotation step interleaves."""
-        from ..runner import default_holder  # lazily, as the engine is only needed here
-
-        lease = self.acquire_lock(path, default_holder(), timedelta(minutes=5), at)
-        try:
-            yield
-        finally:
-            try:
-                self.release_lock(lease)
-            except RotatectlError as exc:  # it expires on its own; the repair stands
-                log.warning("%s: could not release the lease after a drift repair: %s", path, exc)
 
     def _scan(self, where: str, path: str) -> _Scan:
         index_rel = self._rel(path, "index")
