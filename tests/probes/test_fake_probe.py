@@ -12,8 +12,6 @@ from rotatectl.testing.probe_contract import CREDENTIAL, ProbeContract
 
 
 class TestFakeProbeContract(ProbeContract):
-    reports_rejections = False  # FakeProbe.see() has no notion of a rejected attempt
-
     @pytest.fixture
     def probe(self) -> UsageProbe:
         self.fake = FakeProbe()
@@ -22,7 +20,7 @@ class TestFakeProbeContract(ProbeContract):
     def record_use(
         self, key_id: str, at: datetime, client: str | None = None, *, rejected: bool = False
     ) -> None:
-        self.fake.see(key_id, at, client, CREDENTIAL)
+        self.fake.see(key_id, at, client, CREDENTIAL, result="rejected" if rejected else "ok")
 
     def unreadable(self) -> UsageProbe:
         broken = FakeProbe()
