@@ -4,19 +4,20 @@
 
 It rotates the key secret ``<prefix><name>`` that rotatectl created, in
 rotatectl's layout, with only the calls such a rotation cannot do without
-(13), and none of rotatectl's checks:
+(9), and none of rotatectl's checks:
 
 1. GetSecretValue of the record secret ``<prefix><name>/.rotatectl`` (the state);
 2. DescribeSecret of the key secret (which AWS version is AWSCURRENT);
 3. a record write: the rotation's intent, before anything is minted (crash
-   safety) — PutSecretValue of the record (label ``rotatectl-next``) and
-   UpdateSecretVersionStage moving AWSCURRENT onto it (the compare-and-set);
+   safety) — one PutSecretValue of the record at the next sequence number,
+   whose ClientRequestToken is derived from it (the compare-and-set: AWS
+   refuses a used token with other data), which moves AWSCURRENT to it;
 4. PutSecretValue of the new key with AWSPENDING (publish);
-5. a record write (2 calls): published;
+5. a record write: published;
 6. UpdateSecretVersionStage AWSCURRENT to the new key (promote, compare-and-set);
-7. a record write (2 calls): promoted;
+7. a record write: promoted;
 8. UpdateSecretVersionStage removing AWSPREVIOUS from the old key (retire);
-9. a record write (2 calls): completed.
+9. a record write: completed.
 
 No lease lock, no re-reads, no label bookkeeping, no validation: a floor for
 what rotatectl's full rotation costs, not a usable tool (it does not keep the
@@ -33,6 +34,8 @@ import uuid
 
 import boto3
 
+NAMESPACE = uuid.UUID("5b0c6f0e-54f1-4a43-9d6e-7a6f74617465")  # rotatectl's
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,25 +50,16 @@ def main() -> int:
 
     state = sm.get_secret_value(SecretId=record, VersionStage="AWSCURRENT")  # 1
     document = json.loads(state["SecretString"])
-    record_at = state["VersionId"]
 
-    def write(step: str) -> None:  # 2 calls: put (staged), then move AWSCURRENT (CAS)
-        """A record write; the document is written back unchanged (``step`` names it)."""
-        nonlocal record_at
-        token = str(uuid.uuid4())
+    def write(step: str) -> None:  # 1 call: put at the next sequence number (CAS)
+        """A record write; the document is written back with only its sequence
+        number advanced (``step`` names it)."""
+        document["seq"] = int(document.get("seq", 0)) + 1
         sm.put_secret_value(
             SecretId=record,
-            ClientRequestToken=token,
+            ClientRequestToken=str(uuid.uuid5(NAMESPACE, f"{record}\n{document['seq']}")),
             SecretString=json.dumps(document),
-            VersionStages=["rotatectl-next"],
         )
-        sm.update_secret_version_stage(
-            SecretId=record,
-            VersionStage="AWSCURRENT",
-            MoveToVersionId=token,
-            RemoveFromVersionId=record_at,
-        )
-        record_at = token
 
     stages = sm.describe_secret(SecretId=key)["VersionIdsToStages"]  # 2
     old = next(v for v, labels in stages.items() if "AWSCURRENT" in labels)

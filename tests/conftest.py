@@ -7,6 +7,7 @@ key value its stores hold is looked for in every output the test captured
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -89,6 +90,26 @@ class Cli:
         run = CliRun(args, code, out, err)
         self.runs.append(run)
         return run
+
+    def counted(self, *args: str, count: str) -> tuple[CliRun, collections.Counter[str]]:
+        """``rotatectl ARGS`` through ``benchmarks/counted.py``: the run, and the calls it
+        made to the ``count`` store (AWS API calls, OpenBao HTTP requests or local
+        SQLite transactions, by operation)."""
+        out = self.root / f"counted-{len(self.runs)}.json"
+        script = Path(__file__).resolve().parent.parent / "benchmarks" / "counted.py"
+        proc = subprocess.run(
+            [sys.executable, str(script), "--count", count, "--out", str(out), "--", *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.exists(), proc.stderr
+        data = json.loads(out.read_text())
+        run = self.record(tuple(args), int(data["code"]), proc.stdout, proc.stderr)
+        return run, collections.Counter(data["calls"].get(count, {}))
 
     def store(self, db: Path | None = None) -> LocalStore:
         return LocalStore(db or self.state_dir / "state.db")

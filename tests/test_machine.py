@@ -395,10 +395,41 @@ CASES = [
         ActionKind.RETIRE,
         None,
     ),
-    # retire
+    # retire: resumed after the intent, before the old key was retired (a crash):
+    # the usage gate is asked again, as the key may have been presented since
     (
-        "retire",
+        "retire-intent-resumed",
         rot(Phase.RETIRE),
+        [PREV1, CUR2],
+        NOW_OVERLAP_DONE,
+        None,
+        POLICY,
+        ActionKind.CHECK_USAGE,
+        None,
+    ),
+    (
+        "retire-intent-resumed-quiet",
+        rot(Phase.RETIRE),
+        [PREV1, CUR2],
+        NOW_OVERLAP_DONE,
+        KeyUsage(UsageStatus.NOT_SEEN),
+        POLICY,
+        ActionKind.RETIRE,
+        None,
+    ),
+    (
+        "retire-intent-resumed-seen-since",
+        rot(Phase.RETIRE),
+        [PREV1, CUR2],
+        NOW_OVERLAP_DONE,
+        seen(NOW_OVERLAP_DONE - timedelta(minutes=1)),
+        POLICY,
+        ActionKind.WAIT,
+        NOW_OVERLAP_DONE - timedelta(minutes=1) + POLICY.usage_quiet,
+    ),
+    (
+        "retire-intent-resumed-emergency",
+        rot(Phase.RETIRE, force_retire=True, kind=RotationKind.EMERGENCY),
         [PREV1, CUR2],
         NOW_OVERLAP_DONE,
         None,

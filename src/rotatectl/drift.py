@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import redact
 from .errors import NotFoundError, RotatectlError, UsageError
@@ -34,26 +34,70 @@ def detect(target: Target, versions: Sequence[Version] | None = None) -> list[st
     (``status`` reads many at once), so they are not read again.
     """
     store = target.store
-    problems: list[str] = []
     if versions is None:
         versions = store.versions(target.path)
-    current = current_version(versions)
-    if current is not None:
+    value: str | None = None
+    if current_version(versions) is not None:
         try:
             value = store.read_value(target.path)
         except NotFoundError:
-            problems.append(f"v{current.number} is current but its value is gone")
-        else:
-            redact.register(value)
-            if not fingerprint_matches(current.fingerprint, value):
-                problems.append(
-                    f"the current value does not match v{current.number} ({current.key_id}): "
-                    "it was changed outside rotatectl"
-                )
-            del value
+            value = None
+    problems = _value_problems(versions, value)
     if isinstance(store, DriftAware):
         problems.extend(store.drift(target.path))
     return problems
+
+
+def _value_problems(versions: Sequence[Version], value: str | None) -> list[str]:
+    """The generic check: the current value (None: gone) against the current version."""
+    current = current_version(versions)
+    if current is None:
+        return []
+    if value is None:
+        return [f"v{current.number} is current but its value is gone"]
+    redact.register(value)
+    if fingerprint_matches(current.fingerprint, value):
+        return []
+    return [
+        f"the current value does not match v{current.number} ({current.key_id}): "
+        "it was changed outside rotatectl"
+    ]
+
+
+def detect_many(
+    targets: Sequence[Target], versions: Mapping[str, Sequence[Version]]
+) -> dict[str, list[str]]:
+    """:func:`detect` of many credentials (by name) whose ``versions`` were read in a batch,
+    for stores with the batched reads ``current_values_many(paths)`` (path -> the
+    current version's value, None when gone) and, if DriftAware,
+    ``drift_many(paths)``. Credentials of other stores, or of a batch that
+    failed, are left out: :func:`detect` them one at a time.
+    """
+    by_store: dict[int, list[Target]] = {}
+    for t in targets:
+        if t.name in versions and hasattr(t.store, "current_values_many"):
+            by_store.setdefault(id(t.store), []).append(t)
+    found: dict[str, list[str]] = {}
+    for group in by_store.values():
+        store: Any = group[0].store
+        paths = [t.path for t in group]
+        try:
+            values: dict[str, str | None] = store.current_values_many(
+                [t.path for t in group if current_version(versions[t.name]) is not None]
+            )
+            extra: dict[str, list[str]] = {}
+            if isinstance(store, DriftAware):
+                many = getattr(store, "drift_many", None)
+                extra = many(paths) if many else {p: store.drift(p) for p in paths}
+        except RotatectlError:
+            continue
+        for t in group:
+            found[t.name] = [
+                *_value_problems(versions[t.name], values.get(t.path)),
+                *extra.get(t.path, []),
+            ]
+        values.clear()  # drop the values as soon as they are checked
+    return found
 
 
 def resolve(target: Target, how: str, at: datetime) -> None:

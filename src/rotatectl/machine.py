@@ -175,7 +175,13 @@ def next_action(
         return _overlap(rotation, old, policy, now, usage)
 
     if phase is Phase.RETIRE:
-        return Action(ActionKind.RETIRE, "usage gate passed")
+        if old is None or old.state in (VersionState.RETIRED, VersionState.DESTROYED):
+            return Action(ActionKind.RETIRE, "record the retirement")
+        if rotation.force_retire:
+            return Action(ActionKind.RETIRE, f"{rotation.kind.value}: retire the old key now")
+        # Resumed before the old key was retired (a crash after the intent): it may
+        # have been presented since the gate was asked, so the gate is asked again.
+        return _overlap(rotation, old, policy, now, usage)
 
     raise AssertionError(f"unhandled phase {phase}")  # pragma: no cover
 

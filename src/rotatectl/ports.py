@@ -210,6 +210,25 @@ class DriftAware(Protocol):
         ...
 
 
+@runtime_checkable
+class StateReader(Protocol):
+    """Optional for a store: a credential's versions and rotation record in one read."""
+
+    def state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
+        """``(versions(path), *load_rotation(path))``, read together (one
+        transaction or request where the store allows), so they agree."""
+        ...
+
+
+def read_state(store: SecretStore, path: str) -> tuple[list[Version], Rotation | None, int]:
+    """Versions, rotation record and its revision of ``path``: one
+    :class:`StateReader` read when the store has it, two reads otherwise."""
+    if isinstance(store, StateReader):
+        return store.state(path)
+    rotation, revision = store.load_rotation(path)
+    return store.versions(path), rotation, revision
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 

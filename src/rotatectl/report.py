@@ -87,11 +87,12 @@ class CredentialStatus:
         }
 
 
-def snapshots(sources: Sequence[StatusSource]) -> dict[str, Snapshot]:
+def snapshots(sources: Sequence[StatusSource], *, locks: bool = True) -> dict[str, Snapshot]:
     """Snapshots by credential name, read in one batch per store that offers
     ``snapshot_many`` (the local store: one transaction; AWS: 20 records a call).
     Credentials of other stores, or of a store whose batch read failed, are left
     out: read them one at a time (where a failure stays that credential's own).
+    ``locks`` False: the lock flag is not needed (a store may skip reading it).
     """
     by_store: dict[int, list[StatusSource]] = {}
     for source in sources:
@@ -101,7 +102,7 @@ def snapshots(sources: Sequence[StatusSource]) -> dict[str, Snapshot]:
     for group in by_store.values():
         batch = group[0].store.snapshot_many  # type: ignore[attr-defined]
         try:
-            read: dict[str, Snapshot] = batch([s.path for s in group])
+            read: dict[str, Snapshot] = batch([s.path for s in group], locks=locks)
         except RotatectlError:
             continue
         found.update((s.name, read[s.path]) for s in group)
@@ -110,16 +111,26 @@ def snapshots(sources: Sequence[StatusSource]) -> dict[str, Snapshot]:
 
 def collect_statuses(sources: Sequence[StatusSource], now: datetime) -> list[CredentialStatus]:
     """:func:`collect_status` of many credentials, with batched reads where the store can."""
-    batched = snapshots(sources)
-    return [collect_status(s, now, batched.get(s.name)) for s in sources]
+    from .drift import detect_many
+
+    batched = snapshots(sources, locks=False)
+    # detect_many reads only ``name``, ``store`` and ``path``: any status source will do.
+    drifts = detect_many(
+        cast("Sequence[Target]", sources), {name: snap[0] for name, snap in batched.items()}
+    )
+    return [collect_status(s, now, batched.get(s.name), drifts.get(s.name)) for s in sources]
 
 
 def collect_status(
-    target: StatusSource, now: datetime, snapshot: Snapshot | None = None
+    target: StatusSource,
+    now: datetime,
+    snapshot: Snapshot | None = None,
+    found_drift: Sequence[str] | None = None,
 ) -> CredentialStatus:
     """Read one credential's state. Store errors become ``error``, not exceptions.
 
-    ``snapshot`` is its versions and rotation read already (see :func:`snapshots`).
+    ``snapshot`` is its versions and rotation read already (see :func:`snapshots`),
+    ``found_drift`` its drift checked already (see :func:`rotatectl.drift.detect_many`).
     """
     from .drift import detect
 
@@ -129,8 +140,11 @@ def collect_status(
             rotation, _ = target.store.load_rotation(target.path)
         else:
             versions, rotation = tuple(snapshot[0]), snapshot[1]
-        # detect reads only ``store`` and ``path``: any status source will do.
-        drift = tuple(detect(cast("Target", target), versions))
+        if found_drift is not None and snapshot is not None:
+            drift = tuple(found_drift)
+        else:
+            # detect reads only ``store`` and ``path``: any status source will do.
+            drift = tuple(detect(cast("Target", target), versions))
     except RotatectlError as exc:
         return CredentialStatus(
             target.name, target.store_name, target.path, (), None, None, now, error=str(exc)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from . import redact
 from .audit import AuditLog
@@ -57,9 +57,10 @@ from .model import (
     VersionState,
     new_rotation_id,
 )
-from .ports import Clock, KeyIssuer, Notifier, SecretStore, UsageProbe
-from .pretest import PrePromotionTest, run_test
-from .retry import retry_call
+from .ports import Clock, KeyIssuer, Notifier, SecretStore, UsageProbe, read_state
+
+if TYPE_CHECKING:
+    from .pretest import PrePromotionTest
 
 T = TypeVar("T")
 
@@ -381,6 +382,8 @@ class Runner:
 
     def retrying(self, fn: Callable[[], T]) -> T:
         """Call ``fn``, retrying retryable rotatectl errors with bounded backoff and jitter."""
+        from .retry import retry_call  # tenacity: imported when a store is first called
+
         return retry_call(
             fn, attempts=self.retry_attempts, max_delay=self.retry_max_delay, sleep=self.clock.sleep
         )
@@ -490,8 +493,9 @@ class Session:
             usage: dict[str, KeyUsage] | None = None
             for _ in range(_MAX_STEPS):
                 step = "read"
-                rotation, revision = self.runner.retrying(lambda: t.store.load_rotation(t.path))
-                versions = self.runner.retrying(lambda: t.store.versions(t.path))
+                versions, rotation, revision = self.runner.retrying(
+                    lambda: read_state(t.store, t.path)
+                )
                 now = self.runner.clock.now()
                 if intervene is not None:
                     step = "plan"
@@ -516,11 +520,11 @@ class Session:
                         self._watch_retired(result, rotation, versions, now)
                     elif rotation is not None and usage is not None:
                         self._name_laggards(result, rotation, revision, versions, usage, now)
-                    return self._settle(result, action, rotation, usage)
+                    return self._settle(result, action, rotation, usage, versions)
                 if action.kind is ActionKind.START:
                     from .drift import detect
 
-                    problems = detect(t)
+                    problems = detect(t, versions)
                     if problems:
                         why = "; ".join(problems)
                         return self._settle(
@@ -532,6 +536,7 @@ class Session:
                             ),
                             rotation,
                             usage,
+                            versions,
                         )
                     request = start or StartRequest(RotationKind.SCHEDULED, reason=action.reason)
                     self._start(result, request, versions, revision, now)
@@ -594,11 +599,10 @@ class Session:
         action: Action,
         rotation: Rotation | None,
         usage: dict[str, KeyUsage] | None,
+        versions: Sequence[Version],
     ) -> Result:
         if usage is not None and rotation is not None:
-            old = find_version(
-                self.target.store.versions(self.target.path), rotation.old_version_id
-            )
+            old = find_version(versions, rotation.old_version_id)
             result.usage = usage.get(old.key_id) if old else None
         result.until = action.until
         result.message = action.reason
@@ -678,7 +682,10 @@ class Session:
             if rotation.kind is RotationKind.ROLLBACK:
                 new = self._reinstate(result, rotation, versions, now)
             elif new is None:
-                new = r.retrying(lambda: self._publish(result, rotation, now))
+                known: list[Sequence[Version]] = [versions]  # what this step just read
+                new = r.retrying(
+                    lambda: self._publish(result, rotation, now, known.pop() if known else None)
+                )
             replicate = getattr(t.store, "replicate", None)
             if replicate is not None:  # several destinations: pending in all of them first
                 r.retrying(lambda: replicate(t.path, rotation.new_version_id))
@@ -771,10 +778,19 @@ class Session:
         self._notify(result, "completed", rotation=rotation)
         self._hook(result, "on_retire", {})
 
-    def _publish(self, result: Result, rotation: Rotation, now: datetime) -> Version:
+    def _publish(
+        self,
+        result: Result,
+        rotation: Rotation,
+        now: datetime,
+        versions: Sequence[Version] | None = None,
+    ) -> Version:
+        """Mint the new key and publish it as pending. ``versions``: what the step has
+        just read; None (a retry) re-reads, as the write may have landed although
+        its reply was lost."""
         t, r = self.target, self.runner
-        # Re-read: a retried publish may find the write landed although its reply was lost.
-        versions = t.store.versions(t.path)
+        if versions is None:
+            versions = t.store.versions(t.path)
         existing = find_version(versions, rotation.new_version_id)
         if existing is not None:
             return existing
@@ -979,6 +995,8 @@ class Session:
         assert t.pretest is not None
         value = t.store.read_value(t.path, rotation.new_version_id)
         redact.register(value)
+        from .pretest import run_test
+
         outcome = run_test(t.pretest, value, sleep=clock.sleep, monotonic=_seconds(clock))
         del value
         if outcome.ok:

@@ -398,15 +398,15 @@ def test_versions_many_batches_twenty_records_per_call(store: SecretsManagerStor
     for path in paths[:-1]:
         store.save_rotation(path, make_rotation(), 0)  # the record, once, from creation
     for path in paths[:3]:
-        publish(store, 1, path)  # a second record write for these (moto's stale batch read)
+        publish(store, 1, path)  # a second record write for these
     counts = count_calls(store)
     many = store.versions_many(paths)
     assert counts["BatchGetSecretValue"] == 2
+    # Every record version was made current by PutSecretValue itself, so moto's batch
+    # read returns AWSCURRENT and nothing is read again one by one.
+    assert counts["GetSecretValue"] == 0
     assert many == {p: store.versions(p) for p in paths}
     assert many["svc/24"] == []
-    # moto's BatchGetSecretValue returns a secret's first version, not AWSCURRENT:
-    # those (and only those) are read again one by one.
-    assert counts["GetSecretValue"] - len(paths) == 3
     rotations = store.rotations_many(paths[:2])
     assert rotations == {p: store.load_rotation(p) for p in paths[:2]}
 
@@ -502,3 +502,71 @@ def test_rejected_credentials(moto_auth: AuthServer, tmp_path: Path) -> None:
     store.conn.session._session.set_credentials("AKIAFAKEFAKEFAKEFAKE", "nope")
     with pytest.raises(PermissionDeniedError, match="rejected the credentials"):
         store.list_paths()
+
+
+# -- one call a record write; what the store remembers ---------------------------------
+
+
+def test_a_record_write_is_one_put_and_a_stale_copy_only_loses(
+    mocked: None, tmp_path: Path
+) -> None:
+    one, two = make_store(tmp_path), make_store(tmp_path)
+    one.save_rotation(PATH, make_rotation(), 0)
+    counts = count_calls(one)
+    second = make_rotation().advance(Phase.PROPAGATE, T1)
+    assert one.save_rotation(PATH, second, 1) == 2
+    # From its own last write: no read, and the token is the compare-and-set.
+    assert counts == {"PutSecretValue": 1}
+    two.save_rotation(PATH, second.advance(Phase.OVERLAP, T2), 2)  # behind one's back
+    counts.clear()
+    with pytest.raises(ConflictError, match="revision 3, not 2"):
+        one.save_rotation(PATH, second.advance(Phase.OVERLAP, T3), 2)
+    # The stale copy lost the put; the fresh read is what the rules refused.
+    assert counts["PutSecretValue"] == 1 and counts["GetSecretValue"] == 1
+    assert one.load_rotation(PATH)[1] == 3
+
+
+def test_a_retried_record_write_adds_no_version(mocked: None, tmp_path: Path, sm: Any) -> None:
+    store = make_store(tmp_path)
+    store.save_rotation(PATH, make_rotation(), 0)
+    record, read_from = store._read(PATH)
+    name = store.record_name(PATH)
+    before = len(aws_versions(sm, name))
+    written = store._commit(PATH, read_from, record)
+    assert store._commit(PATH, read_from, record) == written  # a botocore retry, say
+    assert len(aws_versions(sm, name)) == before + 1
+    assert store._read(PATH)[0].seq == written.seq == record.seq + 1
+
+
+def test_a_stale_copy_never_skips_a_change(mocked: None, tmp_path: Path) -> None:
+    one, two = make_store(tmp_path), make_store(tmp_path)
+    publish(one, 1)
+    one.promote(PATH, "v1", None, T0)
+    publish(one, 2)
+    one.set_state(PATH, "v2", V.RETIRED, V.PENDING, T1)  # one remembers v2 retired
+    two.set_state(PATH, "v2", V.PENDING, V.RETIRED, T2)  # reinstated behind one's back
+    # "Already retired", says one's copy: confirmed on a fresh read, and done.
+    one.set_state(PATH, "v2", V.RETIRED, V.PENDING, T3)
+    assert states(two)["v2"] is V.RETIRED
+
+
+def test_a_stale_copy_never_refuses_on_its_own(mocked: None, tmp_path: Path) -> None:
+    one, two = make_store(tmp_path), make_store(tmp_path)
+    publish(one, 1)
+    one.promote(PATH, "v1", None, T0)  # one remembers a record without v2
+    publish(two, 2)
+    one.promote(PATH, "v2", "v1", T1)  # "no version v2", says the copy; AWS has it
+    assert states(two) == {"v1": V.PREVIOUS, "v2": V.CURRENT}
+
+
+def test_state_is_free_while_the_store_holds_the_lease_it_wrote(store: SecretsManagerStore) -> None:
+    publish(store, 1)
+    lease = store.acquire_lock(PATH, "me", T3 - T2, T0)
+    counts = count_calls(store)
+    versions, rotation, revision = store.state(PATH)
+    assert counts == {} and [v.version_id for v in versions] == ["v1"]
+    assert rotation is None and revision == 0
+    store.release_lock(lease)
+    counts.clear()
+    store.state(PATH)  # no lease held: ask AWS
+    assert counts == {"GetSecretValue": 1}

@@ -47,7 +47,7 @@ def writes(backend: Backend) -> dict[str, Match]:
         return {
             "publish": aws("PutSecretValue", secret=NAME),
             "promote": aws("UpdateSecretVersionStage", secret=NAME, VersionStage="AWSCURRENT"),
-            "record": aws("UpdateSecretVersionStage", secret=record, VersionStage="AWSCURRENT"),
+            "record": aws("PutSecretValue", secret=record),
         }
     assert isinstance(backend, VaultBackend)
     base = f"/v1/secret/data/{backend.vault.prefix}/{NAME}"

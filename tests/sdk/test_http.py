@@ -103,7 +103,8 @@ def test_wsgi_middleware(api: Api) -> None:
         {"error": "unauthorized", "reason": "missing"},
     )
     assert missing.headers["WWW-Authenticate"].startswith("Bearer error=")
-    bad = requests.get(api.url + "/x", headers={"X-Api-Key": api.old[:-1] + "0"}, timeout=5)
+    corrupt = api.old[:-1] + ("1" if api.old.endswith("0") else "0")  # one character off
+    bad = requests.get(api.url + "/x", headers={"X-Api-Key": corrupt}, timeout=5)
     assert bad.json()["reason"] in ("bad-checksum", "malformed")
     scoped = requests.get(api.url + "/trade", headers={"X-Api-Key": api.old}, timeout=5)
     assert (scoped.status_code, scoped.json()["reason"]) == (403, "wrong-scope")

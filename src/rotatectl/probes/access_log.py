@@ -855,6 +855,10 @@ def _open_file(path: Path) -> sqlite3.Connection:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         return _open(str(path))
+    except sqlite3.OperationalError:
+        # Locked, busy, I/O: the file is in use, not damaged. Deleting it here
+        # pulled it from under another run (a "disk I/O error" there).
+        raise
     except sqlite3.DatabaseError:
         path.unlink(missing_ok=True)
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

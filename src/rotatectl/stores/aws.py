@@ -25,16 +25,26 @@ Layout (see also examples/aws/README.md)
 * **Record secret** ``<prefix><path>/.rotatectl``: one JSON document with
   every version's metadata (state, key id, fingerprint, dates, scopes,
   issuer reference), the rotation record and its history, and the lease lock.
-  Secrets Manager has no conditional put, so a write is: ``PutSecretValue`` of
-  the new document under a fresh token with the label ``rotatectl-next``
-  (which does not make it current), then ``UpdateSecretVersionStage`` moving
-  ``AWSCURRENT`` to it with ``RemoveFromVersionId`` = the version that was
-  read. That call fails when ``AWSCURRENT`` is no longer on the version read,
-  so exactly one of several concurrent writers wins (verified against moto in
-  process and moto_server). Every record operation (save_rotation's revision
-  check, lock acquire/steal/renew/release, publish/promote/set_state) re-reads
-  and re-decides with the shared rules of :mod:`rotatectl.stores.rules` when
-  it loses that race.
+  Each document carries a write sequence number ``seq``; a write is one
+  ``PutSecretValue`` of the document at ``seq + 1`` (which moves
+  ``AWSCURRENT`` to it) with ``ClientRequestToken`` derived from the secret
+  name and that number. Secrets Manager refuses a token that is already a
+  version holding other data (``ResourceExistsException``), so of several
+  writers that read the same document exactly one wins; a retried request
+  with the same document succeeds without a second version (verified against
+  moto in process and moto_server). AWS keeps every version younger than 24
+  hours, and a document is never written from a read older than
+  :data:`RECORD_MAX_AGE`, so a used token cannot have been purged. Every
+  record operation (save_rotation's revision check, lock acquire/steal/renew/
+  release, publish/promote/set_state) re-reads and re-decides with the shared
+  rules of :mod:`rotatectl.stores.rules` when it loses that race.
+
+  The store remembers the document it last read with :meth:`state` or the
+  batched reads, or wrote itself, for :data:`RECORD_MAX_AGE`: its own writes
+  start from it (a stale one only loses the race and is re-read), and so do
+  the reads a runner step makes after its :meth:`state` read (the value's
+  VersionId, the drift check). The public reads (:meth:`versions`,
+  :meth:`load_rotation`, :meth:`accepted_keys`) always ask AWS.
 
 * **Destroyed** means: every label is removed from the version, so Secrets
   Manager treats it as deprecated and deletes it in the background (it cannot
@@ -66,7 +76,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Self
@@ -108,8 +118,11 @@ MAX_RECORD_BYTES = 65536  # SecretString limit
 HISTORY_KEEP = 20  # earlier rotation records kept in the record secret
 DESTROYED_KEEP = 50  # destroyed versions kept in the record (oldest pruned first)
 CAS_ATTEMPTS = 8
+RECORD_MAX_AGE = 60.0  # seconds a remembered record may serve (see the module docstring)
+OWN_WRITE_AGE = 20.0  # seconds :meth:`state` trusts a record this store wrote under a lease
 BATCH_SIZE = 20  # BatchGetSecretValue accepts at most 20 secret ids
 LIST_PAGE_SIZE = 100  # ListSecrets maximum
+LIST_FOR_LABELS = 5  # drift of more paths than this lists the key secrets' labels
 
 _NAME = re.compile(r"[A-Za-z0-9/_+=.@-]+")
 _TOKEN = re.compile(r"[A-Za-z0-9-]{32,64}")
@@ -143,6 +156,7 @@ class _Record:
     revision: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     lock: LockRow | None = None
+    seq: int = 0  # write sequence number: the compare-and-set of the next write
 
     @property
     def is_credential(self) -> bool:
@@ -193,6 +207,7 @@ class _Record:
             "revision": self.revision,
             "history": self.history[-HISTORY_KEEP:],
             "lock": lock,
+            "seq": self.seq,
         }
         return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
@@ -230,6 +245,7 @@ class _Record:
                 revision=int(doc.get("revision", 0)),
                 history=list(doc.get("history", [])),
                 lock=lock,
+                seq=int(doc.get("seq", 0)),
             )
         except StoreError:
             raise
@@ -256,6 +272,9 @@ class SecretsManagerStore:
         self.conn = conn
         self.prefix = prefix
         self.kms_key_id = kms_key_id
+        # path -> (record, VersionId it came from, time.monotonic() when known,
+        # whether this store wrote it)
+        self._known: dict[str, tuple[_Record, str | None, float, bool]] = {}
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
@@ -319,8 +338,11 @@ class SecretsManagerStore:
 
     # -- the record secret ----------------------------------------------------
 
-    def _read(self, path: str) -> tuple[_Record, str | None]:
-        """The record and the VersionId it was read from (None: no record yet)."""
+    def _read(self, path: str, *, remember: bool = False) -> tuple[_Record, str | None]:
+        """The record and the VersionId it was read from (None: no record yet).
+
+        ``remember``: keep it for :meth:`_recent` (reads a runner step builds on).
+        """
         name = self.record_name(path)
         try:
             out = self._sm(
@@ -331,65 +353,81 @@ class SecretsManagerStore:
                 VersionStage=CURRENT,  # never rely on the default version (moto bug)
             )
         except AwsExpected:
-            return _Record(path), None
-        return _Record.parse(path, str(out.get("SecretString", "")), self._where(name)), str(
-            out["VersionId"]
-        )
+            found: tuple[_Record, str | None] = (_Record(path), None)
+        else:
+            record = _Record.parse(path, str(out.get("SecretString", "")), self._where(name))
+            found = (record, str(out["VersionId"]))
+        if remember:
+            self._remember(path, *found)
+        return found
 
-    def _commit(self, path: str, read_from: str | None, record: _Record) -> None:
-        """Write ``record`` if the record is still at ``read_from``; _CasLost otherwise."""
+    def _remember(
+        self, path: str, record: _Record, read_from: str | None, *, written: bool = False
+    ) -> None:
+        self._known[path] = (record, read_from, time.monotonic(), written)
+
+    def _recent(
+        self, path: str, *, remember: bool = False
+    ) -> tuple[tuple[_Record, str | None], bool]:
+        """The remembered record if it is younger than RECORD_MAX_AGE, else a fresh
+        read (kept if ``remember``); and whether it was the remembered one.
+
+        Only a process that read with :meth:`state` or wrote the record has one
+        remembered: a long-lived reader (an SDK client) always asks AWS.
+        """
+        known = self._known.get(path)
+        if known is not None and time.monotonic() - known[2] < RECORD_MAX_AGE:
+            return (known[0], known[1]), True
+        return self._read(path, remember=remember), False
+
+    def _token(self, name: str, seq: int) -> str:
+        """The ClientRequestToken of the record version at ``seq``: the same on every host."""
+        return str(uuid.uuid5(_TOKEN_NS, f"{name}\n{seq}"))
+
+    def _commit(self, path: str, read_from: str | None, record: _Record) -> _Record:
+        """Write ``record`` as the next version of the record secret; return it as written.
+
+        ``record`` is built from the one read (``read_from``: the VersionId it came
+        from, None when there was none) and still carries its ``seq``; it is
+        written at ``seq + 1``. _CasLost when another writer wrote that sequence
+        number first (see the module docstring).
+        """
         name = self.record_name(path)
+        record = replace(record, seq=record.seq + 1)
         body = record.to_json()
         if len(body.encode("utf-8")) > MAX_RECORD_BYTES:
             raise StoreError(
                 f"{self._where(name)}: the record outgrew 64 KiB; destroy old versions"
             )
-        token = str(uuid.uuid4())
-        if read_from is None:
-            params: dict[str, Any] = {
-                "Name": name,
-                "SecretString": body,
-                "ClientRequestToken": token,
-                "Description": f"rotatectl record of {path}: version metadata, rotation, lock",
-                "Tags": self._tags(path, ROLE_RECORD),
-            }
-            if self.kms_key_id:
-                params["KmsKeyId"] = self.kms_key_id
-            try:
+        token = self._token(name, record.seq)
+        try:
+            if read_from is None:
+                params: dict[str, Any] = {
+                    "Name": name,
+                    "SecretString": body,
+                    "ClientRequestToken": token,
+                    "Description": f"rotatectl record of {path}: version metadata, rotation, lock",
+                    "Tags": self._tags(path, ROLE_RECORD),
+                }
+                if self.kms_key_id:
+                    params["KmsKeyId"] = self.kms_key_id
                 # Creation is itself a compare-and-set: it fails if the secret exists.
                 self._sm("create_secret", name, expect={"ResourceExistsException"}, **params)
-            except AwsExpected as exc:
-                raise _CasLost from exc
-            return
-        self._sm(
-            "put_secret_value",
-            name,
-            SecretId=name,
-            ClientRequestToken=token,
-            SecretString=body,
-            VersionStages=[STAGED],  # not AWSCURRENT: that is what the CAS below moves
-        )
-        try:
-            self._sm(
-                "update_secret_version_stage",
-                name,
-                expect={"InvalidParameterException", "InvalidRequestException"},
-                SecretId=name,
-                VersionStage=CURRENT,
-                MoveToVersionId=token,
-                RemoveFromVersionId=read_from,
-            )
+            else:
+                # No VersionStages: AWS moves AWSCURRENT to the new version itself.
+                self._sm(
+                    "put_secret_value",
+                    name,
+                    expect={"ResourceExistsException"},
+                    SecretId=name,
+                    ClientRequestToken=token,
+                    SecretString=body,
+                )
         except AwsExpected as exc:
-            # Either another writer moved AWSCURRENT first, or our own call landed
-            # and its reply was lost (botocore then retried): look which.
-            _, now_at = self._read(path)
-            if now_at == token:
-                return
-            if now_at != read_from:
-                raise _CasLost from exc
-            raise StoreError(
-                f"{self._where(name)}: UpdateSecretVersionStage failed ({exc.code}): {exc.message}"
-            ) from exc
+            self._known.pop(path, None)
+            raise _CasLost from exc
+        self._remember(path, record, token, written=True)
+        return record
 
     def _mutate(
         self,
@@ -402,20 +440,39 @@ class SecretsManagerStore:
 
         ``decide`` returns the new record, or None for a no-op, or raises (e.g.
         ConflictError from the shared rules). It may run AWS side effects that
-        are idempotent given the record it was handed. ``first`` is a record
-        the caller has just read, used for the first attempt.
+        are idempotent given the record it was handed. The first attempt starts
+        from ``first`` (a record the caller has just read) or the remembered
+        record; a no-op or an error decided on the remembered record is
+        confirmed on a fresh read, so nothing is skipped or refused on the word
+        of a stale copy.
         """
+        if first is not None:
+            start: tuple[_Record, str | None] | None = first
+            remembered = False
+        else:
+            start, remembered = self._recent(path, remember=True)
         for attempt in range(CAS_ATTEMPTS):
-            record, read_from = first if first is not None and attempt == 0 else self._read(path)
-            new = decide(record)
+            if start is not None:
+                (record, read_from), start = start, None
+            else:
+                record, read_from = self._read(path, remember=True)
+                remembered = False
+            try:
+                new = decide(record)
+            except RotatectlError:
+                if remembered:
+                    continue
+                raise
             if new is None:
+                if remembered:
+                    continue
                 return record
             try:
-                self._commit(path, read_from, new)
-                return new
+                return self._commit(path, read_from, replace(new, seq=record.seq))
             except _CasLost:
-                # Jitter spreads contending writers apart; no clock value is recorded.
-                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311
+                if not remembered:
+                    # Jitter spreads contending writers apart; no clock value is recorded.
+                    time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311
         raise ConflictError(
             f"{self._where(self.record_name(path))}: {op}: the record kept changing "
             f"({CAS_ATTEMPTS} attempts); another process is writing it"
@@ -493,7 +550,12 @@ class SecretsManagerStore:
         want: dict[str, str | None] = {PENDING: None, PREVIOUS: None}
         pending = [v for v in known if v.state is VersionState.PENDING]
         if pending:
-            want[PENDING] = ids[max(pending, key=lambda v: v.number).version_id]
+            newest = ids[max(pending, key=lambda v: v.number).version_id]
+            # Not on a secret's first version, which AWS made AWSCURRENT by itself:
+            # it is what clients read already. (Also, moto drops AWSCURRENT when a
+            # retried first PutSecretValue carries AWSPENDING.)
+            if holders.get(CURRENT) != [newest]:
+                want[PENDING] = newest
         previous = [v for v in known if v.state is VersionState.PREVIOUS]
         if previous:
             latest = max(previous, key=lambda v: (v.demoted or v.created, v.number))
@@ -652,6 +714,29 @@ class SecretsManagerStore:
         record, _ = self._read(path)
         return list(record.versions)
 
+    def state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
+        """StateReader.state: one GetSecretValue of the record, which is remembered
+        for the step that follows (see the module docstring).
+
+        No call at all when this store itself wrote the record under a held lease
+        less than OWN_WRITE_AGE ago: the lease's holder is the only writer, and
+        the lease outlives that age (the runner's lease lasts minutes).
+        """
+        known = self._known.get(path)
+        if (
+            known is not None
+            and known[3]
+            and known[0].lock is not None
+            and known[0].lock.holder is not None
+            and time.monotonic() - known[2] < OWN_WRITE_AGE
+        ):
+            record = known[0]
+        else:
+            record, _ = self._read(path, remember=True)
+        if record.rotation is None:
+            return list(record.versions), None, 0
+        return list(record.versions), record.rotation, record.revision
+
     def versions_many(self, paths: Sequence[str]) -> dict[str, list[Version]]:
         """``versions`` of many paths with BatchGetSecretValue (20 records per call)."""
         return {p: list(r.versions) for p, r in self._records_many(paths).items()}
@@ -661,7 +746,7 @@ class SecretsManagerStore:
         return {p: (r.rotation, r.revision) for p, r in self._records_many(paths).items()}
 
     def snapshot_many(
-        self, paths: Sequence[str]
+        self, paths: Sequence[str], *, locks: bool = True
     ) -> dict[str, tuple[list[Version], Rotation | None, int, bool]]:
         """Per path: (versions, rotation, revision, locked) from one batched read of the
         records (20 per BatchGetSecretValue call), for ``status`` and a no-op ``run``.
@@ -676,13 +761,12 @@ class SecretsManagerStore:
             for p, r in self._records_many(paths).items()
         }
 
-    def _records_many(self, paths: Sequence[str]) -> dict[str, _Record]:
-        unique = list(dict.fromkeys(paths))
-        by_name = {self.record_name(p): p for p in unique}
-        found: dict[str, _Record] = {}
-        names = list(by_name)
+    def _batch_get(self, names: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """BatchGetSecretValue of ``names``, 20 a call: each AWSCURRENT entry found, and
+        ``{"Name": ..., "ErrorCode": ...}`` for each secret AWS reported an error for.
+        Stops quietly when batching is not allowed (callers read one at a time)."""
         for start in range(0, len(names), BATCH_SIZE):
-            chunk = names[start : start + BATCH_SIZE]
+            chunk = list(names[start : start + BATCH_SIZE])
             params: dict[str, Any] = {"SecretIdList": chunk}
             while True:
                 try:
@@ -693,27 +777,70 @@ class SecretsManagerStore:
                         **params,
                     )
                 except AwsExpected:
-                    break  # not allowed to batch: the per-record reads below still work
+                    return
                 for entry in page.get("SecretValues", []):
-                    path = by_name.get(str(entry.get("Name")))
-                    # BatchGetSecretValue returns the AWSCURRENT version; moto returns
-                    # the secret's first version instead, so check the label.
-                    if path is None or CURRENT not in entry.get("VersionStages", []):
-                        continue
-                    found[path] = _Record.parse(
-                        path, str(entry.get("SecretString", "")), self._where(str(entry["Name"]))
-                    )
+                    # BatchGetSecretValue returns the AWSCURRENT version; moto may return
+                    # another one after UpdateSecretVersionStage moved AWSCURRENT.
+                    if CURRENT in entry.get("VersionStages", []):
+                        yield entry
                 for error in page.get("Errors", []):
-                    path = by_name.get(str(error.get("SecretId")))
-                    if path is not None and error.get("ErrorCode") == "ResourceNotFoundException":
-                        found[path] = _Record(path)
+                    yield {"Name": error.get("SecretId"), "ErrorCode": error.get("ErrorCode")}
                 token = page.get("NextToken")
                 if not token:
                     break
                 params["NextToken"] = token
+
+    def _records_many(self, paths: Sequence[str]) -> dict[str, _Record]:
+        unique = list(dict.fromkeys(paths))
+        by_name = {self.record_name(p): p for p in unique}
+        found: dict[str, _Record] = {}
+        for entry in self._batch_get(list(by_name)):
+            path = by_name.get(str(entry.get("Name")))
+            if path is None:
+                continue
+            if "ErrorCode" in entry:
+                if entry["ErrorCode"] == "ResourceNotFoundException":
+                    found[path] = _Record(path)
+                continue
+            found[path] = _Record.parse(
+                path, str(entry.get("SecretString", "")), self._where(str(entry["Name"]))
+            )
+            self._remember(path, found[path], str(entry.get("VersionId")))
         for path in unique:
             if path not in found:
                 found[path], _ = self._read(path)
+        return found
+
+    def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Path -> the value of the version the record calls current (None: none, or
+        gone), for the drift check of ``status``: BatchGetSecretValue of the key
+        secrets, 20 a call; a secret whose AWSCURRENT is not on that version (drift,
+        which :meth:`drift` reports) is read by its VersionId instead."""
+        unique = list(dict.fromkeys(paths))
+        want: dict[str, tuple[str, str | None]] = {}
+        found: dict[str, str | None] = {}
+        for path in unique:
+            (record, _), _ = self._recent(path)
+            current = record.current()
+            if current is None:
+                found[path] = None
+            else:
+                want[self.secret_name(path)] = (path, record.aws_ids.get(current.version_id))
+        for entry in self._batch_get(list(want)):
+            wanted = want.get(str(entry.get("Name")))
+            if wanted is None:
+                continue
+            path, aws_id = wanted
+            if entry.get("ErrorCode") == "ResourceNotFoundException":
+                found[path] = None
+            elif aws_id is not None and entry.get("VersionId") == aws_id:
+                found[path] = entry.get("SecretString")
+        for path, _ in want.values():
+            if path not in found:
+                try:
+                    found[path] = self.read_value(path)
+                except NotFoundError:
+                    found[path] = None
         return found
 
     def publish(self, path: str, version: Version, value: str) -> None:
@@ -722,9 +849,20 @@ class SecretsManagerStore:
         on first use (AWS then puts ``AWSCURRENT`` on that first version by itself).
         StoreError when the key secret is not rotatectl's or labels would run out.
         """
-        record, read_from = self._read(path)
-        if plan_publish(path, record.versions, version) is None:
-            return
+        (record, read_from), remembered = self._recent(path)
+        try:
+            done = plan_publish(path, record.versions, version) is None
+        except RotatectlError:
+            if not remembered:
+                raise
+            done = True
+        if done:
+            if not remembered:
+                return
+            # Published or refused, says the remembered record: ask AWS.
+            (record, read_from), remembered = (self._read(path, remember=True), False)
+            if plan_publish(path, record.versions, version) is None:
+                return
         desc, created = self._ensure_key_secret(path)
         if created:  # a new, empty secret: every version id is free
             aws_id, present = aws_version_id(version.version_id), False
@@ -735,7 +873,9 @@ class SecretsManagerStore:
         )
         name = self.secret_name(path)
         if not present:
-            want = self._desired_labels(path, planned, self._holders(desc))
+            # The first version of a secret becomes AWSCURRENT by itself.
+            holders = self._holders(desc) or {CURRENT: [aws_id]}
+            want = self._desired_labels(path, planned, holders)
             labels = [version_label(version.number)]
             if want.get(PENDING) == aws_id:
                 labels.append(PENDING)  # PutSecretValue moves it off the older pending version
@@ -756,7 +896,8 @@ class SecretsManagerStore:
                 return None
             return current.with_versions([new], {version.version_id: aws_id})
 
-        committed = self._mutate(path, "publish", decide, first=(record, read_from))
+        first = None if remembered else (record, read_from)
+        committed = self._mutate(path, "publish", decide, first=first)
         if present:
             # Resuming an interrupted publish: its labels may be half done.
             self._sync_labels(path, committed)
@@ -891,7 +1032,7 @@ class SecretsManagerStore:
         NotFoundError for destroyed versions, and naming the secret and region when
         the key secret or the version is gone from Secrets Manager.
         """
-        record, _ = self._read(path)
+        (record, _), _ = self._recent(path)
         target = record.find(version_id) if version_id else record.current()
         if target is None:
             what = f"version {version_id}" if version_id else "current version"
@@ -1010,10 +1151,58 @@ class SecretsManagerStore:
         are (e.g. after ``put_secret_value(..., VersionStages=["AWSCURRENT"])``
         or ``update_secret_version_stage``). Never names a value.
         """
-        record, _ = self._read(path)
+        (record, _), _ = self._recent(path)
         if not record.is_credential:
             return []
-        desc = self._describe(path)
+        return self._drift_of(path, record, self._describe(path))
+
+    def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
+        """:meth:`drift` of many paths: the key secrets' labels come from ListSecrets
+        (100 a page) when there are more than a few paths, DescribeSecret otherwise."""
+        unique = list(dict.fromkeys(paths))
+        records = {p: self._recent(p)[0][0] for p in unique}
+        tracked = [p for p in unique if records[p].is_credential]
+        descs = self._listed(tracked) if len(tracked) > LIST_FOR_LABELS else {}
+        return {
+            p: self._drift_of(p, records[p], descs[p] if p in descs else self._describe(p))
+            if p in tracked
+            else []
+            for p in unique
+        }
+
+    def _listed(self, paths: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Key secrets' descriptions (their labels) by path, from ListSecrets; a path
+        missing from it (eventually consistent, or deleted) is left out."""
+        by_name = {self.secret_name(p): p for p in paths}
+        filters: list[dict[str, Any]] = [
+            {"Key": "tag-key", "Values": [TAG_ROLE]},
+            {"Key": "tag-value", "Values": [ROLE_KEY]},
+        ]
+        if self.prefix:
+            filters.append({"Key": "name", "Values": [self.prefix]})
+        found: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {"Filters": filters, "MaxResults": LIST_PAGE_SIZE}
+        while True:
+            page = self.conn.call(
+                "secretsmanager",
+                "list_secrets",
+                where=f"secrets tagged {TAG_ROLE}={ROLE_KEY} ({self.conn.region})",
+                **params,
+            )
+            for entry in page.get("SecretList", []):
+                path = by_name.get(str(entry.get("Name")))
+                if path is not None and not entry.get("DeletedDate"):
+                    found[path] = {
+                        **entry,
+                        "VersionIdsToStages": entry.get("SecretVersionsToStages") or {},
+                    }
+            token = page.get("NextToken")
+            if not token or len(found) == len(by_name):
+                break
+            params["NextToken"] = token
+        return found
+
+    def _drift_of(self, path: str, record: _Record, desc: Mapping[str, Any] | None) -> list[str]:
         current = record.current()
         if desc is None:
             return ["the key secret is gone (deleted outside rotatectl?)"] if current else []

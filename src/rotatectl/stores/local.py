@@ -330,7 +330,7 @@ class LocalStore:
             return self._versions(conn, path)
 
     def snapshot_many(
-        self, paths: Sequence[str]
+        self, paths: Sequence[str], *, locks: bool = True
     ) -> dict[str, tuple[list[Version], Rotation | None, int, bool]]:
         """Per path: (versions, rotation, revision, locked) from one read transaction.
 
@@ -433,6 +433,24 @@ class LocalStore:
     def restore(self, path: str, at: datetime) -> None:
         raise ConflictError(f"{path}: {SINGLE_COPY}")
 
+    def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Path -> the current version's value (None: none, or destroyed), in one read
+        transaction: the drift check of ``status`` over many credentials."""
+        wanted = list(dict.fromkeys(paths))
+        found: dict[str, str | None] = dict.fromkeys(wanted)
+        with self._op("read current values", None) as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    conn.execute(
+                        f"SELECT path, value FROM versions WHERE state = 'current'"  # noqa: S608
+                        f" AND path IN ({marks})",
+                        chunk,
+                    )
+                )
+        return found
+
     def read_value(self, path: str, version_id: str | None = None) -> str:
         with self._op("read value of", path) as conn:
             if version_id is None:
@@ -458,12 +476,25 @@ class LocalStore:
 
     def load_rotation(self, path: str) -> tuple[Rotation | None, int]:
         with self._op("load rotation of", path) as conn:
-            row = conn.execute(
-                "SELECT revision, record FROM rotations WHERE path = ?", (path,)
-            ).fetchone()
+            return self._rotation(conn, path)
+
+    @staticmethod
+    def _rotation(conn: sqlite3.Connection, path: str) -> tuple[Rotation | None, int]:
+        row = conn.execute(
+            "SELECT revision, record FROM rotations WHERE path = ?", (path,)
+        ).fetchone()
         if row is None:
             return None, 0
         return Rotation.from_dict(_loads(row[1], "rotation")), int(row[0])
+
+    def state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
+        """StateReader.state: versions and rotation record in one read transaction."""
+        with self._op("read state of", path) as conn:
+            conn.execute("BEGIN")  # deferred: one consistent snapshot, no write lock
+            versions = self._versions(conn, path)
+            rotation, revision = self._rotation(conn, path)
+            conn.execute("COMMIT")
+        return versions, rotation, revision
 
     def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
         with self._op("save rotation of", path, write=True) as conn:

@@ -79,6 +79,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -144,6 +145,10 @@ RESERVED = ".rotatectl"
 INDEX_FORMAT = 1
 CLIENT_FIELD = "current"
 MAX_VERSIONS = {"client": 1, "value": 5, "index": 10, "rotation": 50, "lock": 1}
+# What the store remembers of what it read or wrote (never a value; see _recall).
+REMEMBERED_KINDS = frozenset({"index", "rotation", "lock"})
+RECORD_MAX_AGE = 60.0  # seconds a remembered copy may serve
+OWN_WRITE_AGE = 20.0  # seconds :meth:`VaultStore.state` trusts copies under a lease it wrote
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Slack added to a wait when deciding whether the token would outlive it.
 _RENEW_SLACK = 15.0
@@ -344,6 +349,9 @@ class VaultStore:
         self._client_obj: Any = None
         self._mount_checked = False
         self._closed = False
+        # rel -> (data, KV version, time.monotonic() when known, whether written here);
+        # see _recall.
+        self._known: dict[str, tuple[dict[str, Any] | None, int, float, bool]] = {}
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
@@ -490,9 +498,20 @@ class VaultStore:
         return f"{self.mount}/{kind}/{rel}"
 
     def _read(
-        self, where: str, rel: str, version: int | None = None, *, retry: bool = True
+        self,
+        where: str,
+        rel: str,
+        version: int | None = None,
+        *,
+        retry: bool = True,
+        remember: bool = False,
     ) -> tuple[dict[str, Any] | None, int]:
-        """(data, KV version) of ``rel`` (latest or ``version``); (None, 0) if absent or deleted."""
+        """(data, KV version) of ``rel`` (latest or ``version``); (None, 0) if absent or
+        deleted. ``remember``: keep the latest for :meth:`_recall`."""
+        if remember:
+            found = self._read(where, rel, version, retry=retry)
+            self._known[rel] = (*found, time.monotonic(), False)
+            return found
         try:
             resp = self._call(
                 where,
@@ -507,6 +526,28 @@ class VaultStore:
             return None, 0
         body = resp["data"]
         return body["data"], int(body["metadata"]["version"])
+
+    def _recall(
+        self, where: str, rel: str, *, remember: bool = False, read_only: bool = False
+    ) -> tuple[tuple[dict[str, Any] | None, int], bool]:
+        """``rel``'s latest (data, KV version) as this store last read (with ``remember``)
+        or wrote it (``read_only``: only what it read), if that is younger than
+        RECORD_MAX_AGE; else read now. And whether it was the remembered copy.
+
+        Every write is a check-and-set on the KV version, so a stale copy only
+        loses the race (and is forgotten); a no-op or a refusal decided on one is
+        confirmed on a fresh read (:meth:`_plan`). Only a process that called
+        :meth:`state`, :meth:`snapshot_many` or wrote has copies: a long-lived
+        reader (an SDK client) always asks the server.
+        """
+        known = self._known.get(rel)
+        if (
+            known is not None
+            and not (read_only and known[3])
+            and time.monotonic() - known[2] < RECORD_MAX_AGE
+        ):
+            return (known[0], known[1]), True
+        return self._read(where, rel, remember=remember), False
 
     def _metadata(self, where: str, rel: str) -> dict[str, Any] | None:
         try:
@@ -578,7 +619,14 @@ class VaultStore:
             )
             return int(resp["data"]["version"])
 
-        return self._retrying(once)
+        try:
+            version = self._retrying(once)
+        except CasMismatch:
+            self._known.pop(rel, None)
+            raise
+        if kind in REMEMBERED_KINDS:
+            self._known[rel] = (data, version, time.monotonic(), True)
+        return version
 
     def _list(self, where: str, rel: str) -> list[str]:
         try:
@@ -634,8 +682,8 @@ class VaultStore:
 
     # -- index and client path --------------------------------------------------
 
-    def _read_index(self, where: str, path: str) -> _Index:
-        data, revision = self._read(where, self._rel(path, "index"))
+    def _read_index(self, where: str, path: str, *, remember: bool = False) -> _Index:
+        data, revision = self._read(where, self._rel(path, "index"), remember=remember)
         return _Index.decode(data, revision, where)
 
     def _write_index(self, where: str, path: str, index: _Index) -> _Index:
@@ -681,13 +729,33 @@ class VaultStore:
             )
         return self._write_index(where, path, index.applied(path))
 
-    def _settled(self, where: str, path: str) -> _Index:
-        """The index with any promotion left by an earlier call completed."""
-        index = self._read_index(where, path)
+    def _settled(self, where: str, path: str, *, fresh: bool = False) -> tuple[_Index, bool]:
+        """The index with any promotion left by an earlier call completed, and
+        whether it is the remembered copy (see :meth:`_recall`); ``fresh``: read it."""
+        rel = self._rel(path, "index")
+        if fresh:
+            found, remembered = self._read(where, rel, remember=True), False
+        else:
+            found, remembered = self._recall(where, rel, remember=True)
+        index = _Index.decode(*found, where)
         if index.promotion is not None:
             log.info("%s: completing an interrupted promotion", where)
             index = self._complete(where, path, index)
-        return index
+        return index, remembered
+
+    def _plan(self, where: str, path: str, plan: Callable[[_Index], T]) -> tuple[_Index, T]:
+        """``plan`` on the settled index; when that is the remembered copy and the plan
+        is a no-op (falsy) or refuses (raises), again on a fresh read."""
+        index, remembered = self._settled(where, path)
+        if remembered:
+            try:
+                result = plan(index)
+            except RotatectlError:
+                result = None
+            if result:
+                return index, result
+            index, _ = self._settled(where, path, fresh=True)
+        return index, plan(index)
 
     # -- SecretStore --------------------------------------------------------------
 
@@ -709,9 +777,9 @@ class VaultStore:
         walk(root)
         return sorted(p[len(root) :] for p in found)
 
-    def _effective(self, where: str, path: str) -> _Index:
+    def _effective(self, where: str, path: str, *, remember: bool = False) -> _Index:
         """The index as readers see it: a promotion counts once the client path has it."""
-        index = self._read_index(where, path)
+        index = self._read_index(where, path, remember=remember)
         if index.promotion is not None:
             # The client path is the commit point of a promotion (module docstring).
             serving, _ = self._client_version_id(where, path)
@@ -722,13 +790,71 @@ class VaultStore:
     def versions(self, path: str) -> list[Version]:
         return list(self._effective(f"vault read versions of {path}", path).versions)
 
+    def snapshot_many(
+        self, paths: Sequence[str], *, locks: bool = True
+    ) -> dict[str, tuple[list[Version], Rotation | None, int, bool]]:
+        """Per path: (versions, rotation, revision, locked), for ``status`` and a no-op
+        ``run``: KV v2 has no batch read, so three reads a path (index, rotation
+        record, lock) instead of a lease taken and given back; two without
+        ``locks`` (``locked`` is then False)."""
+        found: dict[str, tuple[list[Version], Rotation | None, int, bool]] = {}
+        for path in dict.fromkeys(paths):
+            versions, rotation, revision = self._state(path)
+            locked = False
+            if locks:
+                row, _, _ = self._lock_row(f"vault read lock of {path}", path)
+                locked = row is not None and row.holder is not None
+            found[path] = (versions, rotation, revision, locked)
+        return found
+
+    def state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
+        """StateReader.state: the index and the rotation record (two reads: KV v2 has no
+        batch read), remembered for the step that follows (see :meth:`_recall`).
+
+        No request at all when this store itself wrote the lock less than
+        OWN_WRITE_AGE ago (it holds the lease: nobody else writes) and has copies
+        of both made since, with no promotion pending.
+        """
+        lock, index, rotation = (
+            self._known.get(self._rel(path, leaf)) for leaf in ("lock", "index", "rotation")
+        )
+        now = time.monotonic()
+        if (
+            lock is not None
+            and lock[3]
+            and lock[0] is not None
+            and lock[0].get("holder")
+            and now - lock[2] < OWN_WRITE_AGE
+            and index is not None
+            and rotation is not None
+            # Copies from before the lease was taken may predate another holder's work.
+            and min(index[2], rotation[2]) >= lock[2]
+            and now - min(index[2], rotation[2]) < RECORD_MAX_AGE
+        ):
+            where = f"vault read state of {path}"
+            remembered = _Index.decode(index[0], index[1], where)
+            if remembered.promotion is None:
+                versions = list(remembered.versions)
+                if rotation[0] is None:
+                    return versions, None, 0
+                return versions, Rotation.from_dict(rotation[0]), rotation[1]
+        return self._state(path)
+
+    def _state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
+        where = f"vault read state of {path}"
+        data, revision = self._read(where, self._rel(path, "rotation"), remember=True)
+        rotation = None if data is None else Rotation.from_dict(data)
+        versions = list(self._effective(where, path, remember=True).versions)
+        return versions, rotation, revision if rotation is not None else 0
+
     def publish(self, path: str, version: Version, value: str) -> None:
         where = f"vault publish {path}"
         rel = self._value_rel(path, version.version_id)
 
         def attempt() -> None:
-            index = self._settled(where, path)
-            new = plan_publish(path, index.versions, version)
+            index, new = self._plan(
+                where, path, lambda ix: plan_publish(path, ix.versions, version)
+            )
             if new is None:
                 return
             meta = self._metadata(where, rel)
@@ -754,8 +880,12 @@ class VaultStore:
         where = f"vault promote {path}"
 
         def attempt() -> None:
-            index = self._settled(where, path)
-            if not plan_promote(path, index.versions, version_id, expected_current, at):
+            index, changed = self._plan(
+                where,
+                path,
+                lambda ix: plan_promote(path, ix.versions, version_id, expected_current, at),
+            )
+            if not changed:
                 return
             intent = _Promotion(version_id, expected_current, at)
             index = self._write_index(where, path, replace(index, promotion=intent))
@@ -774,8 +904,11 @@ class VaultStore:
         where = f"vault set {state} on {path}"
 
         def attempt() -> None:
-            index = self._settled(where, path)
-            new = plan_set_state(path, index.versions, version_id, state, expected, at)
+            index, new = self._plan(
+                where,
+                path,
+                lambda ix: plan_set_state(path, ix.versions, version_id, state, expected, at),
+            )
             if state is VersionState.DESTROYED:
                 # Wipe before the index says so: "destroyed" must never cover a live value.
                 self._wipe(where, self._value_rel(path, version_id))
@@ -915,7 +1048,9 @@ class VaultStore:
 
     def _scan(self, where: str, path: str) -> _Scan:
         index_rel = self._rel(path, "index")
-        data, revision = self._read(where, index_rel)
+        # As the caller's step has just read it; never a copy of our own write: drift
+        # is what others changed since.
+        (data, revision), _ = self._recall(where, index_rel, read_only=True)
         index = _Index.decode(data, revision, where)
         client, client_kv = self._read(where, self._full(path))
         if client is not None and isinstance(client.get(CLIENT_FIELD), str):
@@ -1347,8 +1482,20 @@ class VaultStore:
 
     # -- lease lock ---------------------------------------------------------------
 
-    def _lock_row(self, where: str, path: str) -> tuple[LockRow | None, int]:
-        data, version = self._read(where, self._rel(path, "lock"))
+    def _lock_row(
+        self, where: str, path: str, *, fresh: bool = True
+    ) -> tuple[LockRow | None, int, bool]:
+        """The lock row, its KV version, and whether that is the remembered copy
+        (``fresh`` False allows one; see :meth:`_recall`)."""
+        rel = self._rel(path, "lock")
+        if fresh:
+            (data, version), remembered = self._read(where, rel, remember=True), False
+        else:
+            (data, version), remembered = self._recall(where, rel, remember=True)
+        return (*self._decode_lock(data, version), remembered)
+
+    @staticmethod
+    def _decode_lock(data: Mapping[str, Any] | None, version: int) -> tuple[LockRow | None, int]:
         if data is None:
             return None, version
         return (
@@ -1381,7 +1528,7 @@ class VaultStore:
         where = f"vault lock {path}"
 
         def attempt() -> Lease:
-            row, version = self._lock_row(where, path)
+            row, version, _ = self._lock_row(where, path)
             lease = plan_acquire(path, row, holder, ttl, now, steal_token)
             # The fencing token is the KV version this very write creates: larger
             # than any token before it, whatever renewals happened in between.
@@ -1415,8 +1562,14 @@ class VaultStore:
         self.renew_if_needed(ttl)
 
         def attempt() -> Lease:
-            row, version = self._lock_row(where, path)
-            renewed = plan_renew(row, lease, ttl, now)
+            row, version, remembered = self._lock_row(where, path, fresh=False)
+            try:
+                renewed = plan_renew(row, lease, ttl, now)
+            except RotatectlError:
+                if not remembered:
+                    raise
+                row, version, _ = self._lock_row(where, path)  # lost, says a copy: ask
+                renewed = plan_renew(row, lease, ttl, now)
             self._put_lock(where, path, renewed.holder, renewed, version)
             return renewed
 
@@ -1427,7 +1580,9 @@ class VaultStore:
         where = f"vault release lock of {path}"
 
         def attempt() -> None:
-            row, version = self._lock_row(where, path)
+            row, version, remembered = self._lock_row(where, path, fresh=False)
+            if not plan_release(row, lease) and remembered:
+                row, version, _ = self._lock_row(where, path)  # not ours, says a copy: ask
             if plan_release(row, lease):
                 self._put_lock(where, path, None, lease, version)
 
