@@ -95,9 +95,9 @@ FULL = Profile(
     status_n=100,
     calls_n=100,
     fleet_local=1000,
-    fleet_remote=200,
+    fleet_remote=1000,
     linear=(100, 1000, 3000),
-    overhead_reps=7,
+    overhead_reps=9,
     verify_args=("--keys", "10000", "--distinct", "1000", "--rounds", "15"),
 )
 QUICK = Profile(

@@ -194,6 +194,35 @@ def test_a_value_written_but_unrecorded_with_the_same_value_is_adopted(
     assert label_value(sm, "AWSPENDING") == value_for(2)
 
 
+@pytest.mark.parametrize("same", [True, False], ids=["same value", "other value"])
+def test_an_unlabelled_unrecorded_value_is_found_by_the_put_itself(
+    store: SecretsManagerStore, sm: Any, same: bool
+) -> None:
+    """A value under v2's id that no label lists (so DescribeSecret does not show
+    it): the publish puts without looking first, and the put tells."""
+    publish(store, 1)
+    store.promote(PATH, "v1", None, T1)
+    orphan = aws_version_id("v2")
+    sm.put_secret_value(
+        SecretId=PATH,
+        ClientRequestToken=orphan,
+        SecretString=value_for(2) if same else "a value nobody recorded",
+        VersionStages=["scratch"],
+    )
+    sm.update_secret_version_stage(
+        SecretId=PATH, VersionStage="scratch", RemoveFromVersionId=orphan
+    )
+    assert not stages(sm).get(orphan)  # moto lists it with no labels; AWS does not list it
+    publish(store, 2)
+    assert store.read_value(PATH, "v2") == value_for(2)
+    assert label_value(sm, "AWSPENDING") == value_for(2)
+    assert label_value(sm, "rotatectl-v2") == value_for(2)
+    # The same value is adopted where it is (and labelled); another one is left
+    # unlabelled and v2 goes under its second id.
+    assert bool(stages(sm).get(orphan)) is same
+    assert len(aws_versions(sm)) == (2 if same else 3)
+
+
 def test_a_promotion_killed_after_the_label_move_is_resumed(
     store: SecretsManagerStore, sm: Any
 ) -> None:

@@ -275,6 +275,9 @@ class SecretsManagerStore:
         # path -> (record, VersionId it came from, time.monotonic() when known,
         # whether this store wrote it)
         self._known: dict[str, tuple[_Record, str | None, float, bool]] = {}
+        # key secret name -> (the drift check's DescribeSecret answer, time.monotonic()),
+        # for the publish that follows it; dropped on any write to the secret
+        self._described: dict[str, tuple[dict[str, Any], float]] = {}
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
@@ -325,6 +328,8 @@ class SecretsManagerStore:
     def _sm(
         self, method: str, name: str, expect: frozenset[str] | set[str] = frozenset(), **params: Any
     ) -> dict[str, Any]:
+        if not method.startswith(("get_", "describe_", "list_", "batch_get_")):
+            self._described.pop(name, None)  # a write: its description is out of date
         return self.conn.call(
             "secretsmanager", method, where=self._where(name), expect=expect, **params
         )
@@ -480,14 +485,25 @@ class SecretsManagerStore:
 
     # -- the key secret -------------------------------------------------------
 
-    def _describe(self, path: str) -> dict[str, Any] | None:
+    def _describe(
+        self, path: str, *, keep: bool = False, reuse: bool = False
+    ) -> dict[str, Any] | None:
+        """DescribeSecret of the key secret (None: it does not exist). ``keep`` the
+        answer for one later ``reuse`` within RECORD_MAX_AGE, unless this store
+        writes to the secret in between (the drift check, then the publish)."""
         name = self.secret_name(path)
+        known = self._described.pop(name, None)
+        if reuse and known is not None and time.monotonic() - known[1] < RECORD_MAX_AGE:
+            return known[0]
         try:
-            return self._sm(
+            desc = self._sm(
                 "describe_secret", name, expect={"ResourceNotFoundException"}, SecretId=name
             )
         except AwsExpected:
             return None
+        if keep:
+            self._described[name] = (desc, time.monotonic())
+        return desc
 
     def _check_key_secret(self, path: str, desc: Mapping[str, Any]) -> None:
         name = self.secret_name(path)
@@ -506,7 +522,7 @@ class SecretsManagerStore:
 
     def _ensure_key_secret(self, path: str) -> tuple[dict[str, Any], bool]:
         """The key secret's description, and whether this call created it (empty)."""
-        desc = self._describe(path)
+        desc = self._describe(path, reuse=True)
         if desc is None:
             name = self.secret_name(path)
             params: dict[str, Any] = {
@@ -634,6 +650,14 @@ class SecretsManagerStore:
             **params,
         )
 
+    @staticmethod
+    def _version_ids(version: Version) -> tuple[str, str]:
+        """The VersionIds ``version`` may be published under, in order (see below)."""
+        return (
+            aws_version_id(version.version_id),
+            str(uuid.uuid5(_TOKEN_NS, f"{version.version_id}\n{version.fingerprint}")),
+        )
+
     def _free_version_id(self, path: str, version: Version, value: str) -> tuple[str, bool]:
         """The VersionId to publish ``value`` under, and whether it is already there.
 
@@ -644,11 +668,7 @@ class SecretsManagerStore:
         still deterministic id.
         """
         name = self.secret_name(path)
-        candidates = (
-            aws_version_id(version.version_id),
-            str(uuid.uuid5(_TOKEN_NS, f"{version.version_id}\n{version.fingerprint}")),
-        )
-        for candidate in candidates:
+        for candidate in self._version_ids(version):
             try:
                 out = self._sm(
                     "get_secret_value",
@@ -864,15 +884,15 @@ class SecretsManagerStore:
             if plan_publish(path, record.versions, version) is None:
                 return
         desc, created = self._ensure_key_secret(path)
-        if created:  # a new, empty secret: every version id is free
-            aws_id, present = aws_version_id(version.version_id), False
-        else:
-            aws_id, present = self._free_version_id(path, version, value)
-        planned = record.with_versions(
-            [replace(version, state=VersionState.PENDING)], {version.version_id: aws_id}
-        )
         name = self.secret_name(path)
-        if not present:
+
+        def put(aws_id: str, *, unsure: bool) -> bool:
+            """Put the value under ``aws_id``; whether that version was there already
+            (a resumed publish: AWS ignored the repeat, labels included).
+            ``unsure``: AwsExpected when ``aws_id`` holds another value."""
+            planned = record.with_versions(
+                [replace(version, state=VersionState.PENDING)], {version.version_id: aws_id}
+            )
             # The first version of a secret becomes AWSCURRENT by itself.
             holders = self._holders(desc) or {CURRENT: [aws_id]}
             want = self._desired_labels(path, planned, holders)
@@ -881,14 +901,32 @@ class SecretsManagerStore:
                 labels.append(PENDING)  # PutSecretValue moves it off the older pending version
             # Retired versions may have to give up their labels first (20 per secret).
             self._free_labels(name, desc, want)
-            self._sm(
+            out = self._sm(
                 "put_secret_value",
                 name,
+                expect={"ResourceExistsException"} if unsure else frozenset(),
                 SecretId=name,
                 ClientRequestToken=aws_id,
                 SecretString=value,
                 VersionStages=labels,
             )
+            return labels[0] not in out.get("VersionStages", labels)
+
+        listed = desc.get("VersionIdsToStages") or {}
+        if created or not any(listed.get(v) for v in self._version_ids(version)):
+            # Labelled versions are all listed, and a publish labels what it puts:
+            # this id is free but for a value left unlabelled, which the put reveals.
+            aws_id = aws_version_id(version.version_id)
+            try:
+                present = put(aws_id, unsure=not created)
+            except AwsExpected:
+                aws_id, present = self._free_version_id(path, version, value)
+                if not present:
+                    put(aws_id, unsure=False)
+        else:
+            aws_id, present = self._free_version_id(path, version, value)
+            if not present:
+                put(aws_id, unsure=False)
 
         def decide(current: _Record) -> _Record | None:
             new = plan_publish(path, current.versions, version)
@@ -1154,7 +1192,7 @@ class SecretsManagerStore:
         (record, _), _ = self._recent(path)
         if not record.is_credential:
             return []
-        return self._drift_of(path, record, self._describe(path))
+        return self._drift_of(path, record, self._describe(path, keep=True))
 
     def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
         """:meth:`drift` of many paths: the key secrets' labels come from ListSecrets
