@@ -214,7 +214,7 @@ def test_denied_iam_calls_and_a_key_iam_keeps_rejecting(
         ],
     )
     issuer = make_issuer(tmp_path, user=user, endpoint_url=moto_auth.url)
-    issuer.conn.session._session.set_credentials(creds["AccessKeyId"], creds["SecretAccessKey"])
+    issuer.conn.session.set_credentials(creds["AccessKeyId"], creds["SecretAccessKey"])
     problems = issuer.check_access()
     assert [p.split(": ")[1].split()[0] for p in problems] == [
         "iam:UpdateAccessKey",
@@ -230,7 +230,7 @@ def test_denied_iam_calls_and_a_key_iam_keeps_rejecting(
         "probe-nothing", [{"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}]
     )
     probe = make_probe(tmp_path, endpoint_url=moto_auth.url)  # clients keep their credentials
-    probe.conn.session._session.set_credentials(nothing["AccessKeyId"], nothing["SecretAccessKey"])
+    probe.conn.session.set_credentials(nothing["AccessKeyId"], nothing["SecretAccessKey"])
     assert probe.check_access() == [
         "usage probe: iam:GetAccessKeyLastUsed denied by AWS (AccessDenied); allow it for the "
         "principal rotatectl runs as (policies in examples/aws/)"

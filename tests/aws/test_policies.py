@@ -40,7 +40,7 @@ def record_calls(conn: Any, seen: set[str]) -> None:
         prefix = model.service_model.signing_name
         seen.add(f"{prefix}:{model.name}")
 
-    conn.session.events.register("before-call", note)
+    conn.session.register("before-call", note)
 
 
 def test_the_example_config_loads() -> None:
@@ -63,7 +63,7 @@ def test_the_iam_keys_policy_covers_a_whole_rotation(moto_auth: AuthServer, tmp_
     )
     probe = IamLastUsedProbe.from_config({"endpoint_url": moto_auth.url}, context(tmp_path, "p"))
     for adapter in (store, issuer, probe):
-        adapter.conn.session._session.set_credentials(keys["AccessKeyId"], keys["SecretAccessKey"])
+        adapter.conn.session.set_credentials(keys["AccessKeyId"], keys["SecretAccessKey"])
         record_calls(adapter.conn, seen)
     policy = Policy(
         propagation=timedelta(seconds=30),

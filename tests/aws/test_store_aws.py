@@ -512,7 +512,7 @@ def test_denied_calls_name_the_missing_action(moto_auth: AuthServer, tmp_path: P
         ],
     )
     store = make_store(tmp_path, moto_auth.url)
-    store.conn.session._session.set_credentials(keys["AccessKeyId"], keys["SecretAccessKey"])
+    store.conn.session.set_credentials(keys["AccessKeyId"], keys["SecretAccessKey"])
     store.save_rotation("denied/one", make_rotation(), 0)  # CreateSecret: allowed
     with pytest.raises(PermissionDeniedError) as info:
         store.save_rotation("denied/one", make_rotation(), 1)  # PutSecretValue: denied
@@ -528,7 +528,7 @@ def test_denied_calls_name_the_missing_action(moto_auth: AuthServer, tmp_path: P
 
 def test_rejected_credentials(moto_auth: AuthServer, tmp_path: Path) -> None:
     store = make_store(tmp_path, moto_auth.url)
-    store.conn.session._session.set_credentials("AKIAFAKEFAKEFAKEFAKE", "nope")
+    store.conn.session.set_credentials("AKIAFAKEFAKEFAKEFAKE", "nope")
     with pytest.raises(PermissionDeniedError, match="rejected the credentials"):
         store.list_paths()
 

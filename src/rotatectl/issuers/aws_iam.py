@@ -338,7 +338,7 @@ class IamIssuer:
         except (ValueError, KeyError, TypeError):
             raise IssuerError(f"{self._where()}: not an access key document") from None
         settings = self.conn.settings
-        sts = self.conn.session.client(
+        sts = self.conn.session.create_client(
             "sts",
             region_name=self.conn.region,
             endpoint_url=settings.endpoint_url,
