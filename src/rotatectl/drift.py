@@ -37,6 +37,8 @@ def detect(target: Target, versions: Sequence[Version] | None = None) -> list[st
     if versions is None:
         versions = store.versions(target.path)
     value: str | None = None
+    if _labels_prove_values(store):
+        return list(store.drift(target.path))  # type: ignore[attr-defined]
     if current_version(versions) is not None:
         try:
             value = store.read_value(target.path)
@@ -46,6 +48,13 @@ def detect(target: Target, versions: Sequence[Version] | None = None) -> list[st
     if isinstance(store, DriftAware):
         problems.extend(store.drift(target.path))
     return problems
+
+
+def _labels_prove_values(store: object) -> bool:
+    """A DriftAware store whose versions cannot change value (``immutable_versions``:
+    AWS Secrets Manager) proves the current value by its own check of which
+    version clients get: reading the value adds nothing."""
+    return isinstance(store, DriftAware) and bool(getattr(store, "immutable_versions", False))
 
 
 def _value_problems(versions: Sequence[Version], value: str | None) -> list[str]:
@@ -69,22 +78,26 @@ def detect_many(
 ) -> dict[str, list[str]]:
     """:func:`detect` of many credentials (by name) whose ``versions`` were read in a batch,
     for stores with the batched reads ``current_values_many(paths)`` (path -> the
-    current version's value, None when gone) and, if DriftAware,
-    ``drift_many(paths)``. Credentials of other stores, or of a batch that
+    current version's value, None when gone; not needed with ``immutable_versions``)
+    and, if DriftAware, ``drift_many(paths)``. Credentials of other stores, or of a batch that
     failed, are left out: :func:`detect` them one at a time.
     """
     by_store: dict[int, list[Target]] = {}
     for t in targets:
-        if t.name in versions and hasattr(t.store, "current_values_many"):
+        if t.name in versions and (
+            hasattr(t.store, "current_values_many") or _labels_prove_values(t.store)
+        ):
             by_store.setdefault(id(t.store), []).append(t)
     found: dict[str, list[str]] = {}
     for group in by_store.values():
         store: Any = group[0].store
         paths = [t.path for t in group]
         try:
-            values: dict[str, str | None] = store.current_values_many(
-                [t.path for t in group if current_version(versions[t.name]) is not None]
-            )
+            values: dict[str, str | None] = {}
+            if not _labels_prove_values(store):
+                values = store.current_values_many(
+                    [t.path for t in group if current_version(versions[t.name]) is not None]
+                )
             extra: dict[str, list[str]] = {}
             if isinstance(store, DriftAware):
                 many = getattr(store, "drift_many", None)
@@ -93,7 +106,11 @@ def detect_many(
             continue
         for t in group:
             found[t.name] = [
-                *_value_problems(versions[t.name], values.get(t.path)),
+                *(
+                    []
+                    if _labels_prove_values(store)
+                    else _value_problems(versions[t.name], values.get(t.path))
+                ),
                 *extra.get(t.path, []),
             ]
         values.clear()  # drop the values as soon as they are checked

@@ -266,6 +266,10 @@ class SecretsManagerStore:
     out-of-band label moves, StoreError otherwise.
     """
 
+    # A VersionId's value never changes in Secrets Manager: where AWSCURRENT is
+    # (checked by drift) proves the current value, so drift checks do not read it.
+    immutable_versions = True
+
     def __init__(
         self, conn: AwsConnection, *, prefix: str = "", kms_key_id: str | None = None
     ) -> None:
@@ -829,38 +833,6 @@ class SecretsManagerStore:
         for path in unique:
             if path not in found:
                 found[path], _ = self._read(path)
-        return found
-
-    def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
-        """Path -> the value of the version the record calls current (None: none, or
-        gone), for the drift check of ``status``: BatchGetSecretValue of the key
-        secrets, 20 a call; a secret whose AWSCURRENT is not on that version (drift,
-        which :meth:`drift` reports) is read by its VersionId instead."""
-        unique = list(dict.fromkeys(paths))
-        want: dict[str, tuple[str, str | None]] = {}
-        found: dict[str, str | None] = {}
-        for path in unique:
-            (record, _), _ = self._recent(path)
-            current = record.current()
-            if current is None:
-                found[path] = None
-            else:
-                want[self.secret_name(path)] = (path, record.aws_ids.get(current.version_id))
-        for entry in self._batch_get(list(want)):
-            wanted = want.get(str(entry.get("Name")))
-            if wanted is None:
-                continue
-            path, aws_id = wanted
-            if entry.get("ErrorCode") == "ResourceNotFoundException":
-                found[path] = None
-            elif aws_id is not None and entry.get("VersionId") == aws_id:
-                found[path] = entry.get("SecretString")
-        for path, _ in want.values():
-            if path not in found:
-                try:
-                    found[path] = self.read_value(path)
-                except NotFoundError:
-                    found[path] = None
         return found
 
     def publish(self, path: str, version: Version, value: str) -> None:
