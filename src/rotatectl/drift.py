@@ -34,11 +34,11 @@ def detect(target: Target, versions: Sequence[Version] | None = None) -> list[st
     (``status`` reads many at once), so they are not read again.
     """
     store = target.store
+    if _labels_prove_values(store):
+        return list(store.drift(target.path))  # type: ignore[attr-defined]
     if versions is None:
         versions = store.versions(target.path)
     value: str | None = None
-    if _labels_prove_values(store):
-        return list(store.drift(target.path))  # type: ignore[attr-defined]
     if current_version(versions) is not None:
         try:
             value = store.read_value(target.path)
