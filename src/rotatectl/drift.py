@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from . import redact
 from .errors import NotFoundError, RotatectlError, UsageError
@@ -35,7 +35,7 @@ def detect(target: Target, versions: Sequence[Version] | None = None) -> list[st
     """
     store = target.store
     if _labels_prove_values(store):
-        return list(store.drift(target.path))  # type: ignore[attr-defined]
+        return store.drift(target.path)
     if versions is None:
         versions = store.versions(target.path)
     value: str | None = None
@@ -50,7 +50,7 @@ def detect(target: Target, versions: Sequence[Version] | None = None) -> list[st
     return problems
 
 
-def _labels_prove_values(store: object) -> bool:
+def _labels_prove_values(store: object) -> TypeGuard[DriftAware]:
     """A DriftAware store whose versions cannot change value (``immutable_versions``:
     AWS Secrets Manager) proves the current value by its own check of which
     version clients get: reading the value adds nothing."""
@@ -92,9 +92,10 @@ def detect_many(
     for group in by_store.values():
         store: Any = group[0].store
         paths = [t.path for t in group]
+        proven = _labels_prove_values(store)
         try:
             values: dict[str, str | None] = {}
-            if not _labels_prove_values(store):
+            if not proven:
                 values = store.current_values_many(
                     [t.path for t in group if current_version(versions[t.name]) is not None]
                 )
@@ -105,14 +106,8 @@ def detect_many(
         except RotatectlError:
             continue
         for t in group:
-            found[t.name] = [
-                *(
-                    []
-                    if _labels_prove_values(store)
-                    else _value_problems(versions[t.name], values.get(t.path))
-                ),
-                *extra.get(t.path, []),
-            ]
+            checked = [] if proven else _value_problems(versions[t.name], values.get(t.path))
+            found[t.name] = [*checked, *extra.get(t.path, [])]
         values.clear()  # drop the values as soon as they are checked
     return found
 

@@ -774,7 +774,8 @@ class SecretsManagerStore:
     ) -> dict[str, tuple[list[Version], Rotation | None, int, bool]]:
         """Per path: (versions, rotation, revision, locked) from one batched read of the
         records (20 per BatchGetSecretValue call), for ``status`` and a no-op ``run``.
-        ``locked``: a holder has the lease lock."""
+        ``locked``: a holder has the lease lock (``locks`` is ignored: it is in the
+        record)."""
         return {
             p: (
                 list(r.versions),

@@ -337,7 +337,8 @@ class LocalStore:
         ``versions`` and ``(rotation, revision)`` are what :meth:`versions` and
         :meth:`load_rotation` return; ``locked`` is whether a holder has its lease
         lock. For ``status`` and a no-op ``run`` over many credentials: one
-        snapshot instead of several reads per credential.
+        snapshot instead of several reads per credential. ``locks`` is ignored:
+        the lock rows come with the same transaction.
         """
         wanted = list(dict.fromkeys(paths))
         versions: dict[str, list[Version]] = {p: [] for p in wanted}
