@@ -29,7 +29,7 @@ from typing import Any
 
 _lock = threading.Lock()
 calls: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-WATCHED_MODULES = ("typer", "boto3", "botocore", "hvac", "rich", "requests", "rotatectl.runner")
+WATCHED_MODULES = ("typer", "boto3", "botocore", "hvac", "rich", "requests", "rotatectl.engine")
 
 
 def count(kind: str, operation: str) -> None:

@@ -487,7 +487,7 @@ def startup(wd: Workdir, prof: Profile, report: Report) -> None:
     forbidden = {
         "--version": {*heavy, "typer", "rich"},
         "--help": heavy,
-        "status": {*heavy, "typer", "rich", "rotatectl.runner"},
+        "status": {*heavy, "typer", "rich", "rotatectl.engine"},
     }
     bad = {cmd: sorted(set(mods) & forbidden[cmd]) for cmd, mods in seen.items()}
     report.add(

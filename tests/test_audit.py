@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rotatectl.audit import AuditLog
-from rotatectl.runner import Runner
+from rotatectl.engine import Runner
 
 from .conftest import Cli
 from .test_runner import TTL, World

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from rotatectl import keyformat
 from rotatectl.drift import detect, resolve
-from rotatectl.runner import Outcome
+from rotatectl.engine import Outcome
 
 from .conftest import Cli
 from .test_runner import World, rotate

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from rotatectl.engine import Outcome
 from rotatectl.errors import UsageError
 from rotatectl.hooks import HookSpec
 from rotatectl.model import Phase, RotationKind, VersionState
 from rotatectl.pretest import PrePromotionTest
-from rotatectl.runner import Outcome
 
 from .test_runner import POLICY, World, rotate, run_until_done
 
@@ -361,7 +361,7 @@ def test_a_compromised_key_presented_after_an_emergency_is_critical() -> None:
 
 
 def test_laggards_are_named_once_then_reminded() -> None:
-    from rotatectl.runner import REMINDER_INTERVAL
+    from rotatectl.engine import REMINDER_INTERVAL
 
     w = World()
     rotated_once(w)

@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from rotatectl.cli import render
+from rotatectl.engine import Outcome, Result
 from rotatectl.model import Phase
-from rotatectl.runner import Outcome, Result
 
 HEADERS = ("credential", "version", "state", "key id", "age", "note")
 

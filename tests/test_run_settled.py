@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from rotatectl.config import load_config
+from rotatectl.engine import Runner, Target
 from rotatectl.report import settled, snapshots
-from rotatectl.runner import Runner, Target
 from rotatectl.testing.fakes import FakeClock, FakeProbe
 from rotatectl.workspace import Workspace
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from rotatectl.engine import BOUNDARIES, Outcome, Runner, Target
 from rotatectl.errors import StoreUnavailableError
 from rotatectl.model import OnStillUsed, Phase, Policy, VersionState
-from rotatectl.runner import BOUNDARIES, Outcome, Runner, Target
 from rotatectl.testing.fakes import FakeClock, FakeIssuer, FakeProbe, RecordingNotifier
 from rotatectl.testing.memory import MemoryStore
 

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from rotatectl.engine import BOUNDARIES, Outcome
 from rotatectl.errors import UsageError
 from rotatectl.model import OnStillUsed, Policy, RotationKind, VersionState
-from rotatectl.runner import BOUNDARIES, Outcome
 
 from .test_runner import TTL, Crash, World
 

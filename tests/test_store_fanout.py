@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from rotatectl.engine import Outcome, Target
 from rotatectl.errors import StoreUnavailableError
 from rotatectl.model import Phase, VersionState
 from rotatectl.report import collect_status
-from rotatectl.runner import Outcome, Target
 from rotatectl.stores.fanout import FanoutStore
 from rotatectl.testing.memory import MemoryStore
 from rotatectl.testing.store_contract import StoreContract

@@ -45,7 +45,7 @@ from client import Attempt, LoadClient
 from rotatectl.config import load_config
 from rotatectl.model import Version, VersionState, parse_iso
 from rotatectl.ports import SystemClock
-from rotatectl.runner import Outcome, Result, Runner
+from rotatectl.engine import Outcome, Result, Runner
 from rotatectl.sdk import CurrentKey
 from rotatectl.workspace import Workspace
 

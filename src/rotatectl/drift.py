@@ -23,8 +23,7 @@ from .machine import current_version
 from .ports import DriftAware, SecretStore
 
 if TYPE_CHECKING:
-    from .model import Version
-    from .runner import Target
+    from .model import Target, Version
 
 
 def detect(target: Target, versions: Sequence[Version] | None = None) -> list[str]:
@@ -135,7 +134,7 @@ log = logging.getLogger(__name__)
 def repair_lease(store: SecretStore, path: str, at: datetime) -> Iterator[None]:
     """Hold ``path``'s lease lock around a store's adopt/restore, so no rotation
     step interleaves. Raises LockedError when a run holds it."""
-    from .runner import default_holder  # lazily: the engine is only needed here
+    from .engine import default_holder  # lazily: the engine is only needed here
 
     lease = store.acquire_lock(path, default_holder(), timedelta(minutes=5), at)
     try:

@@ -7,14 +7,19 @@ so that stores can persist them. No type here ever holds a key value.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import CorruptRecordError
+from .errors import CorruptRecordError, ExitCode
 from .schedule import Window
+
+if TYPE_CHECKING:
+    from .hooks import HookSpec
+    from .ports import KeyIssuer, Notifier, SecretStore, UsageProbe
+    from .pretest import PrePromotionTest
 
 
 class VersionState(StrEnum):
@@ -433,3 +438,58 @@ def iso(value: datetime | None) -> str | None:
 def parse_iso(value: str | None) -> datetime | None:
     """Inverse of :func:`iso`; naive values are taken as UTC."""
     return _parse_iso(value)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything the runner needs for one credential, adapters already built."""
+
+    name: str
+    path: str
+    store: SecretStore
+    issuer: KeyIssuer
+    probe: UsageProbe
+    policy: Policy
+    store_name: str = "local"
+    scopes: tuple[str, ...] = ()
+    notifiers: Sequence[tuple[str, Notifier]] = ()
+    hooks: HookSpec | None = None
+    pretest: PrePromotionTest | None = None
+
+
+class Outcome(StrEnum):
+    DONE = "done"  # the rotation finished in this call
+    WAITING = "waiting"  # in flight; nothing to do before ``until``
+    IDLE = "idle"  # nothing in flight, nothing due
+    PLANNED = "planned"  # dry run: what would happen
+    ATTENTION = "attention"  # a human must look
+    FAILED = "failed"
+    LOCKED = "locked"
+
+
+@dataclass
+class Result:
+    """What one call did for one credential; the CLI renders it."""
+
+    credential: str
+    outcome: Outcome
+    message: str = ""
+    phase: Phase | None = None
+    rotation_id: str | None = None
+    until: datetime | None = None
+    steps: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    usage: KeyUsage | None = None
+    attention: bool = False
+    finished: bool = False  # a rotation reached a terminal phase during this call
+    revoked_after: float | None = None  # emergency: seconds from start to old key retired
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.outcome is Outcome.FAILED:
+            return ExitCode.FAILED
+        if self.outcome is Outcome.LOCKED:
+            return ExitCode.LOCKED
+        if self.outcome is Outcome.ATTENTION or self.attention:
+            return ExitCode.ATTENTION
+        return ExitCode.OK

@@ -12,8 +12,8 @@ from .machine import next_due
 from .model import Policy, Rotation, Version, VersionState, iso
 
 if TYPE_CHECKING:  # the runner's imports (retries, hooks, tests) are not needed to report
+    from .model import Result, Target
     from .ports import SecretStore
-    from .runner import Result, Target
 
 # What an optional ``snapshot_many(paths)`` store method returns per path:
 # (versions, latest rotation, its revision, whether a holder has the lease lock).
@@ -187,8 +187,8 @@ def settled(
     older than that read only means this run did what an earlier run would have.
     """
     from .machine import ActionKind, next_action
+    from .model import Outcome, Result
     from .probes.none import NoProbe
-    from .runner import Outcome, Result
 
     done: dict[str, Result] = {}
     for t in targets:

@@ -11,11 +11,11 @@ from typing import Any
 import boto3
 import pytest
 
+from rotatectl.engine import Outcome, Runner, Target
 from rotatectl.errors import ConfigError, IssuerError, PermissionDeniedError, ProbeError
 from rotatectl.issuers.aws_iam import TAG_MINTING, IamIssuer
 from rotatectl.model import Policy, UsageStatus, VersionState
 from rotatectl.probes.aws_iam import IamLastUsedProbe
-from rotatectl.runner import Outcome, Runner, Target
 from rotatectl.stores.aws import SecretsManagerStore
 from rotatectl.testing.fakes import FakeClock
 from rotatectl.testing.issuer_contract import IssuerContract

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from rotatectl.config import load_config
+from rotatectl.engine import Outcome, Runner, Target
 from rotatectl.issuers.aws_iam import IamIssuer
 from rotatectl.model import Policy
 from rotatectl.probes.aws_iam import IamLastUsedProbe
-from rotatectl.runner import Outcome, Runner, Target
 from rotatectl.testing.fakes import FakeClock
 
 from .conftest import AuthServer, context, make_store

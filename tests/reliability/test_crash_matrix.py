@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from rotatectl.engine import BOUNDARIES
 from rotatectl.model import Phase, VersionState
-from rotatectl.runner import BOUNDARIES
 from tests.conftest import Cli
 
 from .conftest import NAME, STORES, Backend, crash_at

@@ -16,9 +16,9 @@ import pytest
 
 from rotatectl import keyformat
 from rotatectl.drift import detect
+from rotatectl.engine import Target
 from rotatectl.errors import ConflictError, NotFoundError
 from rotatectl.model import Phase, Policy, Version, VersionState
-from rotatectl.runner import Target
 from rotatectl.stores.vault import VaultStore
 from rotatectl.testing.fakes import FakeIssuer, FakeProbe
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from ..audit import AuditLog
     from ..config import Config
-    from ..runner import Result, Runner, Target
+    from ..engine import Result, Runner, Target
     from ..workspace import Workspace
 
 app = typer.Typer(
@@ -136,8 +136,8 @@ def _workspace(opts: Options) -> Workspace:
 
 
 def _runner(ws: Workspace) -> Runner:
+    from ..engine import Runner
     from ..ports import SystemClock
-    from ..runner import Runner
 
     return Runner(SystemClock(), audit=_audit_log(ws.config))
 
@@ -211,7 +211,7 @@ def run(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..runner import Outcome, Result
+    from ..engine import Outcome, Result
 
     opts = _opts(ctx, output, quiet)
     spread = _duration("--jitter", jitter)

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ..durations import format_duration, format_remaining
+from ..engine import Outcome, Result, Runner, Session, StartRequest, Target
 from ..model import RotationKind, UsageStatus
-from ..runner import Outcome, Result, Runner, Session, StartRequest, Target
 from .render import print_results
 
 if TYPE_CHECKING:

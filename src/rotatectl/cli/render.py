@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from ..engine import Result
     from ..machine import Action
     from ..model import KeyUsage, Version
     from ..report import CredentialStatus, History
-    from ..runner import Result
 
 # rich is imported only where it renders: output to a pipe or a file (cron, scripts)
 # that rich would print without any escape code is written directly (see _plain).

@@ -16,17 +16,15 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from . import redact
-from .audit import AuditLog
-from .errors import (
+from .. import redact
+from ..audit import AuditLog
+from ..errors import (
     ConflictError,
-    ExitCode,
     LockedError,
     NotifierError,
     OperationError,
@@ -34,8 +32,8 @@ from .errors import (
     RotatectlError,
     UsageError,
 )
-from .hooks import HookResult, HookSpec, run_hook
-from .machine import (
+from ..hooks import HookResult, run_hook
+from ..machine import (
     Action,
     ActionKind,
     current_version,
@@ -43,24 +41,26 @@ from .machine import (
     next_action,
     watches_failed_auth,
 )
-from .model import (
+from ..model import (
     Event,
     KeyUsage,
     Lease,
+    Outcome,
     Phase,
-    Policy,
+    Result,
     Rotation,
     RotationEvent,
     RotationKind,
+    Target,
     UsageStatus,
     Version,
     VersionState,
     new_rotation_id,
 )
-from .ports import Clock, KeyIssuer, Notifier, SecretStore, UsageProbe, read_state
+from ..ports import Clock, read_state
 
 if TYPE_CHECKING:
-    from .pretest import PrePromotionTest
+    pass
 
 T = TypeVar("T")
 
@@ -86,61 +86,6 @@ _MAX_STEPS = 32
 REMINDER_INTERVAL = timedelta(
     hours=4
 )  # a rotation has fewer steps than this; more means a bug, not progress
-
-
-@dataclass(frozen=True)
-class Target:
-    """Everything the runner needs for one credential, adapters already built."""
-
-    name: str
-    path: str
-    store: SecretStore
-    issuer: KeyIssuer
-    probe: UsageProbe
-    policy: Policy
-    store_name: str = "local"
-    scopes: tuple[str, ...] = ()
-    notifiers: Sequence[tuple[str, Notifier]] = ()
-    hooks: HookSpec | None = None
-    pretest: PrePromotionTest | None = None
-
-
-class Outcome(StrEnum):
-    DONE = "done"  # the rotation finished in this call
-    WAITING = "waiting"  # in flight; nothing to do before ``until``
-    IDLE = "idle"  # nothing in flight, nothing due
-    PLANNED = "planned"  # dry run: what would happen
-    ATTENTION = "attention"  # a human must look
-    FAILED = "failed"
-    LOCKED = "locked"
-
-
-@dataclass
-class Result:
-    """What one call did for one credential; the CLI renders it."""
-
-    credential: str
-    outcome: Outcome
-    message: str = ""
-    phase: Phase | None = None
-    rotation_id: str | None = None
-    until: datetime | None = None
-    steps: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    usage: KeyUsage | None = None
-    attention: bool = False
-    finished: bool = False  # a rotation reached a terminal phase during this call
-    revoked_after: float | None = None  # emergency: seconds from start to old key retired
-
-    @property
-    def exit_code(self) -> ExitCode:
-        if self.outcome is Outcome.FAILED:
-            return ExitCode.FAILED
-        if self.outcome is Outcome.LOCKED:
-            return ExitCode.LOCKED
-        if self.outcome is Outcome.ATTENTION or self.attention:
-            return ExitCode.ATTENTION
-        return ExitCode.OK
 
 
 def default_holder() -> str:
@@ -382,7 +327,7 @@ class Runner:
 
     def retrying(self, fn: Callable[[], T]) -> T:
         """Call ``fn``, retrying retryable rotatectl errors with bounded backoff and jitter."""
-        from .retry import retry_call  # tenacity: imported when a store is first called
+        from ..retry import retry_call  # tenacity: imported when a store is first called
 
         return retry_call(
             fn, attempts=self.retry_attempts, max_delay=self.retry_max_delay, sleep=self.clock.sleep
@@ -522,7 +467,7 @@ class Session:
                         self._name_laggards(result, rotation, revision, versions, usage, now)
                     return self._settle(result, action, rotation, usage, versions)
                 if action.kind is ActionKind.START:
-                    from .drift import detect
+                    from ..drift import detect
 
                     problems = detect(t, versions)
                     if problems:
@@ -995,7 +940,7 @@ class Session:
         assert t.pretest is not None
         value = t.store.read_value(t.path, rotation.new_version_id)
         redact.register(value)
-        from .pretest import run_test
+        from ..pretest import run_test
 
         outcome = run_test(t.pretest, value, sleep=clock.sleep, monotonic=_seconds(clock))
         del value
@@ -1220,7 +1165,7 @@ def _seconds(clock: Clock) -> Callable[[], float]:
 def _describe_plan(
     action: Action, target: Target, versions: Sequence[Version], start: StartRequest | None
 ) -> str:
-    from .durations import format_duration
+    from ..durations import format_duration
 
     policy = target.policy
     if action.kind is ActionKind.START:
