@@ -361,7 +361,7 @@ def test_a_compromised_key_presented_after_an_emergency_is_critical() -> None:
 
 
 def test_laggards_are_named_once_then_reminded() -> None:
-    from rotatectl.engine import REMINDER_INTERVAL
+    from rotatectl.machine import REMINDER_INTERVAL
 
     w = World()
     rotated_once(w)

@@ -23,7 +23,8 @@ from .machine import current_version
 from .ports import DriftAware, SecretStore
 
 if TYPE_CHECKING:
-    from .model import Target, Version
+    from .model import Version
+    from .ports import Target
 
 
 def detect(target: Target, versions: Sequence[Version] | None = None) -> list[str]:

@@ -25,6 +25,9 @@ from .model import (
     VersionState,
 )
 
+# How often people are reminded that a laggard still uses the old key.
+REMINDER_INTERVAL = timedelta(hours=4)
+
 
 class ActionKind(StrEnum):
     START = "start"  # begin a rotation (due, or asked for)

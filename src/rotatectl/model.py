@@ -7,19 +7,14 @@ so that stores can persist them. No type here ever holds a key value.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from .errors import CorruptRecordError, ExitCode
 from .schedule import Window
-
-if TYPE_CHECKING:
-    from .hooks import HookSpec
-    from .ports import KeyIssuer, Notifier, SecretStore, UsageProbe
-    from .pretest import PrePromotionTest
 
 
 class VersionState(StrEnum):
@@ -438,23 +433,6 @@ def iso(value: datetime | None) -> str | None:
 def parse_iso(value: str | None) -> datetime | None:
     """Inverse of :func:`iso`; naive values are taken as UTC."""
     return _parse_iso(value)
-
-
-@dataclass(frozen=True)
-class Target:
-    """Everything the runner needs for one credential, adapters already built."""
-
-    name: str
-    path: str
-    store: SecretStore
-    issuer: KeyIssuer
-    probe: UsageProbe
-    policy: Policy
-    store_name: str = "local"
-    scopes: tuple[str, ...] = ()
-    notifiers: Sequence[tuple[str, Notifier]] = ()
-    hooks: HookSpec | None = None
-    pretest: PrePromotionTest | None = None
 
 
 class Outcome(StrEnum):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .model import (
     AcceptedKey,
@@ -21,11 +22,16 @@ from .model import (
     IssuerKey,
     KeyUsage,
     Lease,
+    Policy,
     Rotation,
     Version,
     VersionState,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from .hooks import HookSpec
+    from .pretest import PrePromotionTest
 
 
 @runtime_checkable
@@ -244,3 +250,20 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything the runner needs for one credential, adapters already built."""
+
+    name: str
+    path: str
+    store: SecretStore
+    issuer: KeyIssuer
+    probe: UsageProbe
+    policy: Policy
+    store_name: str = "local"
+    scopes: tuple[str, ...] = ()
+    notifiers: Sequence[tuple[str, Notifier]] = ()
+    hooks: HookSpec | None = None
+    pretest: PrePromotionTest | None = None

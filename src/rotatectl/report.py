@@ -12,8 +12,8 @@ from .machine import next_due
 from .model import Policy, Rotation, Version, VersionState, iso
 
 if TYPE_CHECKING:  # the runner's imports (retries, hooks, tests) are not needed to report
-    from .model import Result, Target
-    from .ports import SecretStore
+    from .model import Result
+    from .ports import SecretStore, Target
 
 # What an optional ``snapshot_many(paths)`` store method returns per path:
 # (versions, latest rotation, its revision, whether a holder has the lease lock).

@@ -15,8 +15,8 @@ from .errors import ConfigError, RotatectlError
 
 if TYPE_CHECKING:
     from .config import AdapterSpec, Config, CredentialConfig
-    from .model import Policy, Target
-    from .ports import Notifier, SecretStore
+    from .model import Policy
+    from .ports import Notifier, SecretStore, Target
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Workspace:
         Raises UnknownCredentialError for an undeclared name when the config
         declares credentials, and ConfigError for adapter settings.
         """
-        from .model import Target
+        from .ports import Target
 
         cred = self.credential(name, allow_adhoc=allow_adhoc)
         return Target(

@@ -6,7 +6,8 @@ the public names are re-exported here.
 
 from __future__ import annotations
 
-from ..model import Outcome, Result, Target
+from ..model import Outcome, Result
+from ..ports import Target
 from .session import BOUNDARIES, Runner, Session, StartRequest, default_holder, env_boundary
 
 __all__ = [

@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..hooks import HookResult, run_hook
 from ..machine import (
+    REMINDER_INTERVAL,
     Action,
     ActionKind,
     current_version,
@@ -51,13 +52,12 @@ from ..model import (
     Rotation,
     RotationEvent,
     RotationKind,
-    Target,
     UsageStatus,
     Version,
     VersionState,
     new_rotation_id,
 )
-from ..ports import Clock, read_state
+from ..ports import Clock, Target, read_state
 
 if TYPE_CHECKING:
     pass
@@ -81,11 +81,7 @@ BOUNDARIES = (
     "after-destroy",
 )
 
-_MAX_STEPS = 32
-# How often people are reminded that a laggard still uses the old key.
-REMINDER_INTERVAL = timedelta(
-    hours=4
-)  # a rotation has fewer steps than this; more means a bug, not progress
+_MAX_STEPS = 32  # a rotation has fewer steps than this; more means a bug, not progress
 
 
 def default_holder() -> str:
