@@ -460,6 +460,10 @@ CASES += [
     # abort
     ("abort", rot(Phase.ABORT), [CUR1, PEND2], T0, None, POLICY, ActionKind.ABORT, None),
     ("abort-before-publish", rot(Phase.ABORT, published=None), [CUR1], T0, None, POLICY, ActionKind.ABORT, None),  # noqa: E501
+    # a record a later one superseded is finished: the credential is between rotations
+    ("superseded", rot(Phase.SUPERSEDED), [CUR1], T0 + S, None, POLICY, ActionKind.IDLE, T0 + POLICY.max_age),  # noqa: E501
+    # invariant 8: a rollback right after a promotion keeps the demoted key for its overlap
+    ("rollback-overlap-from-demotion", rot(Phase.OVERLAP, kind=RotationKind.ROLLBACK, new_version_id="id-1", old_version_id="id-2", promoted=T0 + timedelta(days=1)), [ver(1, VersionState.CURRENT, promoted=T0 + timedelta(days=1)), ver(2, VersionState.PREVIOUS, promoted=T0 + timedelta(days=1) - S, demoted=T0 + timedelta(days=1))], T0 + timedelta(days=1, minutes=1), None, POLICY, ActionKind.WAIT, T0 + timedelta(days=1, hours=1)),  # noqa: E501
 ]
 # fmt: on
 

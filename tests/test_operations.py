@@ -188,8 +188,9 @@ def test_failing_on_promote_hook_aborts_before_promotion(tmp_path: Path) -> None
     target = replace(w.target(), hooks=HookSpec(on_promote=argv))
     w.rotations_started += 1
     r = w.runner().rotate(target, propagation=timedelta(0))
-    assert r.outcome is Outcome.DONE and r.phase is Phase.ABORTED
-    assert any("exit 3" in x and "aborting before promotion" in x for x in r.warnings)
+    # A failed rotation is a failure (exit 1), named by the hook's own error.
+    assert r.outcome is Outcome.FAILED and r.phase is Phase.ABORTED and int(r.exit_code) == 1
+    assert "hook on_promote (python): exit 3: reload failed" in r.message
     assert w.states() == [(1, "current"), (2, "retired")]
     assert w.store.read_value(NAME) == old_value
 
@@ -290,9 +291,9 @@ def test_pre_promotion_test_aborts_and_names_the_refusing_endpoint(servers) -> N
     old_value = w.store.read_value(NAME)
     w.rotations_started += 1
     r = w.runner().rotate(replace(w.target(), pretest=test), propagation=timedelta(0))
-    assert r.phase is Phase.ABORTED
-    assert any(never.url in x and "401" in x for x in r.warnings)
-    assert good.url not in " ".join(r.warnings)
+    assert r.phase is Phase.ABORTED and r.outcome is Outcome.FAILED
+    assert never.url in r.message and "401" in r.message
+    assert good.url not in r.message
     assert w.states() == [(1, "current"), (2, "retired")]
     assert w.store.read_value(NAME) == old_value
 
@@ -382,4 +383,4 @@ def test_laggards_are_named_once_then_reminded() -> None:
         "reminder",
     ]
     rotation, _ = w.store.load_rotation(NAME)
-    assert rotation is not None and [e.what for e in rotation.history][-1] == "reminder"
+    assert rotation is not None and "reminder" in [e.what for e in rotation.history]

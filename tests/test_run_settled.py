@@ -1,6 +1,6 @@
 """``run`` settles credentials with nothing to do from one snapshot, without their lease.
 
-``report.settled`` must give exactly the result the runner gives under the
+``engine.fleet.settled`` must give exactly the result the runner gives under the
 lock, and must leave to the runner every credential that has a step to take
 or whose lease someone holds.
 """
@@ -16,7 +16,8 @@ import pytest
 
 from rotatectl.config import load_config
 from rotatectl.engine import Runner, Target
-from rotatectl.report import settled, snapshots
+from rotatectl.engine.fleet import settled
+from rotatectl.report import snapshots
 from rotatectl.testing.fakes import FakeClock, FakeProbe
 from rotatectl.workspace import Workspace
 
@@ -49,7 +50,7 @@ def test_settled_results_are_the_runners_and_need_no_lock(ws: Workspace) -> None
     )
     order = [targets[n] for n in sorted(targets)]
 
-    quick = settled(order, snapshots(order), clock.now())
+    quick = settled(order, clock.now())
     assert sorted(quick) == ["idle", "waiting"]
     assert quick["idle"].outcome.value == "idle"
     assert quick["waiting"].outcome.value == "waiting"
@@ -60,10 +61,10 @@ def test_settled_results_are_the_runners_and_need_no_lock(ws: Workspace) -> None
     # Left to the runner: a step to take (due: start; new: its first key; waiting
     # once its propagation has elapsed: promote) and a lease another holder has.
     clock.advance(timedelta(hours=3))
-    quick = settled(order, snapshots(order), clock.now())
+    quick = settled(order, clock.now())
     assert sorted(quick) == ["idle"]
     targets["locked"].store.release_lock(lease)
-    quick = settled(order, snapshots(order), clock.now())
+    quick = settled(order, clock.now())
     assert sorted(quick) == ["idle", "locked"]
 
 
@@ -75,10 +76,10 @@ def test_a_retired_key_a_probe_watches_is_left_to_the_runner(ws: Workspace) -> N
     runner.rotate(target, propagation=timedelta(0), overlap=timedelta(0))  # v1 retired
     assert [v.state.value for v in target.store.versions("idle")] == ["retired", "current"]
     # With no usage probe, nothing watches the retired key: idle without the lock.
-    assert sorted(settled([target], snapshots([target]), clock.now())) == ["idle"]
+    assert sorted(settled([target], clock.now())) == ["idle"]
     # A probe may see the retired key still presented: the runner asks it.
     watched = replace(target, probe=FakeProbe())
-    assert settled([watched], snapshots([watched]), clock.now()) == {}
+    assert settled([watched], clock.now()) == {}
 
 
 def test_targets_without_a_batch_read_are_left_to_the_runner(ws: Workspace) -> None:
@@ -92,4 +93,4 @@ def test_targets_without_a_batch_read_are_left_to_the_runner(ws: Workspace) -> N
 
     plain = Target(target.name, target.path, NoBatch(), target.issuer, target.probe, target.policy)  # type: ignore[arg-type]
     assert snapshots([plain]) == {}
-    assert settled([plain], {}, START) == {}
+    assert settled([plain], START) == {}

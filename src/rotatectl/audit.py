@@ -13,6 +13,8 @@ share it. Records never hold a key value: fingerprints and key ids only.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import getpass
 import hashlib
@@ -26,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import OperationError
+from .errors import AuditError
 from .model import iso, parse_iso, utcnow
 
 GENESIS = "0" * 64
@@ -53,20 +55,94 @@ def actor() -> dict[str, Any]:
     return {"user": user, "host": socket.gethostname(), "pid": os.getpid(), "via": _invocation}
 
 
+TORN = "an interrupted write (crash or full disk)"
+
+
 @dataclass(frozen=True)
 class Problem:
     """The first record that does not verify, and why."""
 
     line: int  # 1-based line in the file (0: the file as a whole)
     reason: str
+    # Set when the only problem is torn writes: every torn line, in order (``line`` is the first).
+    torn: tuple[int, ...] = ()
 
     def __str__(self) -> str:
+        if self.torn:
+            shown = ", ".join(str(n) for n in self.torn[:10])
+            more = ", ..." if len(self.torn) > 10 else ""
+            if len(self.torn) == 1:
+                return f"torn record at line {shown}: {self.reason}"
+            return f"torn records at lines {shown}{more}: {self.reason}"
         where = f"record at line {self.line}" if self.line else "the log"
         return f"{where}: {self.reason}"
 
 
+_NOT_JSON = object()
+
+
+def _parse(raw: bytes) -> Any:
+    """The JSON value of one line, or ``_NOT_JSON`` (torn, zeros, not UTF-8, too deep)."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return _NOT_JSON
+
+
+def _chain_link(value: Any) -> tuple[int, str] | None:
+    """(seq, hash) of a value that looks like a record, else None."""
+    if not isinstance(value, dict):
+        return None
+    seq, digest = value.get("seq"), value.get("hash")
+    if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(digest, str):
+        return None
+    return seq, digest
+
+
+def _torn_ack(torn: bytes) -> dict[str, Any]:
+    """What the record after a torn tail says about it: line count, size and SHA-256."""
+    return {
+        "lines": torn.count(b"\n"),
+        "bytes": len(torn),
+        "sha256": hashlib.sha256(torn).hexdigest(),
+    }
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """The end of the log, as ``append`` finds it under the lock."""
+
+    size: int  # the file's size: what a failed append truncates back to
+    seq: int  # the last whole record's seq and hash (0, GENESIS: none)
+    prev: str
+    prefix: bytes  # b"\n" when the file ends in an unterminated line
+    torn: bytes  # the bytes after the last whole record, prefix included (b"": none)
+
+
 class AuditLog:
-    """Append and verify. ``key`` turns the plain hash chain into an HMAC chain."""
+    """Append and verify. ``key`` turns the plain hash chain into an HMAC chain.
+
+    **Whole records or nothing.** ``append`` builds the full line, writes it
+    with ``os.write`` until every byte is written, fsyncs it, then
+    replaces the head file (write a temporary file, ``fsync``, ``os.replace``).
+    If any of that fails (ENOSPC, EFBIG, EIO, EACCES...), the log is truncated
+    back to its size before the append, so log and head stay as they were,
+    and :class:`AuditError` says ``audit log <path>: <reason>``. (Should that
+    truncation fail too, what is left is a torn tail, handled as below.)
+
+    **Torn tails.** A crash (or power loss) mid-append can still leave a last
+    line that is cut short, has no newline, or is not JSON. Such bytes are
+    evidence and are never rewritten or dropped: the next ``append`` ends the
+    line with a newline if it has none, chains its record from the last whole
+    record, and acknowledges the torn bytes in a ``torn`` field (their line
+    count, size and SHA-256), so they are part of the hash chain from then on.
+    One exception: a last line that is a whole record continuing the chain and
+    only lacks its newline (the crash came between the last byte and the
+    newline) gets its newline and stays in the chain. ``show`` skips torn
+    lines; ``verify`` reports them (``torn record at line N``) after checking
+    the rest of the chain, which is reported first if it is broken. Garbage
+    between records that no ``torn`` field acknowledges is tampering, as before.
+    """
 
     def __init__(self, path: Path, key: bytes | None = None) -> None:
         self.path = Path(path)
@@ -79,94 +155,182 @@ class AuditLog:
             return hmac.new(self.key, body, hashlib.sha256).hexdigest()
         return hashlib.sha256(body).hexdigest()
 
+    def _error(self, exc: OSError) -> AuditError:
+        reason = exc.strerror or type(exc).__name__
+        return AuditError(" ".join(f"audit log {self.path}: {reason}".splitlines()))
+
     def append(self, action: str, credential: str, **fields: Any) -> dict[str, Any]:
-        """Add one record and return it. Raises OperationError if the log cannot be written."""
+        """Add one record and return it, or raise AuditError and leave the log as it was."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
-            raise OperationError(f"audit log {self.path}: {exc.strerror}") from exc
-        with os.fdopen(fd, "r+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+            raise self._error(exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            tail = self._tail(fd)
+            record: dict[str, Any] = {
+                "seq": tail.seq + 1,
+                "ts": iso(utcnow()),
+                "actor": actor(),
+                "credential": credential,
+                "action": action,
+                **{k: v for k, v in fields.items() if v is not None},
+                "keyed": self.key is not None,
+                "prev": tail.prev,
+            }
+            if tail.torn:
+                record["torn"] = _torn_ack(tail.torn)
+            record["hash"] = self._digest(record)
+            data = tail.prefix + canonical(record) + b"\n"
             try:
-                seq, prev = self._last(fh)
-                record: dict[str, Any] = {
-                    "seq": seq + 1,
-                    "ts": iso(utcnow()),
-                    "actor": actor(),
-                    "credential": credential,
-                    "action": action,
-                    **{k: v for k, v in fields.items() if v is not None},
-                    "keyed": self.key is not None,
-                    "prev": prev,
-                }
-                record["hash"] = self._digest(record)
-                fh.write(canonical(record) + b"\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+                _write_all(fd, data)
+                os.fsync(fd)
                 self._write_head(record["seq"], record["hash"])
             except OSError as exc:
-                raise OperationError(f"audit log {self.path}: {exc.strerror}") from exc
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                _truncate(fd, tail.size)
+                raise self._error(exc) from exc
+        except OSError as exc:  # flock, or reading the tail
+            raise self._error(exc) from exc
+        finally:
+            os.close(fd)  # also releases the lock
         return record
 
-    def _last(self, fh: Any) -> tuple[int, str]:
-        """The last record's seq and hash (0, GENESIS for an empty log)."""
-        end = fh.seek(0, os.SEEK_END)
-        if end == 0:
-            return 0, GENESIS
-        chunk = b""
-        pos = end
-        while pos > 0 and chunk.count(b"\n") < 2:
-            step = min(4096, pos)
-            pos -= step
-            fh.seek(pos)
-            chunk = fh.read(step) + chunk
-        last = chunk.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-        record = json.loads(last)
-        return int(record["seq"]), str(record["hash"])
+    def _tail(self, fd: int) -> _Tail:
+        """Find the last whole record: a newline-terminated line that parses as a record.
+
+        Reads backwards, a growing chunk at a time; usually one 4 KiB read.
+        """
+        size = os.fstat(fd).st_size
+        pos, data, step = size, b"", 4096
+        while True:
+            if pos > 0:
+                take = min(step, pos)
+                pos -= take
+                data = _read_at(fd, take, pos) + data
+                step = min(step * 2, 1 << 20)
+            lines = data.split(b"\n")  # the last item is the unterminated rest (b"": none)
+            first = 0 if pos == 0 else 1  # lines[0] may start before ``data``
+            for i in range(len(lines) - 2, first - 1, -1):
+                link = _chain_link(_parse(lines[i]))
+                if link is not None:
+                    end = pos + sum(len(x) + 1 for x in lines[: i + 1])
+                    return self._after(size, link, data[end - pos :])
+            if pos == 0:
+                return self._after(size, (0, GENESIS), data)
+
+    def _after(self, size: int, link: tuple[int, str], torn: bytes) -> _Tail:
+        seq, prev = link
+        if not torn:
+            return _Tail(size, seq, prev, b"", b"")
+        if torn.endswith(b"\n"):
+            return _Tail(size, seq, prev, b"", torn)
+        last = _parse(torn.rsplit(b"\n", 1)[-1])
+        found = _chain_link(last)
+        if found is not None and found[0] == seq + 1 and last.get("prev") == prev:
+            # A whole record that only lacks its newline: finish it; it stays in the chain
+            # (and acknowledges any torn bytes before it itself).
+            return _Tail(size, found[0], found[1], b"\n", b"")
+        return _Tail(size, seq, prev, b"\n", torn + b"\n")
 
     def _write_head(self, seq: int, digest: str) -> None:
+        """Replace the head file atomically; on failure the old head stays and no temp file."""
         tmp = self.head.with_name(self.head.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"seq": seq, "hash": digest}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.head)  # atomic: a reader sees the old head or the new one
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, json.dumps({"seq": seq, "hash": digest}).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.head)  # atomic: a reader sees the old head or the new one
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
-    def records(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line number, record) for every line; raises ValueError on a line that is not JSON."""
-        if not self.path.exists():
+    def _lines(self) -> Iterator[tuple[int, bytes, Any]]:
+        """(line number, raw bytes, JSON value or ``_NOT_JSON``) for every line.
+
+        A last line without its newline counts as not JSON, whatever it holds.
+        """
+        try:
+            fh = self.path.open("rb")
+        except FileNotFoundError:
             return
-        with self.path.open("rb") as fh:
-            for number, raw in enumerate(fh, start=1):
-                yield number, json.loads(raw)
+        except OSError as exc:
+            raise self._error(exc) from exc
+        with fh:
+            number = 0
+            while True:
+                try:
+                    raw = fh.readline()
+                except OSError as exc:
+                    raise self._error(exc) from exc
+                if not raw:
+                    return
+                number += 1
+                yield number, raw, (_parse(raw) if raw.endswith(b"\n") else _NOT_JSON)
+
+    def records(self, skipped: list[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, record) for every whole record. Lines that are not one (torn
+        writes, damage) are skipped; their numbers go into ``skipped`` when given.
+        Raises AuditError when the log cannot be read."""
+        for number, _, value in self._lines():
+            if isinstance(value, dict):
+                yield number, value
+            elif skipped is not None:
+                skipped.append(number)
 
     def verify(self) -> tuple[int, Problem | None]:
-        """Check the whole chain. Returns (records checked, the first problem or None)."""
+        """Check the whole chain. Returns (records checked, the first problem or None).
+
+        Torn lines (see the class docstring) are reported only when the rest of the
+        chain, the head file included, is intact. Raises AuditError when unreadable.
+        """
         seq, prev, count = 0, GENESIS, 0
+        pending: list[tuple[int, bytes]] = []  # lines that are not JSON since the last record
+        torn: list[int] = []
+        for number, raw, record in self._lines():
+            if record is _NOT_JSON:
+                pending.append((number, raw))
+                continue
+            count += 1
+            if not isinstance(record, dict) or "hash" not in record:
+                return count, Problem(number, "not an audit record")
+            ack = record.get("torn")
+            if pending or ack is not None:
+                if not pending:
+                    return count, Problem(number, "acknowledges torn bytes that are gone")
+                if ack is None:
+                    return count, Problem(pending[0][0], "not valid JSON")
+                if ack != _torn_ack(b"".join(raw for _, raw in pending)):
+                    return count, Problem(
+                        pending[0][0],
+                        f"not the torn bytes the record at line {number} acknowledges",
+                    )
+                torn += [n for n, _ in pending]
+                pending = []
+            if record.get("keyed") and self.key is None:
+                return count, Problem(number, "HMAC-keyed; set the audit key to verify")
+            if record.get("seq") != seq + 1:
+                got = record.get("seq")
+                return count, Problem(number, f"sequence {got} where {seq + 1} was expected")
+            if record.get("prev") != prev:
+                return count, Problem(number, "does not follow the previous record")
+            if not hmac.compare_digest(str(record["hash"]), self._digest(record)):
+                return count, Problem(number, "its content was changed")
+            seq, prev = int(record["seq"]), str(record["hash"])
+        torn += [n for n, _ in pending]  # a torn tail nothing acknowledges yet
         try:
-            for number, record in self.records():
-                count += 1
-                if not isinstance(record, dict) or "hash" not in record:
-                    return count, Problem(number, "not an audit record")
-                if record.get("keyed") and self.key is None:
-                    return count, Problem(number, "HMAC-keyed; set the audit key to verify")
-                if record.get("seq") != seq + 1:
-                    got = record.get("seq")
-                    return count, Problem(number, f"sequence {got} where {seq + 1} was expected")
-                if record.get("prev") != prev:
-                    return count, Problem(number, "does not follow the previous record")
-                if not hmac.compare_digest(str(record["hash"]), self._digest(record)):
-                    return count, Problem(number, "its content was changed")
-                seq, prev = int(record["seq"]), str(record["hash"])
-        except (ValueError, UnicodeDecodeError):
-            return count, Problem(count + 1, "not valid JSON")
-        try:
-            head = json.loads(self.head.read_text()) if self.head.exists() else None
-        except ValueError:
+            head = json.loads(self.head.read_bytes())
+        except FileNotFoundError:
+            head = None
+        except (ValueError, RecursionError):
+            return count, Problem(0, "the head file is damaged")
+        except OSError as exc:
+            raise self._error(exc) from exc
+        if head is not None and not isinstance(head, dict):
             return count, Problem(0, "the head file is damaged")
         if head is not None and (head.get("seq"), head.get("hash")) != (seq, prev):
             if isinstance(head.get("seq"), int) and head["seq"] > seq:
@@ -176,6 +340,8 @@ class AuditLog:
             return count, Problem(0, "the last record does not match the head file")
         if head is None and count:
             return count, Problem(0, "the head file is missing")
+        if torn:
+            return count, Problem(torn[0], TORN, tuple(torn))
         return count, None
 
     def show(
@@ -183,11 +349,16 @@ class AuditLog:
         credential: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        skipped: list[int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Records filtered by credential and time (inclusive)."""
+        """Records filtered by credential and time (inclusive); torn lines are skipped
+        (their numbers go into ``skipped`` when given)."""
         out = []
-        for _, record in self.records():
-            at = parse_iso(record.get("ts"))
+        for _, record in self.records(skipped):
+            try:
+                at = parse_iso(record.get("ts"))
+            except (TypeError, ValueError):  # a damaged record: kept, without a time
+                at = None
             if credential is not None and record.get("credential") != credential:
                 continue
             if since is not None and (at is None or at < since):
@@ -196,3 +367,34 @@ class AuditLog:
                 continue
             out.append(record)
         return out
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte or raise: a short write is followed by another, which then fails
+    with the reason (ENOSPC, EFBIG...)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        view = view[written:]
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    chunks = []
+    while size > 0:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _truncate(fd: int, size: int) -> None:
+    """Take a failed append back out. Best effort: if even this fails, the next append
+    finds a torn tail and steps over it."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
+        os.fsync(fd)

@@ -43,6 +43,8 @@ _DURATION_KEYS = (
     "retain",
     "recheck",
     "rejection_window",
+    "backoff",
+    "backoff_max",
 )
 _POLICY_KEYS = (
     *_DURATION_KEYS,
@@ -493,6 +495,9 @@ class _Builder:
                     raise self.error(table, key, str(exc)) from None
         if changes.get("max_age") == timedelta(0):
             raise self.error(table, "max_age", "must be longer than 0s")
+        if changes.get("backoff") == timedelta(0):
+            # A zero backoff would let every cron run start a failing rotation again.
+            raise self.error(table, "backoff", "must be longer than 0s")
         if changes.get("recheck") == timedelta(0):
             # A zero recheck would make a waiting `rotate --wait` spin.
             raise self.error(table, "recheck", "must be longer than 0s")

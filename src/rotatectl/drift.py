@@ -135,7 +135,7 @@ log = logging.getLogger(__name__)
 def repair_lease(store: SecretStore, path: str, at: datetime) -> Iterator[None]:
     """Hold ``path``'s lease lock around a store's adopt/restore, so no rotation
     step interleaves. Raises LockedError when a run holds it."""
-    from .engine import default_holder  # lazily: the engine is only needed here
+    from .engine.lease import default_holder
 
     lease = store.acquire_lock(path, default_holder(), timedelta(minutes=5), at)
     try:

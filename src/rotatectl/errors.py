@@ -90,6 +90,14 @@ class ProbeError(OperationError):
     """The usage probe could not answer."""
 
 
+class AuditError(OperationError):
+    """The audit log could not be read or written (full disk, file too large, permissions).
+
+    One line, ``audit log <path>: <reason>``. A failed append leaves the log as it was,
+    so a caller can refuse the action it was about to record.
+    """
+
+
 class NotifierError(OperationError):
     """A notifier could not deliver an event. Never fails a rotation."""
 

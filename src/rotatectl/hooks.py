@@ -44,13 +44,19 @@ class HookResult:
     code: int | None  # None: could not start or timed out
     output: str
     seconds: float
+    started: bool = True  # False: the program could not be run at all
 
     @property
     def ok(self) -> bool:
         return self.code == 0
 
     def summary(self) -> str:
-        status = "ok" if self.ok else ("timed out" if self.code is None else f"exit {self.code}")
+        if not self.started:
+            status = "cannot run"
+        elif self.code is None:
+            status = "timed out"
+        else:
+            status = "ok" if self.ok else f"exit {self.code}"
         tail = self.output.strip().splitlines()[-1:] if self.output.strip() else []
         return f"hook {self.event} ({self.program}): {status}" + (f": {tail[0]}" if tail else "")
 
@@ -69,6 +75,7 @@ def run_hook(
     env["ROTATECTL_EVENT"] = event
     started = time.monotonic()
     program = os.path.basename(argv[0])
+    ran = True
     try:
         proc = subprocess.run(
             list(argv),
@@ -85,12 +92,14 @@ def run_hook(
         code = None
         output = _text(exc.stdout) + _text(exc.stderr) + "\n(timed out)"
     except OSError as exc:
-        code = None
-        output = f"cannot run {argv[0]}: {exc.strerror}"
+        code, ran = None, False
+        output = f"{argv[0]}: {exc.strerror}"
     if stdin_value:
         # A hook that echoes its input must not leak the key into our records.
         output = output.replace(stdin_value, "<redacted>")
-    return HookResult(event, program, code, output[-_OUTPUT_LIMIT:], time.monotonic() - started)
+    return HookResult(
+        event, program, code, output[-_OUTPUT_LIMIT:], time.monotonic() - started, started=ran
+    )
 
 
 def _text(data: bytes | str | None) -> str:

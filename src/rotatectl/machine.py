@@ -1,18 +1,29 @@
 """The pure state machine: what to do next, given what is.
 
-``next_action`` imports no I/O and reads no clock: the rotation record, the
-versions, the policy, the time and the usage observation are all arguments.
-The runner executes the action it returns and asks again.
+Nothing here does I/O or reads a clock: the rotation record, the versions, the
+policy, the time and the usage observations are all arguments.
+
+- :func:`next_action`: the next step of a credential; the engine executes it
+  and asks again.
+- Interventions: :func:`plan_start`, :func:`plan_abort`, :func:`plan_rollback`,
+  :func:`plan_emergency` (which supersedes an in-flight rotation),
+  :func:`plan_overrides` (an operator's ``--overlap``/``--propagation`` on a
+  rotation in flight) and :func:`retry_after` (run's backoff after a failure).
+  Each returns the rotation record to write, or raises UsageError naming why not.
+- Notices: :func:`laggard_notice`, :func:`still_used_notice` and
+  :func:`retired_key_alarms` decide who is told what, and how often.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from .durations import format_duration
+from .errors import UsageError
 from .model import (
     KeyUsage,
     OnStillUsed,
@@ -23,6 +34,8 @@ from .model import (
     UsageStatus,
     Version,
     VersionState,
+    iso,
+    new_rotation_id,
 )
 
 # How often people are reminded that a laggard still uses the old key.
@@ -123,7 +136,7 @@ def next_action(
     ``requires_test`` says a pre-promotion test is configured.
     """
     if rotation is None or rotation.phase.terminal:
-        return _between_rotations(versions, policy, now, start_if_due)
+        return _between_rotations(rotation, versions, policy, now, start_if_due)
     phase = rotation.phase
     new = find_version(versions, rotation.new_version_id)
     old = find_version(versions, rotation.old_version_id)
@@ -190,7 +203,11 @@ def next_action(
 
 
 def _between_rotations(
-    versions: Sequence[Version], policy: Policy, now: datetime, start_if_due: bool
+    rotation: Rotation | None,
+    versions: Sequence[Version],
+    policy: Policy,
+    now: datetime,
+    start_if_due: bool,
 ) -> Action:
     for v in versions:
         if v.state is VersionState.RETIRED and v.retired and v.retired + policy.retain <= now:
@@ -203,7 +220,17 @@ def _between_rotations(
     due = next_due(versions, policy)
     if start_if_due and (due is None or due <= now):
         why = "no key yet" if due is None else "max_age reached"
-        if policy.window is not None and not policy.window.contains(now):
+        retry = retry_after(rotation, policy)
+        if retry is not None and now < retry:
+            assert rotation is not None
+            return Action(
+                ActionKind.IDLE,
+                f"due ({why}), but rotation {rotation.id} failed: {rotation.failure}; "
+                f"retry after {iso(retry)} (backoff)",
+                retry,
+            )
+        # A credential with no key at all is not held by a window: nothing works yet.
+        if due is not None and policy.window is not None and not policy.window.contains(now):
             opens = policy.window.next_open(now)
             return Action(ActionKind.IDLE, f"due ({why}); the rotation window opens then", opens)
         return Action(ActionKind.START, why)
@@ -242,11 +269,20 @@ def _failed_auth_watch(
     return None
 
 
+def demoted_at(rotation: Rotation, old: Version) -> datetime:
+    """When ``old`` stopped being current: its own stamp, and never before this
+    rotation's promotion (a rollback re-promotes a key promoted long ago)."""
+    assert rotation.promoted is not None
+    return max(old.demoted or rotation.promoted, rotation.promoted)
+
+
 def _overlap(
     rotation: Rotation, old: Version, policy: Policy, now: datetime, usage: KeyUsage | None
 ) -> Action:
     assert rotation.promoted is not None
-    overlap_end = rotation.promoted + rotation.effective_overlap(policy)
+    # Invariant 8: the overlap counts from the moment the old key stopped being current.
+    demoted = demoted_at(rotation, old)
+    overlap_end = demoted + rotation.effective_overlap(policy)
     if now < overlap_end:
         until = overlap_end
         if watches_failed_auth(rotation, policy):
@@ -260,7 +296,7 @@ def _overlap(
     if usage_is_quiet(usage, policy, now):
         return Action(ActionKind.RETIRE, _quiet_reason(usage, policy))
 
-    deadline = rotation.promoted + max(policy.max_overlap, rotation.effective_overlap(policy))
+    deadline = demoted + max(policy.max_overlap, rotation.effective_overlap(policy))
     seen = _seen_text(usage, now)
     if now < deadline:
         if usage.status is UsageStatus.SEEN and usage.last_seen is not None:
@@ -298,3 +334,316 @@ def _quiet_reason(usage: KeyUsage, policy: Policy) -> str:
     if usage.status is UsageStatus.NOT_SEEN:
         return "overlap elapsed; old key not seen"
     return f"overlap elapsed; old key quiet for {format_duration(policy.usage_quiet)}"
+
+
+def drift_action(name: str, problems: Sequence[str]) -> Action:
+    """ATTENTION for a store changed behind rotatectl's back: cron must hear of it,
+    and no rotation starts until the operator adopts or restores."""
+    return Action(
+        ActionKind.ATTENTION,
+        f"drift: {'; '.join(problems)}; no rotation starts until it is resolved with "
+        f"`rotatectl check {name} --adopt` or `--restore`",
+    )
+
+
+# -- backoff ---------------------------------------------------------------------
+
+
+def retry_after(rotation: Rotation | None, policy: Policy) -> datetime | None:
+    """When ``run`` may start the credential again after a failed rotation: the
+    backoff doubles with each consecutive failure, capped at ``backoff_max``.
+    None when the latest rotation did not fail."""
+    if rotation is None or not rotation.failed or rotation.finished is None:
+        return None
+    wait = policy.backoff
+    for _ in range(1, min(rotation.failures, 64)):
+        if wait >= policy.backoff_max:
+            break
+        wait *= 2
+    return rotation.finished + min(wait, policy.backoff_max)
+
+
+# -- interventions -----------------------------------------------------------------
+
+
+def plan_start(
+    name: str,
+    kind: RotationKind,
+    latest: Rotation | None,
+    versions: Sequence[Version],
+    now: datetime,
+    reason: str = "",
+    *,
+    propagation: timedelta | None = None,
+    overlap: timedelta | None = None,
+    detail: str = "",
+) -> Rotation:
+    """A new rotation record in phase ISSUE. Its new version id is chosen before
+    anything is minted: it is the idempotency token of publish (invariant 6)."""
+    current = current_version(versions)
+    failures = latest.failures if latest is not None and latest.failed else 0
+    rotation = Rotation(
+        id=new_rotation_id(),
+        credential=name,
+        kind=kind,
+        phase=Phase.ISSUE,
+        started=now,
+        new_version_id=str(uuid.uuid4()),
+        new_version_number=max((v.number for v in versions), default=0) + 1,
+        old_version_id=current.version_id if current else None,
+        propagation=propagation,
+        overlap=overlap,
+        reason=reason,
+        failures=failures,
+    )
+    return rotation.advance(Phase.ISSUE, now, detail=detail or reason or kind.value)
+
+
+def check_overlap(name: str, policy: Policy, overlap: timedelta | None) -> None:
+    """UsageError when an operator's ``--overlap`` is longer than ``max_overlap``."""
+    if overlap is not None and overlap > policy.max_overlap:
+        raise UsageError(
+            f"{name}: --overlap {format_duration(overlap)} is longer than max_overlap "
+            f"{format_duration(policy.max_overlap)}"
+        )
+
+
+def plan_overrides(
+    name: str,
+    rotation: Rotation,
+    versions: Sequence[Version],
+    policy: Policy,
+    now: datetime,
+    *,
+    propagation: timedelta | None,
+    overlap: timedelta | None,
+) -> Rotation | None:
+    """Apply ``--propagation``/``--overlap`` to the rotation in flight; None when
+    neither was given. UsageError when one no longer applies (the phase it
+    governs is over) or exceeds ``max_overlap``: never silently ignored."""
+    if propagation is None and overlap is None:
+        return None
+    check_overlap(name, policy, overlap)
+    new = find_version(versions, rotation.new_version_id)
+    promoted = rotation.promoted is not None or (
+        new is not None and new.state is VersionState.CURRENT
+    )
+    said: list[str] = []
+    if propagation is not None:
+        if promoted or rotation.phase not in (Phase.ISSUE, Phase.PROPAGATE):
+            raise UsageError(
+                f"{name}: rotation {rotation.id} already promoted its new key; "
+                "--propagation no longer applies"
+            )
+        rotation = replace(rotation, propagation=propagation)
+        said.append(f"propagation {format_duration(propagation)}")
+    if overlap is not None:
+        if rotation.phase not in (Phase.ISSUE, Phase.PROPAGATE, Phase.OVERLAP):
+            raise UsageError(
+                f"{name}: rotation {rotation.id} is retiring its old key; "
+                "--overlap no longer applies"
+            )
+        rotation = replace(rotation, overlap=overlap)
+        said.append(f"overlap {format_duration(overlap)}")
+    return rotation.noted("override", now, "operator set " + " and ".join(said))
+
+
+def plan_abort(
+    name: str, rotation: Rotation | None, versions: Sequence[Version], now: datetime, reason: str
+) -> Rotation:
+    """The in-flight rotation moved to ABORT (revoke its new key). UsageError when
+    nothing is in flight or its key was promoted (roll back instead)."""
+    if rotation is None or rotation.phase.terminal:
+        raise UsageError(f"{name}: no rotation in flight to abort")
+    new = find_version(versions, rotation.new_version_id)
+    promoted = new is not None and new.state is VersionState.CURRENT
+    # The store, not the record, says whether clients were told: a crash can
+    # leave the record in propagate after the promotion happened.
+    if promoted or rotation.phase not in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
+        raise UsageError(
+            f"{name}: rotation {rotation.id} has promoted its new key; "
+            "use `rotatectl rollback` instead"
+        )
+    why = reason or "aborted by the operator"
+    return rotation.advance(Phase.ABORT, now, detail=f"aborting: {why}", reason=why)
+
+
+def plan_rollback(
+    name: str,
+    rotation: Rotation | None,
+    versions: Sequence[Version],
+    now: datetime,
+    reason: str,
+    *,
+    auto: bool = False,
+) -> Rotation:
+    """A rollback rotation re-promoting the key ``rotation`` replaced. The key it
+    demotes gets a full overlap and the usage gate, like any old key (invariant 8),
+    except in an automatic rollback (the failed-auth watch: the new key is rejected).
+    UsageError when the earlier key is destroyed or compromised, or nothing was promoted."""
+    if rotation is None:
+        raise UsageError(f"{name}: nothing to roll back (never rotated)")
+    new = find_version(versions, rotation.new_version_id)
+    promoted = new is not None and new.state is VersionState.CURRENT
+    if not promoted and rotation.phase in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
+        raise UsageError(f"{name}: rotation {rotation.id} has not promoted yet; use abort")
+    if rotation.kind is RotationKind.EMERGENCY:
+        raise UsageError(f"{name}: the previous key was compromised (emergency); refusing")
+    if rotation.kind is RotationKind.ROLLBACK:
+        raise UsageError(f"{name}: the latest rotation is already a rollback")
+    earlier = find_version(versions, rotation.old_version_id)
+    current = current_version(versions)
+    if earlier is None:
+        raise UsageError(f"{name}: there is no earlier key to roll back to")
+    if earlier.state is VersionState.DESTROYED:
+        raise UsageError(f"{name}: v{earlier.number} is destroyed; cannot roll back")
+    if earlier.compromised:
+        raise UsageError(f"{name}: v{earlier.number} is compromised; refusing")
+    if current is None or current.version_id != rotation.new_version_id:
+        raise UsageError(f"{name}: the current key is not the one rotation {rotation.id} made")
+    why = reason or ("automatic rollback" if auto else "rolled back by the operator")
+    back = Rotation(
+        id=new_rotation_id(),
+        credential=name,
+        kind=RotationKind.ROLLBACK,
+        phase=Phase.ISSUE,
+        started=now,
+        new_version_id=earlier.version_id,
+        new_version_number=earlier.number,
+        old_version_id=current.version_id,
+        # A previous key is still accepted everywhere; a retired one must propagate again.
+        propagation=timedelta(0) if earlier.state is VersionState.PREVIOUS else None,
+        overlap=timedelta(0) if auto else None,
+        reason=why,
+        force_retire=auto,
+        supersedes=rotation.id,
+    )
+    detail = f"rolling back to v{earlier.number} ({earlier.key_id}): {why}"
+    return back.advance(Phase.ISSUE, now, detail=detail)
+
+
+def plan_emergency(
+    name: str,
+    rotation: Rotation | None,
+    versions: Sequence[Version],
+    now: datetime,
+    reason: str,
+    propagation: timedelta | None = None,
+) -> Rotation:
+    """An emergency rotation: a new key promoted at once, the current (compromised)
+    key retired at once. It supersedes a rotation in flight: that rotation's new
+    key (published or not yet) and any previous key still accepted are retired
+    with the current one. UsageError when there is no current key."""
+    current = current_version(versions)
+    if current is None:
+        raise UsageError(f"{name}: no current key to replace")
+    also: list[str] = []
+    supersedes = None
+    if rotation is not None and not rotation.phase.terminal:
+        supersedes = rotation.id
+        if rotation.new_version_id != current.version_id:
+            also.append(rotation.new_version_id)
+    for v in versions:
+        if v.state in (VersionState.PENDING, VersionState.PREVIOUS) and v.version_id not in also:
+            also.append(v.version_id)
+    detail = f"emergency rotation: replacing v{current.number} ({current.key_id})"
+    if supersedes:
+        detail += f"; supersedes rotation {supersedes}"
+    return replace(
+        plan_start(
+            name,
+            RotationKind.EMERGENCY,
+            None,  # an emergency is never held by earlier failures
+            versions,
+            now,
+            reason,
+            propagation=propagation if propagation is not None else timedelta(0),
+            overlap=timedelta(0),
+            detail=detail,
+        ),
+        force_retire=True,
+        supersedes=supersedes,
+        also_retire=tuple(also),
+    )
+
+
+# -- notices -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something people must be told: an event kind, how loud, and what to say."""
+
+    kind: str
+    severity: str
+    message: str
+    version: Version | None = None
+    attention: bool = False
+
+
+def _told_recently(rotation: Rotation, kinds: tuple[str, ...], now: datetime) -> bool:
+    told = [e.at for e in rotation.history if e.what in kinds]
+    return bool(told) and now - told[-1] < REMINDER_INTERVAL
+
+
+def laggard_notice(
+    rotation: Rotation, versions: Sequence[Version], usage: KeyUsage | None, now: datetime
+) -> Notice | None:
+    """Name the clients still using the old key: once, then a reminder per
+    REMINDER_INTERVAL (the engine keeps the last notice in the rotation record)."""
+    old = find_version(versions, rotation.old_version_id)
+    if old is None or usage is None or usage.status is not UsageStatus.SEEN:
+        return None
+    if _told_recently(rotation, ("laggards", "reminder"), now):
+        return None
+    kind = (
+        "reminder"
+        if any(e.what in ("laggards", "reminder") for e in rotation.history)
+        else ("laggards")
+    )
+    who = ", ".join(usage.clients) or "unknown clients"
+    message = f"v{old.number} ({old.key_id}) is still used by {who} ({usage.count} requests)"
+    return Notice(kind, "warning", message, old)
+
+
+def still_used_notice(rotation: Rotation, action: Action, now: datetime) -> Notice | None:
+    """The old key is still used past max_overlap and the policy waits: say so once
+    per REMINDER_INTERVAL, not on every cron run."""
+    if not action.attention or _told_recently(rotation, ("still-used",), now):
+        return None
+    return Notice("still-used", "warning", action.reason, attention=True)
+
+
+def retired_key_alarms(
+    rotation: Rotation | None, versions: Sequence[Version], seen: dict[str, KeyUsage]
+) -> list[Notice]:
+    """A retired key presented after its retirement: a forgotten client, or a leaked
+    key tried (critical when it was compromised)."""
+    compromised = (
+        {rotation.old_version_id, *rotation.also_retire}
+        if rotation is not None and rotation.kind is RotationKind.EMERGENCY
+        else set()
+    )
+    alarms = []
+    for v in versions:
+        usage = seen.get(v.key_id)
+        if v.state is not VersionState.RETIRED or v.retired is None or usage is None:
+            continue
+        if usage.last_seen is None or usage.last_seen <= v.retired:
+            continue
+        leaked = v.version_id in compromised or v.compromised
+        who = f" by {', '.join(usage.clients)}" if usage.clients else ""
+        message = (
+            f"{'compromised' if leaked else 'retired'} key v{v.number} ({v.key_id}) was "
+            f"presented {usage.count} times since its retirement{who}"
+        )
+        alarms.append(
+            Notice(
+                "retired-key-presented",
+                "critical" if leaked else "warning",
+                message,
+                v,
+                attention=True,
+            )
+        )
+    return alarms

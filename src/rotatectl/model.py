@@ -7,7 +7,7 @@ so that stores can persist them. No type here ever holds a key value.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -43,10 +43,13 @@ class Phase(StrEnum):
     COMPLETED = "completed"
     ABORTED = "aborted"
     ROLLED_BACK = "rolled-back"
+    # Never stored: how reports show a record that a later one replaced (its
+    # ``supersedes``) before it finished — an emergency or a rollback took over.
+    SUPERSEDED = "superseded"
 
     @property
     def terminal(self) -> bool:
-        return self in (Phase.COMPLETED, Phase.ABORTED, Phase.ROLLED_BACK)
+        return self in (Phase.COMPLETED, Phase.ABORTED, Phase.ROLLED_BACK, Phase.SUPERSEDED)
 
 
 class RotationKind(StrEnum):
@@ -115,6 +118,10 @@ class Policy:
     rollback_on_rejections: int = 0
     rejection_window: timedelta = timedelta(minutes=5)
     window: Window | None = None  # when run may start a due rotation (None: any time)
+    # After a failed rotation `run` waits this long before starting that credential
+    # again, doubling per consecutive failure up to backoff_max (manual rotate: never held).
+    backoff: timedelta = timedelta(minutes=15)
+    backoff_max: timedelta = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,18 @@ class RotationEvent:
         return cls(at=at, what=str(data["what"]), detail=str(data.get("detail", "")))
 
 
+# A rotation's history keeps its first event and the latest ones: events that
+# repeat (reminders of a laggard that never stops) must not grow the record.
+HISTORY_EVENTS = 24
+
+
+def bounded(history: tuple[RotationEvent, ...]) -> tuple[RotationEvent, ...]:
+    """``history`` cut to its first event and the latest HISTORY_EVENTS - 1."""
+    if len(history) <= HISTORY_EVENTS:
+        return history
+    return (history[0], *history[-(HISTORY_EVENTS - 1) :])
+
+
 def new_rotation_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -261,6 +280,17 @@ class Rotation:
     force_retire: bool = False  # retire the old key right after promotion (emergency)
     supersedes: str | None = None  # the rotation this one replaced (emergency, rollback)
     also_retire: tuple[str, ...] = ()  # other versions to retire with the old one
+    # Why it failed (a hook, the pre-promotion test), once it ended aborted for it;
+    # "" for a rotation that did not fail (an operator's abort is not a failure).
+    failure: str = ""
+    # Consecutive failed rotations of the credential, this one included once it
+    # failed (while in flight: the ones before it). Drives run's backoff.
+    failures: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """Ended aborted because something failed (not because someone asked)."""
+        return self.phase is Phase.ABORTED and bool(self.failure)
 
     @property
     def final_phase(self) -> Phase:
@@ -270,7 +300,12 @@ class Rotation:
     def advance(self, phase: Phase, at: datetime, detail: str = "", **changes: Any) -> Rotation:
         """Return a copy moved to ``phase`` with an event appended."""
         event = RotationEvent(at=at, what=phase.value, detail=detail)
-        return replace(self, phase=phase, history=(*self.history, event), **changes)
+        return replace(self, phase=phase, history=bounded((*self.history, event)), **changes)
+
+    def noted(self, what: str, at: datetime, detail: str = "") -> Rotation:
+        """Return a copy with an event appended that does not change the phase."""
+        event = RotationEvent(at=at, what=what, detail=detail)
+        return replace(self, history=bounded((*self.history, event)))
 
     def effective_propagation(self, policy: Policy) -> timedelta:
         if self.old_version_id is None:
@@ -304,6 +339,8 @@ class Rotation:
             "force_retire": self.force_retire,
             "supersedes": self.supersedes,
             "also_retire": list(self.also_retire),
+            "failure": self.failure,
+            "failures": self.failures,
         }
 
     @classmethod
@@ -338,6 +375,8 @@ class Rotation:
             force_retire=bool(data.get("force_retire", False)),
             supersedes=data.get("supersedes"),
             also_retire=tuple(data.get("also_retire") or ()),
+            failure=str(data.get("failure", "")),
+            failures=int(data.get("failures", 0)),
         )
 
 
@@ -443,6 +482,7 @@ class Outcome(StrEnum):
     ATTENTION = "attention"  # a human must look
     FAILED = "failed"
     LOCKED = "locked"
+    PREEMPTED = "preempted"  # an emergency took the lease; this run stopped writing
 
 
 @dataclass
@@ -466,8 +506,23 @@ class Result:
     def exit_code(self) -> ExitCode:
         if self.outcome is Outcome.FAILED:
             return ExitCode.FAILED
-        if self.outcome is Outcome.LOCKED:
+        if self.outcome in (Outcome.LOCKED, Outcome.PREEMPTED):
             return ExitCode.LOCKED
         if self.outcome is Outcome.ATTENTION or self.attention:
             return ExitCode.ATTENTION
         return ExitCode.OK
+
+
+def overall_exit(results: Sequence[Result], *, locked_is_ok: bool = False) -> ExitCode:
+    """The exit code of a command over several credentials: the most serious wins
+    (failed, then locked or pre-empted, then attention). ``locked_is_ok``: a
+    credential locked by another runner is that runner's to advance (``run``)."""
+    codes = {r.exit_code for r in results}
+    if locked_is_ok:
+        codes -= (
+            {ExitCode.LOCKED} if not any(r.outcome is Outcome.PREEMPTED for r in results) else set()
+        )
+    for code in (ExitCode.FAILED, ExitCode.LOCKED, ExitCode.ATTENTION):
+        if code in codes:
+            return code
+    return ExitCode.OK

@@ -171,56 +171,6 @@ def collect_status(
     )
 
 
-def settled(
-    targets: Sequence[Target], snapshot: dict[str, Snapshot], now: datetime
-) -> dict[str, Result]:
-    """The results ``run`` needs no lock for: credentials with nothing to do now.
-
-    For each target with a snapshot whose credential no one has locked, the
-    decision the runner would take first under the lock is taken on the
-    snapshot; when it is "idle" (with no retired key a usage probe must watch)
-    or a plain "wait" (no attention, nothing to notify), the runner's result for
-    it is built here, so a no-op ``run`` costs
-    one batched read instead of a lock acquire and release per credential.
-    Everything else (a step to take, a held lock, an attention case) is left to
-    the runner, which decides again on what it reads under the lock. A snapshot
-    older than that read only means this run did what an earlier run would have.
-    """
-    from .machine import ActionKind, next_action
-    from .model import Outcome, Result
-    from .probes.none import NoProbe
-
-    done: dict[str, Result] = {}
-    for t in targets:
-        found = snapshot.get(t.name)
-        if found is None or found[3]:
-            continue
-        versions, rotation = found[0], found[1]
-        action = next_action(
-            rotation,
-            versions,
-            t.policy,
-            now,
-            start_if_due=True,
-            requires_test=t.pretest is not None,
-        )
-        if action.attention or action.kind not in (ActionKind.IDLE, ActionKind.WAIT):
-            continue
-        watched = any(v.state is VersionState.RETIRED and v.retired for v in versions)
-        if action.kind is ActionKind.IDLE and watched and not isinstance(t.probe, NoProbe):
-            continue  # the runner asks the probe whether a retired key is still presented
-        # As Session.drive and Session._settle build it for these two actions (a
-        # WAIT is always in flight; an IDLE credential shows its finished rotation).
-        waiting = action.kind is ActionKind.WAIT
-        result = Result(t.name, Outcome.WAITING if waiting else Outcome.IDLE)
-        if rotation is not None:
-            result.phase, result.rotation_id = rotation.phase, rotation.id
-        result.until = action.until
-        result.message = action.reason
-        done[t.name] = result
-    return done
-
-
 def result_to_dict(result: Result) -> dict[str, Any]:
     usage = result.usage
     return {
@@ -233,6 +183,9 @@ def result_to_dict(result: Result) -> dict[str, Any]:
         "until": iso(result.until),
         "steps": result.steps,
         "warnings": result.warnings,
+        "revoked_after_seconds": None
+        if result.revoked_after is None
+        else round(result.revoked_after, 3),
         "attention": result.attention,
         "old_key_usage": None
         if usage is None

@@ -72,4 +72,6 @@ def test_a_no_op_run_is_one_batch_read_per_20_credentials(cli: Cli, moto: MotoSe
     _fleet(cli, moto)
     run, calls = cli.counted("run", count="aws")
     assert run.code == 0, run.err
-    assert calls == {"BatchGetSecretValue": 2}
+    # One batch read a 20 credentials, and the drift check (cron must hear of drift):
+    # the labels of 100 secrets a ListSecrets page; no value is read.
+    assert calls == {"BatchGetSecretValue": 2, "ListSecrets": 1}

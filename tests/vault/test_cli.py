@@ -138,8 +138,9 @@ def test_missing_capability_is_one_line_naming_it(cli: Cli, vault: Vault) -> Non
     token = vault.token_with(f"{vault.prefix}-ro")
     run = cli("rotate", NAME, env={"VAULT_TOKEN": token})
     assert run.code == 1
+    # The credential's own result line, naming the step (the lock) and the capability.
     assert one_line(run.err) == (
-        f"rotatectl: error: vault lock {NAME}: permission denied: needs 'update' on "
+        f"{NAME}: failed - lock: vault lock {NAME}: permission denied: needs 'update' on "
         f"secret/data/{vault.prefix}/{NAME}/.rotatectl/lock"
     )
     run = cli("check", env={"VAULT_TOKEN": token})

@@ -158,7 +158,11 @@ def test_client_field_overwritten_then_adopted(cli: Cli, vault: Vault) -> None:
     rotation, _ = store.load_rotation(NAME)
     assert rotation is not None and rotation.phase is Phase.OVERLAP
     assert (rotation.old_version_id, rotation.new_version_id) == (v1.version_id, new.version_id)
-    rotate_completes(cli)  # finishes that overlap, then a whole new rotation
+    # One command, one intent: `rotate` finishes that overlap; the next one rotates.
+    run = cli("rotate", NAME, "--wait")
+    assert run.code == 0, run.out + run.err
+    assert [(v.number, v.state) for v in store.versions(NAME)] == [(1, V.RETIRED), (2, V.CURRENT)]
+    rotate_completes(cli)
     assert [(v.number, v.state) for v in store.versions(NAME)] == [
         (1, V.RETIRED),
         (2, V.RETIRED),

@@ -168,8 +168,12 @@ def rotate(
     output: OutputOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Start a rotation (or continue the one in flight) for each NAME."""
-    from .follow import follow
+    """Start a rotation for each NAME, or continue the one in flight (never both).
+
+    --overlap/--propagation apply to a rotation in flight too, or are refused.
+    """
+    from ..engine.fleet import follow
+    from .follow import TerminalDisplay
 
     opts = _opts(ctx, output, quiet)
     prop, over = _duration("--propagation", propagation), _duration("--overlap", overlap)
@@ -182,7 +186,10 @@ def rotate(
                 runner.rotate(t, propagation=prop, overlap=over, dry_run=True) for t in targets
             ]
             _finish(opts, results, summary=False)
-        results = follow(runner, targets, propagation=prop, overlap=over, wait=wait, opts=opts)
+        display = TerminalDisplay(speak=opts.output == "table" and not opts.quiet)
+        results = follow(
+            runner, targets, propagation=prop, overlap=over, wait=wait, display=display
+        )
         if wait and opts.output == "table" and not opts.quiet:
             _print_status(ws, names, opts)
         _finish(opts, results, summary=True, printed=opts.output == "table" and not opts.quiet)
@@ -209,9 +216,8 @@ def run(
     Never sleeps through an overlap: it does what is possible now and exits.
     Each credential is isolated: one failing does not stop the others.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ..engine import Outcome, Result
+    from ..engine import fleet
+    from ..model import Outcome, Result
 
     opts = _opts(ctx, output, quiet)
     spread = _duration("--jitter", jitter)
@@ -228,24 +234,7 @@ def run(
                 work.append(ws.target(name))
             except RotatectlError as exc:
                 work.append(Result(name, Outcome.FAILED, str(exc)))
-        quiet_ones: dict[str, Result] = {}
-        if not dry_run:
-            from ..report import settled, snapshots
-
-            # Credentials with nothing to do now need no lock: one batched read decides.
-            targets = [t for t in work if not isinstance(t, Result)]
-            quiet_ones = settled(targets, snapshots(targets), runner.clock.now())
-
-        def one(item: Target | Result) -> Result:
-            if isinstance(item, Result):
-                return item
-            found = quiet_ones.get(item.name)
-            if found is not None:
-                return found
-            return runner.advance(item, dry_run=dry_run)
-
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(one, work))
+        results = fleet.run(runner, work, jobs=jobs, dry_run=dry_run)
         _finish(opts, results, summary=True, run_mode=True)
 
 
@@ -285,6 +274,8 @@ def emergency(
         result.steps.append(
             f"old key revoked {result.revoked_after:.2f}s after the command started"
         )
+    if result.revoked_after is not None and any("AUDIT LOG" in w for w in result.warnings):
+        result.message += "; the audit log missed part of this emergency (see the warnings)"
     _finish(opts, [result], summary=False)
 
 
@@ -657,20 +648,29 @@ def audit_show(
     until: Annotated[str | None, typer.Option(help="ISO time or a duration ago.")] = None,
     output: OutputOption = None,
 ) -> None:
-    """Records, oldest first, filtered by credential and time."""
+    """Records, oldest first, filtered by credential and time. Torn lines are skipped."""
     from .render import print_audit
 
     opts = _opts(ctx, output)
-    config = _load(opts)
-    records = _audit_log(config).show(
-        credential, _since("--since", since), _since("--until", until)
-    )
+    log = _audit_log(_load(opts))
+    skipped: list[int] = []
+    records = log.show(credential, _since("--since", since), _since("--until", until), skipped)
     print_audit(records, opts.output)
+    if skipped:
+        numbers = ", ".join(str(n) for n in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+        what = f"line {numbers} is not a whole record"
+        if len(skipped) > 1:
+            what = f"lines {numbers} are not whole records"
+        sys.stderr.write(
+            f"rotatectl: audit log {log.path}: {what} (a torn write, or damage), skipped;"
+            " `rotatectl audit verify` checks the log\n"
+        )
 
 
 @audit_app.command("verify")
 def audit_verify(ctx: typer.Context, output: OutputOption = None) -> None:
-    """Check the hash chain; name the first record that was edited, removed, moved or added."""
+    """Check the hash chain; name the first record that was edited, removed, moved or added,
+    or else any torn record (an interrupted write). Exit 3 for either."""
     from .render import emit_json
 
     opts = _opts(ctx, output)
@@ -683,6 +683,7 @@ def audit_verify(ctx: typer.Context, output: OutputOption = None) -> None:
                 "records": count,
                 "ok": problem is None,
                 "problem": str(problem) if problem else None,
+                "torn": list(problem.torn) if problem else [],
             }
         )
     elif problem is None and not opts.quiet:
@@ -708,20 +709,21 @@ def _finish(
     printed: bool = False,
     run_mode: bool = False,
 ) -> NoReturn:
+    from ..model import overall_exit
     from ..ports import SystemClock
     from .render import print_results
 
+    # A credential locked by another runner is that runner's to advance: not a failure of cron.
+    code = overall_exit(results, locked_is_ok=run_mode)
     if not printed or opts.output == "json":
-        print_results(results, SystemClock().now(), opts.output, quiet=opts.quiet, summary=summary)
-    codes = [r.exit_code for r in results]
-    if run_mode:
-        # A credential locked by another runner is that runner's to advance: not a failure of cron.
-        codes = [c for c in codes if c is not ExitCode.LOCKED]
-    code = ExitCode.OK
-    for candidate in (ExitCode.FAILED, ExitCode.LOCKED, ExitCode.ATTENTION):
-        if candidate in codes:
-            code = candidate
-            break
+        print_results(
+            results,
+            SystemClock().now(),
+            opts.output,
+            quiet=opts.quiet,
+            summary=summary,
+            exit_code=int(code),
+        )
     raise typer.Exit(int(code))
 
 

@@ -318,12 +318,28 @@ def is_loud(result: Result) -> bool:
 
 
 def print_results(
-    results: Sequence[Result], now: datetime, output: str, *, quiet: bool, summary: bool
+    results: Sequence[Result],
+    now: datetime,
+    output: str,
+    *,
+    quiet: bool,
+    summary: bool,
+    exit_code: int | None = None,
 ) -> None:
+    """The results, one line each (steps and warnings before it), and with
+    ``summary`` a closing ``summary:`` line; as JSON, always one whole document."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
     if output == "json":
         from ..report import result_to_dict
 
-        emit_json({"results": [result_to_dict(r) for r in results]})
+        doc: dict[str, object] = {"results": [result_to_dict(r) for r in results]}
+        if summary:
+            doc["summary"] = dict(sorted(counts.items()))
+        if exit_code is not None:
+            doc["exit_code"] = exit_code
+        emit_json(doc)
         return
     # Each line is a rich Text (no markup): to a pipe or file rich prints its text as is.
     lines: list[tuple[bool, str, str]] = []  # (to stderr, text, style)
@@ -338,9 +354,6 @@ def print_results(
         lines.append((loud, "".join(p for p, _ in _result_parts(r, now)), ""))
     closing = ""
     if summary and not quiet and len(results) > 1:
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
         closing = "summary: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     if (
         _plain(sys.stdout)

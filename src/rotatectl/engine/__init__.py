@@ -1,14 +1,19 @@
 """The engine: the only place that sequences side effects.
 
-``session`` holds a credential's lease and drives the pure machine's actions;
-the public names are re-exported here.
+- :mod:`.session`: the runner and the session loop (lease, read, decide, step).
+- :mod:`.steps`: one function per action kind, in a table.
+- :mod:`.effects`: audit, notify and hooks, written before a result is reported.
+- :mod:`.lease`: the lease lock, its renewal and its pre-emption by an emergency.
+- :mod:`.fleet`: many credentials: isolation, follow/wait, ``run``.
 """
 
 from __future__ import annotations
 
 from ..model import Outcome, Result
 from ..ports import Target
-from .session import BOUNDARIES, Runner, Session, StartRequest, default_holder, env_boundary
+from .boundaries import BOUNDARIES, env_boundary
+from .lease import default_holder
+from .session import Runner, Session, StartRequest
 
 __all__ = [
     "BOUNDARIES",

@@ -1,138 +1,95 @@
-"""The runner: executes the state machine's actions through the ports.
+"""The session loop: one credential under its lease, driven by the pure machine.
 
-It is the only place that sequences side effects. For each step it persists
-the intent (the rotation record's phase) before the side effect and the
-result after it, checks whether the step was already done before doing it
-(invariant 6), and holds the credential's lease lock throughout (invariant 5).
-Errors are isolated per credential and returned as a :class:`Result`.
+:class:`Runner` is the entry point of every command that changes a
+credential; :class:`Session` holds the lease (:mod:`.lease`), reads the
+state, asks the machine what to do, executes the step (:mod:`.steps`) and asks
+again, until the machine says wait, idle or attention. It persists the intent
+before each side effect and the result after it; effects (:mod:`.effects`) are
+audited before they are reported. Every exception while handling the
+credential becomes its result — failed, locked or pre-empted — never an
+exception out of the session, except UsageError (the command was wrong).
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from .. import redact
-from ..audit import AuditLog
 from ..errors import (
     ConflictError,
     LockedError,
-    NotifierError,
-    OperationError,
     ProbeError,
     RotatectlError,
     UsageError,
 )
-from ..hooks import HookResult, run_hook
+from ..hooks import run_hook
 from ..machine import (
-    REMINDER_INTERVAL,
     Action,
     ActionKind,
+    Notice,
     current_version,
+    drift_action,
     find_version,
+    laggard_notice,
     next_action,
-    watches_failed_auth,
+    plan_abort,
+    plan_emergency,
+    plan_overrides,
+    plan_rollback,
+    plan_start,
+    retired_key_alarms,
+    still_used_notice,
 )
 from ..model import (
-    Event,
     KeyUsage,
-    Lease,
     Outcome,
     Phase,
     Result,
     Rotation,
-    RotationEvent,
     RotationKind,
     UsageStatus,
     Version,
     VersionState,
-    new_rotation_id,
 )
 from ..ports import Clock, Target, read_state
+from .boundaries import BOUNDARIES, env_boundary
+from .effects import AuditRefused, Effects, HookRunner
+from .lease import LeaseHolder, default_holder
+from .steps import STEPS, Step
 
 if TYPE_CHECKING:
-    pass
+    from ..audit import AuditLog
+
+__all__ = ["BOUNDARIES", "Runner", "Session", "StartRequest", "default_holder", "env_boundary"]
 
 T = TypeVar("T")
 
-# The side-effect boundaries, in the order a rotation crosses them. A test hook
-# may pause at any of them so that a real process can be killed there.
-BOUNDARIES = (
-    "after-start",
-    "after-issue",
-    "after-publish",
-    "after-publish-record",
-    "after-promote",
-    "after-promote-record",
-    "after-retire-intent",
-    "after-disable",
-    "after-retire",
-    "after-retire-record",
-    "after-destroy-issuer",
-    "after-destroy",
-)
-
 _MAX_STEPS = 32  # a rotation has fewer steps than this; more means a bug, not progress
 
-
-def default_holder() -> str:
-    """``user@host:pid`` — names the lock holder for humans and for dead-holder checks."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}:{os.getpid()}"
+Intervention = Callable[[Rotation | None, list[Version], datetime], Rotation]
 
 
-def _holder_is_dead_here(holder: str) -> bool:
-    """True if ``holder`` names a process on this host that no longer exists."""
-    _, _, where = holder.rpartition("@")
-    host, _, pid_text = where.rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+@dataclass(frozen=True)
+class StartRequest:
+    """An operator's ``rotate``: the kind, and overrides of the policy."""
+
+    kind: RotationKind
+    propagation: timedelta | None = None
+    overlap: timedelta | None = None
+    reason: str = ""
 
 
-def env_boundary() -> Callable[[str], None]:
-    """Test-only hook: ``ROTATECTL_TEST_PAUSE_AT=<boundary>`` pauses the process there.
-
-    It writes ``ROTATECTL_TEST_PAUSE_FILE`` (so a test knows it arrived) and
-    sleeps until killed. Pausing never changes what is written, so the hook
-    cannot corrupt state; without the variable it does nothing.
-    """
-    target = os.environ.get("ROTATECTL_TEST_PAUSE_AT")
-    if not target:
-        return lambda name: None
-    marker = os.environ.get("ROTATECTL_TEST_PAUSE_FILE")
-
-    def pause(name: str) -> None:
-        if name != target:
-            return
-        if marker:
-            Path(marker).write_text(f"{os.getpid()} {name}\n")
-        while True:  # until SIGKILL
-            time.sleep(3600)
-
-    return pause
+class Preempted(RotatectlError):
+    """An emergency took this session's lease: it writes nothing more."""
 
 
 class Runner:
-    """Drives rotations. Adapters come in through :class:`Target`; time through ``clock``."""
+    """Drives rotations. Adapters come in through :class:`Target`, time through
+    ``clock`` and hooks through ``run_hooks`` (fakes are passed in, never patched)."""
 
     def __init__(
         self,
@@ -144,6 +101,7 @@ class Runner:
         retry_attempts: int = 4,
         retry_max_delay: float = 30.0,
         audit: AuditLog | None = None,
+        run_hooks: HookRunner = run_hook,
     ) -> None:
         self.clock = clock
         self.audit = audit
@@ -152,6 +110,7 @@ class Runner:
         self.boundary = boundary or env_boundary()
         self.retry_attempts = retry_attempts
         self.retry_max_delay = retry_max_delay
+        self.run_hooks = run_hooks
 
     # -- entry points -------------------------------------------------------
 
@@ -165,7 +124,9 @@ class Runner:
         reason: str = "",
         dry_run: bool = False,
     ) -> Result:
-        """Start a rotation (or continue the one in flight) and advance it as far as now allows."""
+        """Start a rotation, or continue the one in flight (applying the overrides
+        to it), and advance it as far as now allows. UsageError for an override
+        that no longer applies or exceeds max_overlap."""
         start = StartRequest(kind, propagation, overlap, reason)
         if dry_run:
             return self.plan(target, start=start)
@@ -175,7 +136,8 @@ class Runner:
     def advance(
         self, target: Target, *, start_if_due: bool = True, dry_run: bool = False
     ) -> Result:
-        """The cron step: advance an in-flight rotation, start one if due, destroy what expired."""
+        """The cron step: advance an in-flight rotation, start one if due (outside
+        its backoff and window), destroy what expired, report drift."""
         if dry_run:
             return self.plan(target, start_if_due=start_if_due)
         with self.session(target) as session:
@@ -187,12 +149,18 @@ class Runner:
         Raises UsageError when nothing is in flight or the new key is current already.
         """
         with self.session(target) as session:
-            return session.abort(reason)
+            return session.drive(
+                intervene=lambda r, v, now: plan_abort(target.name, r, v, now, reason)
+            )
 
     def rollback(self, target: Target, reason: str = "") -> Result:
-        """Re-promote the key the latest rotation replaced (UsageError if impossible)."""
+        """Re-promote the key the latest rotation replaced; the key it demotes keeps a
+        full overlap. UsageError when it is destroyed or compromised, or the latest
+        rotation has not promoted yet (abort it instead)."""
         with self.session(target) as session:
-            return session.rollback(reason)
+            return session.drive(
+                intervene=lambda r, v, now: plan_rollback(target.name, r, v, now, reason)
+            )
 
     def emergency(
         self,
@@ -201,61 +169,21 @@ class Runner:
         propagation: timedelta | None = None,
         started: float | None = None,
     ) -> Result:
-        """Replace the current (compromised) key now and retire it at once.
-
-        The result's ``revoked_after`` is the wall time from ``started`` (a
-        ``time.monotonic()`` value; default: this call) to the old key's retirement.
-        """
+        """Replace the current (compromised) key now and retire it at once, pre-empting
+        any holder of the lease. The result's ``revoked_after`` is the wall time from
+        ``started`` (a ``time.monotonic()`` value; default: this call) to the old
+        key's retirement."""
         started = time.monotonic() if started is None else started
-        with self.session(target) as session:
-            result = session.emergency(reason, propagation)
-        if any(step.startswith("retired") for step in result.steps):
-            result.revoked_after = time.monotonic() - started
-            self._incident(target, result, reason)
-        return result
-
-    def record(
-        self, result: Result, target: Target, event: Event, version: Version | None = None
-    ) -> None:
-        """Write ``event`` to the audit log (before anything reports it), then notify."""
-        if self.audit is not None:
-            try:
-                self.audit.append(
-                    event.kind,
-                    event.credential,
-                    outcome="failed" if event.kind == "failed" else "ok",
-                    severity=event.severity,
-                    rotation_id=event.rotation_id,
-                    version=version.number if version else None,
-                    key_id=event.key_id,
-                    fingerprint=version.fingerprint if version else None,
-                    reason=event.message or None,
-                    data=event.data or None,
+        with self.session(target, emergency=True) as session:
+            result = session.drive(
+                intervene=lambda r, v, now: plan_emergency(
+                    target.name, r, v, now, reason, propagation
                 )
-            except OperationError as exc:
-                result.warnings.append(f"audit: {exc}")
-        for name, notifier in target.notifiers:
-            try:
-                notifier.notify(event)
-            except NotifierError as exc:
-                result.warnings.append(f"notifier {name} failed: {exc}")
-
-    def _incident(self, target: Target, result: Result, reason: str) -> None:
-        """The incident record: who, when, why, which key, what was done, how long."""
-        event = Event(
-            kind="emergency",
-            credential=target.name,
-            at=self.clock.now(),
-            severity="critical",
-            rotation_id=result.rotation_id,
-            message=reason,
-            data={
-                "actor": self.holder,
-                "steps": list(result.steps),
-                "revoked_after_seconds": round(result.revoked_after or 0.0, 3),
-            },
-        )
-        self.record(result, target, event)
+            )
+            if session.retired:
+                result.revoked_after = time.monotonic() - started
+                session.incident(result, reason)
+        return result
 
     def usage_report(self, target: Target) -> tuple[list[tuple[Version, KeyUsage]], Action]:
         """What the probe sees for each version that can still be presented, and
@@ -306,20 +234,19 @@ class Runner:
         return result
 
     @contextlib.contextmanager
-    def session(self, target: Target) -> Iterator[Session]:
-        """Hold the credential's lease lock for the duration of the block.
+    def session(self, target: Target, *, emergency: bool = False) -> Iterator[Session]:
+        """Hold the credential's lease for the duration of the block.
 
-        Yields a :class:`Session` whose ``drive`` returns a LOCKED result when
-        another run holds the lock.
+        Yields a :class:`Session` whose ``drive`` returns a LOCKED (or FAILED)
+        result when the lease could not be taken. ``emergency``: take it from
+        any holder, and let no audit failure stop the session.
         """
-        session = Session(self, target)
+        session = Session(self, target, emergency=emergency)
         try:
             session.acquire()
             yield session
         finally:
             session.release()
-
-    # -- helpers used by Session -------------------------------------------
 
     def retrying(self, fn: Callable[[], T]) -> T:
         """Call ``fn``, retrying retryable rotatectl errors with bounded backoff and jitter."""
@@ -330,81 +257,67 @@ class Runner:
         )
 
 
-@dataclass(frozen=True)
-class StartRequest:
-    kind: RotationKind
-    propagation: timedelta | None = None
-    overlap: timedelta | None = None
-    reason: str = ""
-
-
 class Session:
-    """One credential under lock. Created by :meth:`Runner.session`."""
+    """One credential under its lease. Created by :meth:`Runner.session`."""
 
-    def __init__(self, runner: Runner, target: Target) -> None:
+    def __init__(self, runner: Runner, target: Target, *, emergency: bool = False) -> None:
         self.runner = runner
         self.target = target
-        self.lease: Lease | None = None
-        self.locked_by: LockedError | None = None
+        self.emergency = emergency
+        self.effects = Effects(
+            target, runner.clock, runner.audit, run_hooks=runner.run_hooks, lenient=emergency
+        )
+        self.lease = LeaseHolder(
+            target.store, target.path, runner.holder, runner.lock_ttl, runner.clock
+        )
+        self.unavailable: Result | None = None  # why the lease could not be taken
         self.lock_warning = ""
+        self.driving: str | None = None  # the rotation this session started or continues
+        self.retired: list[Version] = []  # versions this session retired
+        self.promoted: Version | None = None  # the version this session promoted
+        self.step = "read"
 
-    # -- lock --------------------------------------------------------------
+    # -- lease -------------------------------------------------------------
 
     def acquire(self) -> None:
-        store, path, now = self.target.store, self.target.path, self.runner.clock.now()
+        """Take the lease; a failure becomes the result every ``drive`` returns."""
         try:
-            self.lease = store.acquire_lock(path, self.runner.holder, self.runner.lock_ttl, now)
+            self.lock_warning = self.lease.acquire(preempt=self.emergency)
         except LockedError as exc:
-            if exc.token is None or not _holder_is_dead_here(exc.holder):
-                self.locked_by = LockedError(self.target.name, exc.holder, exc.since, exc.token)
-                return
-            # The holder was killed on this very host: waiting out its lease helps nobody.
-            self.lease = store.acquire_lock(
-                path, self.runner.holder, self.runner.lock_ttl, now, steal_token=exc.token
+            self.unavailable = Result(
+                self.target.name, Outcome.LOCKED, f"locked by {exc.holder} since {exc.since}"
             )
-            self.lock_warning = f"took over the lock of {exc.holder}, which is no longer running"
+        except RotatectlError as exc:
+            self.unavailable = Result(self.target.name, Outcome.FAILED, f"lock: {exc}")
 
-    def renew(self) -> None:
-        """Extend the lease; call at least every ``lock_ttl / 3`` while waiting."""
-        if self.lease is not None:
-            self.lease = self.target.store.renew_lock(
-                self.lease, self.runner.lock_ttl, self.runner.clock.now()
-            )
+    def renew(self) -> bool:
+        """Extend the lease; call at least every ``lock_ttl / 3`` while waiting.
+        False when an emergency took it: the session is pre-empted."""
+        return self.lease.renew()
 
     def release(self) -> None:
-        if self.lease is None:
-            return
-        lease, self.lease = self.lease, None
-        # Losing the lease on release means someone took it over; nothing to undo.
-        with contextlib.suppress(RotatectlError):
-            self.target.store.release_lock(lease)
+        self.lease.release()
 
-    # -- operator commands ---------------------------------------------------
+    @property
+    def preempted(self) -> bool:
+        return self.lease.lost
 
-    def abort(self, reason: str) -> Result:
-        """Cancel the in-flight rotation before promotion and revoke its new key.
-
-        Raises UsageError when nothing is in flight or the new key is already current.
-        """
-        return self.drive(intervene=lambda r, v, now: self._plan_abort(r, v, now, reason))
-
-    def rollback(self, reason: str) -> Result:
-        """Re-promote the version the latest rotation replaced.
-
-        Raises UsageError when it is destroyed or compromised, or when the
-        latest rotation has not promoted yet (abort it instead).
-        """
-        return self.drive(intervene=lambda r, v, now: self._plan_rollback(r, v, now, reason))
-
-    def emergency(self, reason: str, propagation: timedelta | None = None) -> Result:
-        """Replace the current key now and retire it at once: it is compromised.
-
-        An in-flight rotation is superseded: its unpromoted new key is revoked;
-        a previous key still in its overlap is retired along with the current one.
-        """
-        return self.drive(
-            intervene=lambda r, v, now: self._plan_emergency(r, v, now, reason, propagation)
+    def _preempted_result(self, result: Result) -> Result:
+        result.outcome = Outcome.PREEMPTED
+        result.message = (
+            f"pre-empted by {self._preempted_by()}; this run stopped and wrote nothing more"
         )
+        return result
+
+    def _preempted_by(self) -> str:
+        """The emergency that took the lease, as the store's record names it."""
+        t = self.target
+        with contextlib.suppress(RotatectlError):
+            rotation, _ = t.store.load_rotation(t.path)
+            if rotation is not None and rotation.kind is RotationKind.EMERGENCY:
+                reason = f" ({rotation.reason})" if rotation.reason else ""
+                return f"emergency rotation {rotation.id}{reason}"
+        return "emergency (another holder took the lease)"
 
     # -- driving -----------------------------------------------------------
 
@@ -413,99 +326,135 @@ class Session:
         *,
         start: StartRequest | None = None,
         start_if_due: bool = False,
-        intervene: Callable[[Rotation | None, list[Version], datetime], Rotation] | None = None,
+        intervene: Intervention | None = None,
     ) -> Result:
         """Execute actions until the machine says wait, idle or attention.
 
-        ``intervene`` builds a replacement rotation record (abort, rollback,
-        emergency) from the current state before the first step.
+        ``start``: an operator's rotate — start a rotation, or continue (never
+        both) the one in flight with its overrides applied. ``start_if_due``:
+        run's — start one when due, outside backoff and window. ``intervene``
+        builds a replacement record (abort, rollback, emergency) first.
+        Raises only UsageError; everything else is the result.
         """
         t = self.target
+        if self.unavailable is not None:
+            return Result(t.name, self.unavailable.outcome, self.unavailable.message)
         result = Result(t.name, Outcome.IDLE)
-        if self.locked_by is not None:
-            result.outcome = Outcome.LOCKED
-            result.message = f"locked by {self.locked_by.holder} since {self.locked_by.since}"
-            return result
+        if self.preempted:
+            return self._preempted_result(result)
         if self.lock_warning:
             result.warnings.append(self.lock_warning)
             self.lock_warning = ""
-        step = "read"
         try:
-            usage: dict[str, KeyUsage] | None = None
-            for _ in range(_MAX_STEPS):
-                step = "read"
-                versions, rotation, revision = self.runner.retrying(
-                    lambda: read_state(t.store, t.path)
-                )
-                now = self.runner.clock.now()
-                if intervene is not None:
-                    step = "plan"
-                    replacement = intervene(rotation, versions, now)
-                    intervene = None
-                    self._save(replacement, revision)
-                    self.runner.boundary("after-start")
-                    result.steps.append(replacement.history[-1].detail)
-                    result.rotation_id = replacement.id
-                    continue
-                action = self._decide(rotation, versions, now, usage, start_if_due)
-                in_flight = rotation is not None and not rotation.phase.terminal
-                if start is not None and not in_flight:
-                    action = Action(
-                        ActionKind.START, start.reason or f"{start.kind.value} rotation"
-                    )
-                if rotation is not None and in_flight:
-                    result.phase, result.rotation_id = rotation.phase, rotation.id
-                step = action.kind.value
-                if action.kind in (ActionKind.WAIT, ActionKind.IDLE, ActionKind.ATTENTION):
-                    if action.kind is ActionKind.IDLE:
-                        self._watch_retired(result, rotation, versions, now)
-                    elif rotation is not None and usage is not None:
-                        self._name_laggards(result, rotation, revision, versions, usage, now)
-                    return self._settle(result, action, rotation, usage, versions)
-                if action.kind is ActionKind.START:
-                    from ..drift import detect
-
-                    problems = detect(t, versions)
-                    if problems:
-                        why = "; ".join(problems)
-                        return self._settle(
-                            result,
-                            Action(
-                                ActionKind.ATTENTION,
-                                f"drift: {why}; refusing to rotate until it is resolved with "
-                                f"`rotatectl check {t.name} --adopt` or `--restore`",
-                            ),
-                            rotation,
-                            usage,
-                            versions,
-                        )
-                    request = start or StartRequest(RotationKind.SCHEDULED, reason=action.reason)
-                    self._start(result, request, versions, revision, now)
-                    start = None
-                elif action.kind is ActionKind.CHECK_USAGE:
-                    assert rotation is not None
-                    usage = self._check_usage(result, rotation, versions, now)
-                elif action.kind is ActionKind.DESTROY:
-                    assert action.version_id is not None
-                    self._destroy(result, versions, action.version_id, now)
-                else:
-                    assert rotation is not None
-                    self._step(result, action, rotation, revision, versions, now)
-                    usage = None
-                result.phase = None
-            raise RotatectlError(f"no progress after {_MAX_STEPS} steps")
+            return self._loop(result, start, start_if_due, intervene)
+        except UsageError:
+            raise
+        except Preempted:
+            return self._preempted_result(result)
         except LockedError as exc:
             result.outcome = Outcome.LOCKED
             result.message = f"locked by {exc.holder} since {exc.since}"
+            return result
+        except ConflictError as exc:
+            # A compare-and-set lost: to an emergency that took the lease, or a
+            # change behind our back (the step's own message says which).
+            if not self.renew():
+                return self._preempted_result(result)
+            return self._fail(result, f"{self.step}: {exc}")
+        except AuditRefused as exc:
+            return self._fail(result, f"{self.step}: {exc}", tell=False)
         except RotatectlError as exc:
-            if isinstance(exc, UsageError):
-                raise
-            result.outcome = Outcome.FAILED
-            result.message = f"{step}: {exc}"
-            self._record_error(result.message)
-            self._notify(result, "failed", severity="critical", message=result.message)
-            self._hook(result, "on_failure", {"error": result.message})
-        return result
+            return self._fail(result, f"{self.step}: {exc}")
+        except Exception as exc:  # a plugin's bug: still this credential's failure
+            return self._fail(result, f"{self.step}: internal error: {type(exc).__name__}: {exc}")
+
+    def _loop(
+        self,
+        result: Result,
+        start: StartRequest | None,
+        start_if_due: bool,
+        intervene: Intervention | None,
+    ) -> Result:
+        t, runner = self.target, self.runner
+        usage: dict[str, KeyUsage] | None = None
+        first = True
+        for _ in range(_MAX_STEPS):
+            self.step = "read"
+            versions, rotation, revision = runner.retrying(lambda: read_state(t.store, t.path))
+            now = runner.clock.now()
+            self._check_not_superseded(rotation)
+            if intervene is not None:
+                self.step = "plan"
+                replacement = intervene(rotation, versions, now)
+                intervene = None
+                self._begin(result, replacement, revision)
+                continue
+            in_flight = rotation is not None and not rotation.phase.terminal
+            if first:
+                first = False
+                if in_flight and rotation is not None:
+                    self.driving = rotation.id
+                    if start is not None:
+                        # One command, one intent: continue it, with the overrides applied.
+                        rotation, revision = self._override(
+                            result, start, rotation, revision, versions, now
+                        )
+                        start = None
+            # Start at most one rotation a call, and none after one finished in it.
+            may_start = self.driving is None and not result.finished
+            action = self._decide(rotation, versions, now, usage, start_if_due and may_start)
+            if start is not None and not in_flight and may_start:
+                action = Action(ActionKind.START, start.reason or f"{start.kind.value} rotation")
+            if rotation is not None and in_flight:
+                result.phase, result.rotation_id = rotation.phase, rotation.id
+            self.step = action.kind.value
+            if action.kind in (ActionKind.WAIT, ActionKind.IDLE, ActionKind.ATTENTION):
+                if start_if_due:
+                    action = self._drift_attention(action, versions)
+                return self._settle(result, action, rotation, revision, usage, versions, now)
+            if action.kind is ActionKind.START:
+                refused = self._drift_attention(action, versions)
+                if refused.kind is ActionKind.ATTENTION:
+                    return self._settle(result, refused, rotation, revision, usage, versions, now)
+                request = start or StartRequest(RotationKind.SCHEDULED, reason=action.reason)
+                self._start(result, request, rotation, versions, revision, now)
+                start = None
+                continue
+            step = Step(
+                target=t,
+                clock=runner.clock,
+                effects=self.effects,
+                retrying=runner.retrying,
+                boundary=runner.boundary,
+                save=self._save,
+                result=result,
+                action=action,
+                rotation=rotation,
+                revision=revision,
+                versions=versions,
+                now=now,
+            )
+            STEPS[action.kind](step)
+            self.retired += step.retired
+            self.promoted = step.promoted or self.promoted
+            if step.driving is not None:
+                self.driving = step.driving
+            usage = step.usage
+            result.phase = None
+        raise RotatectlError(f"no progress after {_MAX_STEPS} steps")
+
+    def _check_not_superseded(self, rotation: Rotation | None) -> None:
+        """Stop before any side effect once an emergency replaced the rotation this
+        session drives (its lease may not have been renewed since)."""
+        if (
+            not self.emergency
+            and self.driving is not None
+            and rotation is not None
+            and rotation.id != self.driving
+            and rotation.kind is RotationKind.EMERGENCY
+        ):
+            self.lease.lost = True
+            raise Preempted(f"rotation {self.driving} was superseded by {rotation.id}")
 
     def _decide(
         self,
@@ -534,355 +483,183 @@ class Session:
             requires_test=self.target.pretest is not None,
         )
 
-    def _settle(
-        self,
-        result: Result,
-        action: Action,
-        rotation: Rotation | None,
-        usage: dict[str, KeyUsage] | None,
-        versions: Sequence[Version],
-    ) -> Result:
-        if usage is not None and rotation is not None:
-            old = find_version(versions, rotation.old_version_id)
-            result.usage = usage.get(old.key_id) if old else None
-        result.until = action.until
-        result.message = action.reason
-        result.attention = result.attention or action.attention
-        if action.kind is ActionKind.ATTENTION:
-            result.outcome = Outcome.ATTENTION
-            self._notify(result, "attention", severity="warning", message=action.reason)
-        elif action.kind is ActionKind.WAIT:
-            result.outcome = Outcome.WAITING
-            if action.attention:
-                self._notify(result, "still-used", severity="warning", message=action.reason)
-        else:
-            result.outcome = Outcome.DONE if result.finished else Outcome.IDLE
-            if result.finished and rotation is not None:
-                result.message = f"{rotation.kind.value} rotation {rotation.phase.value}"
-            if rotation is not None:
-                result.rotation_id = rotation.id
-                result.phase = rotation.phase
-        return result
+    def _drift_attention(self, action: Action, versions: Sequence[Version]) -> Action:
+        """``action``, or ATTENTION when the store drifted (cron must hear of it, and
+        no rotation starts until the operator adopts or restores)."""
+        from ..drift import detect
 
-    # -- steps -------------------------------------------------------------
+        problems = detect(self.target, versions)
+        return drift_action(self.target.name, problems) if problems else action
+
+    # -- records -----------------------------------------------------------
 
     def _save(self, rotation: Rotation, revision: int) -> int:
         t = self.target
         return self.runner.retrying(lambda: t.store.save_rotation(t.path, rotation, revision))
 
+    def _begin(self, result: Result, rotation: Rotation, revision: int) -> None:
+        """Write a new rotation record (an intervention's, or a start), audited first."""
+        result.rotation_id = rotation.id
+        kind = "abort" if rotation.phase is Phase.ABORT else rotation.kind.value
+        # The audit record comes before the record that makes anything happen.
+        self.effects.event(
+            result, f"{kind}-requested", rotation=rotation, message=rotation.reason, notify=False
+        )
+        self._save(rotation, revision)
+        self.driving = rotation.id
+        self.runner.boundary("after-start")
+        result.steps.append(rotation.history[-1].detail)
+
     def _start(
         self,
         result: Result,
         request: StartRequest,
+        latest: Rotation | None,
         versions: Sequence[Version],
         revision: int,
         now: datetime,
     ) -> None:
-        rotation = self._new_rotation(request.kind, versions, now, request.reason).advance(
-            Phase.ISSUE, now, detail=request.reason or request.kind.value
+        rotation = plan_start(
+            self.target.name,
+            request.kind,
+            latest,
+            versions,
+            now,
+            request.reason,
+            propagation=request.propagation,
+            overlap=request.overlap,
         )
-        rotation = replace(rotation, propagation=request.propagation, overlap=request.overlap)
+        self.effects.event(result, "started", rotation=rotation, message=request.reason)
         self._save(rotation, revision)
+        self.driving = rotation.id
         self.runner.boundary("after-start")
+        result.rotation_id = rotation.id
         result.steps.append(
             f"started {request.kind.value} rotation {rotation.id} (v{rotation.new_version_number})"
         )
-        result.rotation_id = rotation.id
-        self._notify(result, "started", rotation=rotation, message=request.reason)
 
-    def _new_rotation(
-        self, kind: RotationKind, versions: Sequence[Version], now: datetime, reason: str
-    ) -> Rotation:
-        current = current_version(versions)
-        return Rotation(
-            id=new_rotation_id(),
-            credential=self.target.name,
-            kind=kind,
-            phase=Phase.ISSUE,
-            started=now,
-            # Chosen before anything is minted: it is the idempotency token of publish.
-            new_version_id=str(uuid.uuid4()),
-            new_version_number=max((v.number for v in versions), default=0) + 1,
-            old_version_id=current.version_id if current else None,
-            reason=reason,
+    def _override(
+        self,
+        result: Result,
+        start: StartRequest,
+        rotation: Rotation,
+        revision: int,
+        versions: Sequence[Version],
+        now: datetime,
+    ) -> tuple[Rotation, int]:
+        changed = plan_overrides(
+            self.target.name,
+            rotation,
+            versions,
+            self.target.policy,
+            now,
+            propagation=start.propagation,
+            overlap=start.overlap,
         )
+        if changed is None:
+            return rotation, revision
+        self.effects.event(result, "override", rotation=changed, message=changed.history[-1].detail)
+        revision = self._save(changed, revision)
+        result.steps.append(f"rotation {rotation.id}: {changed.history[-1].detail}")
+        return changed, revision
 
-    def _step(
+    def _fail(self, result: Result, message: str, *, tell: bool = True) -> Result:
+        """This credential failed: say so once per distinct failure (the in-flight
+        record keeps the last error, so cron does not repeat the same alarm)."""
+        result.outcome = Outcome.FAILED
+        result.message = message
+        if self.preempted:
+            return result
+        first_time = self._record_error(message)
+        if tell and first_time:
+            with contextlib.suppress(RotatectlError):
+                self.effects.event(result, "failed", severity="critical", message=message)
+        if first_time:
+            self.effects.hook(result, "on_failure", {"error": message})
+        return result
+
+    def _record_error(self, message: str) -> bool:
+        """Note the failure in the in-flight rotation record. False when the record
+        already says so (the same failure, seen by an earlier run)."""
+        t = self.target
+        with contextlib.suppress(RotatectlError):
+            rotation, revision = t.store.load_rotation(t.path)
+            if rotation is not None and not rotation.phase.terminal:
+                if rotation.error == message:
+                    return False
+                noted = rotation.noted("error", self.runner.clock.now(), message)
+                t.store.save_rotation(t.path, replace(noted, error=message), revision)
+        return True
+
+    # -- settling ----------------------------------------------------------
+
+    def _settle(
         self,
         result: Result,
         action: Action,
-        rotation: Rotation,
+        rotation: Rotation | None,
         revision: int,
+        usage: dict[str, KeyUsage] | None,
         versions: Sequence[Version],
         now: datetime,
-    ) -> None:
-        t, r = self.target, self.runner
-        new = find_version(versions, rotation.new_version_id)
-        kind = action.kind
-        if kind is ActionKind.PUBLISH:
-            if rotation.kind is RotationKind.ROLLBACK:
-                new = self._reinstate(result, rotation, versions, now)
-            elif new is None:
-                known: list[Sequence[Version]] = [versions]  # what this step just read
-                new = r.retrying(
-                    lambda: self._publish(result, rotation, now, known.pop() if known else None)
+    ) -> Result:
+        old = find_version(versions, rotation.old_version_id) if rotation else None
+        seen = usage.get(old.key_id) if usage is not None and old is not None else None
+        result.usage = seen
+        result.until = action.until
+        result.message = action.reason
+        result.attention = result.attention or action.attention
+        if action.kind is ActionKind.ATTENTION:
+            result.outcome = Outcome.ATTENTION
+            self.effects.event(result, "attention", severity="warning", message=action.reason)
+            return result
+        if action.kind is ActionKind.WAIT:
+            result.outcome = Outcome.WAITING
+            if rotation is not None:
+                notices = [laggard_notice(rotation, versions, seen, now)]
+                notices.append(still_used_notice(rotation, action, now))
+                self._tell(result, rotation, revision, [n for n in notices if n], now)
+            return result
+        self._watch_retired(result, rotation, versions, now)
+        if rotation is not None and result.finished:
+            result.rotation_id, result.phase = rotation.id, rotation.phase
+            if rotation.failed:
+                result.outcome = Outcome.FAILED
+                result.message = (
+                    f"rotation {rotation.id} failed: {rotation.failure}; its new key was revoked"
                 )
-            replicate = getattr(t.store, "replicate", None)
-            if replicate is not None:  # several destinations: pending in all of them first
-                r.retrying(lambda: replicate(t.path, rotation.new_version_id))
-            # Propagation counts from now, when every destination has the key.
-            published = r.clock.now()
-            rotation = rotation.advance(Phase.PROPAGATE, published, published=published)
-            self._save(rotation, revision)
-            r.boundary("after-publish-record")
-            if rotation.kind is not RotationKind.ROLLBACK:
-                result.steps.append(f"published v{new.number} ({new.key_id}) as pending")
-            self._notify(result, "published", rotation=rotation, version=new)
-        elif kind is ActionKind.TEST:
-            self._test(result, rotation, revision, now)
-        elif kind is ActionKind.PROMOTE:
-            assert new is not None
-            if new.state is not VersionState.CURRENT:
-                if not self._pre_promote_hook(result, rotation, revision, new):
-                    return
-                r.retrying(
-                    lambda: t.store.promote(
-                        t.path, rotation.new_version_id, rotation.old_version_id, now
-                    )
-                )
-            r.boundary("after-promote")
-            rotation = rotation.advance(Phase.OVERLAP, now, promoted=new.promoted or now)
-            self._save(rotation, revision)
-            r.boundary("after-promote-record")
-            result.steps.append(f"promoted v{new.number} ({new.key_id}) to current")
-            self._notify(
-                result,
-                "promoted",
-                rotation=rotation,
-                version=new,
-                severity="critical" if rotation.kind is RotationKind.EMERGENCY else "info",
-            )
-        elif kind is ActionKind.RETIRE:
-            self._retire_step(result, action, rotation, revision, versions, now)
-        elif kind is ActionKind.COMPLETE:
-            rotation = rotation.advance(
-                rotation.final_phase, now, finished=now, detail=action.reason
-            )
-            self._save(rotation, revision)
-            result.steps.append(f"completed: {action.reason}")
-            result.finished = True
-            self._notify(result, "completed", rotation=rotation)
-        elif kind is ActionKind.ABORT:
-            self._abort_step(result, rotation, revision, versions, now)
-        elif kind is ActionKind.ROLLBACK:
-            replacement = self._rollback_rotation(rotation, versions, now, action.reason, auto=True)
-            self._save(replacement, revision)
-            result.steps.append(replacement.history[-1].detail)
-            result.warnings.append(f"rolled back automatically: {action.reason}")
-            self._notify(
-                result,
-                "rolled-back",
-                rotation=replacement,
-                severity="critical",
-                message=action.reason,
-            )
-        else:  # pragma: no cover - the machine returns nothing else here
-            raise AssertionError(kind)
+                return result
+            result.outcome = Outcome.DONE
+            result.message = f"{rotation.kind.value} rotation {rotation.phase.value}"
+            return result
+        result.outcome = Outcome.IDLE
+        if rotation is not None:
+            result.rotation_id, result.phase = rotation.id, rotation.phase
+        return result
 
-    def _retire_step(
+    def _tell(
         self,
         result: Result,
-        action: Action,
         rotation: Rotation,
         revision: int,
-        versions: Sequence[Version],
+        notices: Sequence[Notice],
         now: datetime,
     ) -> None:
-        r = self.runner
-        if rotation.phase is not Phase.RETIRE:
-            rotation = rotation.advance(Phase.RETIRE, now, detail=action.reason)
-            revision = self._save(rotation, revision)
-            r.boundary("after-retire-intent")
-        for version_id in (rotation.old_version_id, *rotation.also_retire):
-            old = find_version(versions, version_id)
-            if old is not None and old.state in (VersionState.PREVIOUS, VersionState.PENDING):
-                self._retire(old, now)
-                result.steps.append(f"retired v{old.number} ({old.key_id}): {action.reason}")
-                self._notify(
-                    result, "retired", rotation=rotation, version=old, message=action.reason
-                )
-        rotation = rotation.advance(rotation.final_phase, now, retired=now, finished=now)
+        """Send notices that repeat on a schedule, keeping the last one in the record."""
+        if not notices:
+            return
+        for notice in notices:
+            rotation = rotation.noted(notice.kind, now, notice.message)
         self._save(rotation, revision)
-        r.boundary("after-retire-record")
-        result.steps.append(rotation.final_phase.value)
-        result.finished = True
-        self._notify(result, "completed", rotation=rotation)
-        self._hook(result, "on_retire", {})
-
-    def _publish(
-        self,
-        result: Result,
-        rotation: Rotation,
-        now: datetime,
-        versions: Sequence[Version] | None = None,
-    ) -> Version:
-        """Mint the new key and publish it as pending. ``versions``: what the step has
-        just read; None (a retry) re-reads, as the write may have landed although
-        its reply was lost."""
-        t, r = self.target, self.runner
-        if versions is None:
-            versions = t.store.versions(t.path)
-        existing = find_version(versions, rotation.new_version_id)
-        if existing is not None:
-            return existing
-        self._sweep_orphans(result, rotation, versions)
-        issued = t.issuer.create(t.name, rotation.new_version_id, t.scopes)
-        redact.register(issued.value)
-        r.boundary("after-issue")
-        version = Version(
-            version_id=rotation.new_version_id,
-            number=rotation.new_version_number,
-            key_id=issued.key_id,
-            fingerprint=issued.fingerprint,
-            state=VersionState.PENDING,
-            created=now,
-            rotation_id=rotation.id,
-            issuer_ref=issued.issuer_ref,
-            expires=issued.expires,
-            scopes=t.scopes,
-        )
-        t.store.publish(t.path, version, issued.value)
-        del issued  # the value is in the store now; drop our reference to it
-        r.boundary("after-publish")
-        return version
-
-    def _reinstate(
-        self, result: Result, rotation: Rotation, versions: Sequence[Version], now: datetime
-    ) -> Version:
-        """Rollback's publish: make the earlier key work and be accepted again."""
-        t, r = self.target, self.runner
-        target = find_version(versions, rotation.new_version_id)
-        if target is None or target.state is VersionState.DESTROYED:
-            raise ConflictError(f"version {rotation.new_version_id} is gone; cannot roll back")
-        if target.issuer_ref:
-            # Also for a previous key: a crash between disabling it and recording the
-            # retirement leaves it previous in the store but disabled at the issuer.
-            r.retrying(lambda: t.issuer.enable(t.name, target.issuer_ref or ""))
-        if target.state is VersionState.RETIRED:
-            r.retrying(
-                lambda: t.store.set_state(
-                    t.path, target.version_id, VersionState.PENDING, VersionState.RETIRED, now
-                )
+        for notice in notices:
+            self.effects.event(
+                result,
+                notice.kind,
+                severity=notice.severity,
+                rotation=rotation,
+                version=notice.version,
+                message=notice.message,
             )
-            result.steps.append(f"re-enabled v{target.number} ({target.key_id})")
-        return target
-
-    def _sweep_orphans(
-        self, result: Result, rotation: Rotation, versions: Sequence[Version]
-    ) -> None:
-        """Revoke keys minted by rotatectl that no version records (invariant 4).
-
-        They were minted for this rotation, or for one it superseded (an
-        emergency or abort after a crash), and their publish never happened.
-        Untagged keys are not rotatectl's to judge and are left alone.
-        """
-        t = self.target
-        keys = t.issuer.list_keys(t.name)
-        if not keys:
-            return
-        known = {v.issuer_ref for v in versions if v.issuer_ref}
-        for key in keys:
-            if key.tag is not None and key.issuer_ref not in known:
-                t.issuer.delete(t.name, key.issuer_ref)
-                result.steps.append(
-                    f"revoked orphan key {key.issuer_ref} left by an interrupted run"
-                )
-
-    def _retire(self, old: Version, now: datetime) -> None:
-        t, r = self.target, self.runner
-        if old.issuer_ref:
-            r.retrying(lambda: t.issuer.disable(t.name, old.issuer_ref or ""))
-            r.boundary("after-disable")
-        r.retrying(
-            lambda: t.store.set_state(t.path, old.version_id, VersionState.RETIRED, old.state, now)
-        )
-        r.boundary("after-retire")
-
-    def _destroy(
-        self, result: Result, versions: Sequence[Version], version_id: str, now: datetime
-    ) -> None:
-        t, r = self.target, self.runner
-        v = find_version(versions, version_id)
-        if v is None or v.state is not VersionState.RETIRED:
-            raise ConflictError(f"version {version_id} is no longer retired")
-        if v.issuer_ref:
-            r.retrying(lambda: t.issuer.delete(t.name, v.issuer_ref or ""))
-            r.boundary("after-destroy-issuer")
-        r.retrying(
-            lambda: t.store.set_state(
-                t.path, version_id, VersionState.DESTROYED, VersionState.RETIRED, now
-            )
-        )
-        r.boundary("after-destroy")
-        result.steps.append(f"destroyed v{v.number} ({v.key_id})")
-        self._notify(result, "destroyed", version=v)
-
-    def _check_usage(
-        self, result: Result, rotation: Rotation, versions: Sequence[Version], now: datetime
-    ) -> dict[str, KeyUsage]:
-        t = self.target
-        old = find_version(versions, rotation.old_version_id)
-        new = find_version(versions, rotation.new_version_id)
-        # The old key: any sighting since before the rotation started counts.
-        queries = [(old, rotation.started - t.policy.usage_quiet)]
-        if watches_failed_auth(rotation, t.policy) and rotation.promoted is not None:
-            # The new key: only rejections since its promotion count.
-            queries.append((new, rotation.promoted))
-        usage: dict[str, KeyUsage] = {}
-        for version, since in queries:
-            if version is None:
-                continue
-            key_id = version.key_id
-            try:
-                answer = self.runner.retrying(
-                    lambda k=key_id, s=since: t.probe.usage(t.name, [k], s, now)  # type: ignore[misc]
-                )
-                usage[key_id] = answer.get(key_id, KeyUsage(UsageStatus.UNKNOWN))
-            except ProbeError as exc:
-                # A probe that cannot answer keeps the gate closed (unknown is not quiet).
-                result.warnings.append(f"usage probe failed: {exc}")
-                usage[key_id] = KeyUsage(UsageStatus.UNKNOWN, detail=str(exc))
-        return usage
-
-    def _name_laggards(
-        self,
-        result: Result,
-        rotation: Rotation,
-        revision: int,
-        versions: Sequence[Version],
-        usage: dict[str, KeyUsage],
-        now: datetime,
-    ) -> None:
-        """Tell people who still uses the old key: once, then a reminder per interval.
-
-        The last notice is kept in the rotation record, so cron running every
-        few minutes does not repeat it on every run.
-        """
-        old = find_version(versions, rotation.old_version_id)
-        seen = usage.get(old.key_id) if old else None
-        if old is None or seen is None or seen.status is not UsageStatus.SEEN:
-            return
-        notices = [e for e in rotation.history if e.what in ("laggards", "reminder")]
-        if notices and now - notices[-1].at < REMINDER_INTERVAL:
-            return
-        kind = "reminder" if notices else "laggards"
-        who = ", ".join(seen.clients) or "unknown clients"
-        message = f"v{old.number} ({old.key_id}) is still used by {who} ({seen.count} requests)"
-        event = RotationEvent(at=now, what=kind, detail=message)
-        self._save(replace(rotation, history=(*rotation.history, event)), revision)
-        self._notify(
-            result, kind, severity="warning", rotation=rotation, version=old, message=message
-        )
 
     def _watch_retired(
         self,
@@ -902,260 +679,33 @@ class Session:
         except ProbeError as exc:
             result.warnings.append(f"usage probe failed: {exc}")
             return
-        compromised = (
-            {rotation.old_version_id, *rotation.also_retire}
-            if rotation is not None and rotation.kind is RotationKind.EMERGENCY
-            else set()
-        )
-        for v in retired:
-            usage = seen.get(v.key_id)
-            if usage is None or usage.last_seen is None or v.retired is None:
-                continue
-            if usage.last_seen <= v.retired:
-                continue
-            leaked = v.version_id in compromised or v.compromised
-            who = f" by {', '.join(usage.clients)}" if usage.clients else ""
-            message = (
-                f"{'compromised' if leaked else 'retired'} key v{v.number} ({v.key_id}) was "
-                f"presented {usage.count} times since its retirement{who}"
-            )
-            result.warnings.append(message)
+        for alarm in retired_key_alarms(rotation, versions, seen):
+            result.warnings.append(alarm.message)
             result.attention = True
-            self._notify(
+            self.effects.event(
                 result,
-                "retired-key-presented",
-                severity="critical" if leaked else "warning",
-                version=v,
-                message=message,
+                alarm.kind,
+                severity=alarm.severity,
+                version=alarm.version,
+                message=alarm.message,
             )
 
-    # -- pre-promotion test, hooks, abort, rollback, emergency --------------
-
-    def _test(self, result: Result, rotation: Rotation, revision: int, now: datetime) -> None:
-        t, clock = self.target, self.runner.clock
-        assert t.pretest is not None
-        value = t.store.read_value(t.path, rotation.new_version_id)
-        redact.register(value)
-        from ..pretest import run_test
-
-        outcome = run_test(t.pretest, value, sleep=clock.sleep, monotonic=_seconds(clock))
-        del value
-        if outcome.ok:
-            rotation = replace(rotation, tested=clock.now()).advance(
-                Phase.PROPAGATE, clock.now(), detail=f"pre-promotion test passed: {outcome.detail}"
-            )
-            self._save(rotation, revision)
-            result.steps.append(f"pre-promotion test passed ({outcome.detail})")
-            return
-        reason = f"pre-promotion test failed: {outcome.detail}"
-        self._save(
-            rotation.advance(Phase.ABORT, clock.now(), detail=reason, reason=reason), revision
+    def incident(self, result: Result, reason: str) -> None:
+        """The incident record of an emergency: who, when, why, which keys, what was
+        done, how long until the compromised key stopped working."""
+        self.effects.event(
+            result,
+            "emergency",
+            severity="critical",
+            message=reason,
+            data={
+                "actor": self.runner.holder,
+                "steps": list(result.steps),
+                "revoked_after_seconds": round(result.revoked_after or 0.0, 3),
+                "old_key_ids": [v.key_id for v in self.retired],
+                "new_key_id": self.promoted.key_id if self.promoted else None,
+            },
         )
-        result.warnings.append(reason)
-
-    def _pre_promote_hook(
-        self, result: Result, rotation: Rotation, revision: int, new: Version
-    ) -> bool:
-        """Run on_promote with the new key on stdin. False when it failed and aborted."""
-        t = self.target
-        if t.hooks is None or not t.hooks.on_promote:
-            return True
-        value = t.store.read_value(t.path, new.version_id)
-        redact.register(value)
-        hook = self._hook(result, "on_promote", {"version": str(new.number)}, stdin=value)
-        del value
-        if hook is None or hook.ok or not t.hooks.abort_on_failure:
-            return True
-        reason = f"{hook.summary()}; aborting before promotion"
-        now = self.runner.clock.now()
-        self._save(rotation.advance(Phase.ABORT, now, detail=reason, reason=reason), revision)
-        result.warnings.append(reason)
-        return False
-
-    def _hook(
-        self, result: Result, event: str, extra: dict[str, str], stdin: str | None = None
-    ) -> HookResult | None:
-        t = self.target
-        if t.hooks is None or not t.hooks.command(event):
-            return None
-        metadata = {"credential": t.name, "store": t.store_name, "path": t.path, **extra}
-        if result.rotation_id:
-            metadata["rotation_id"] = result.rotation_id
-        hook = run_hook(
-            event, t.hooks.command(event), metadata, timeout=t.hooks.timeout, stdin_value=stdin
-        )
-        (result.steps if hook.ok else result.warnings).append(hook.summary())
-        return hook
-
-    def _abort_step(
-        self,
-        result: Result,
-        rotation: Rotation,
-        revision: int,
-        versions: Sequence[Version],
-        now: datetime,
-    ) -> None:
-        new = find_version(versions, rotation.new_version_id)
-        if new is None:
-            self._sweep_orphans(result, rotation, versions)
-        elif new.state is VersionState.PENDING:
-            self._retire(new, now)
-            result.steps.append(f"revoked the new key v{new.number} ({new.key_id})")
-        elif new.state is VersionState.CURRENT:
-            raise ConflictError("the new key is already current; use rollback")
-        rotation = rotation.advance(Phase.ABORTED, now, finished=now, detail=rotation.reason)
-        self._save(rotation, revision)
-        result.steps.append(f"aborted: {rotation.reason}")
-        result.finished = True
-        self._notify(
-            result, "aborted", rotation=rotation, severity="warning", message=rotation.reason
-        )
-
-    def _plan_abort(
-        self, rotation: Rotation | None, versions: list[Version], now: datetime, reason: str
-    ) -> Rotation:
-        if rotation is None or rotation.phase.terminal:
-            raise UsageError(f"{self.target.name}: no rotation in flight to abort")
-        new = find_version(versions, rotation.new_version_id)
-        promoted = new is not None and new.state is VersionState.CURRENT
-        # The store, not the record, says whether clients were told: a crash can
-        # leave the record in propagate after the promotion happened.
-        if promoted or rotation.phase not in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
-            raise UsageError(
-                f"{self.target.name}: rotation {rotation.id} has promoted its new key; "
-                "use `rotatectl rollback` instead"
-            )
-        why = reason or "aborted by the operator"
-        return rotation.advance(Phase.ABORT, now, detail=f"aborting: {why}", reason=why)
-
-    def _plan_rollback(
-        self, rotation: Rotation | None, versions: list[Version], now: datetime, reason: str
-    ) -> Rotation:
-        name = self.target.name
-        if rotation is None:
-            raise UsageError(f"{name}: nothing to roll back (never rotated)")
-        new = find_version(versions, rotation.new_version_id)
-        promoted = new is not None and new.state is VersionState.CURRENT
-        if not promoted and rotation.phase in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
-            raise UsageError(f"{name}: rotation {rotation.id} has not promoted yet; use abort")
-        return self._rollback_rotation(rotation, versions, now, reason, auto=False)
-
-    def _rollback_rotation(
-        self,
-        rotation: Rotation,
-        versions: Sequence[Version],
-        now: datetime,
-        reason: str,
-        *,
-        auto: bool,
-    ) -> Rotation:
-        name = self.target.name
-        if rotation.kind is RotationKind.EMERGENCY:
-            raise UsageError(f"{name}: the previous key was compromised (emergency); refusing")
-        if rotation.kind is RotationKind.ROLLBACK:
-            raise UsageError(f"{name}: the latest rotation is already a rollback")
-        target = find_version(versions, rotation.old_version_id)
-        current = current_version(versions)
-        if target is None:
-            raise UsageError(f"{name}: there is no earlier key to roll back to")
-        if target.state is VersionState.DESTROYED:
-            raise UsageError(f"{name}: v{target.number} is destroyed; cannot roll back")
-        if target.compromised:
-            raise UsageError(f"{name}: v{target.number} is compromised; refusing")
-        if current is None or current.version_id != rotation.new_version_id:
-            raise UsageError(f"{name}: the current key is not the one rotation {rotation.id} made")
-        why = reason or ("automatic rollback" if auto else "rolled back by the operator")
-        back = Rotation(
-            id=new_rotation_id(),
-            credential=name,
-            kind=RotationKind.ROLLBACK,
-            phase=Phase.ISSUE,
-            started=now,
-            new_version_id=target.version_id,
-            new_version_number=target.number,
-            old_version_id=current.version_id,
-            # A previous key is still accepted everywhere; a retired one must propagate again.
-            propagation=timedelta(0) if target.state is VersionState.PREVIOUS else None,
-            overlap=timedelta(0) if auto else None,
-            reason=why,
-            force_retire=auto,
-            supersedes=rotation.id,
-        )
-        detail = f"rolling back to v{target.number} ({target.key_id}): {why}"
-        return back.advance(Phase.ISSUE, now, detail=detail)
-
-    def _plan_emergency(
-        self,
-        rotation: Rotation | None,
-        versions: list[Version],
-        now: datetime,
-        reason: str,
-        propagation: timedelta | None,
-    ) -> Rotation:
-        name = self.target.name
-        current = current_version(versions)
-        if current is None:
-            raise UsageError(f"{name}: no current key to replace")
-        also: list[str] = []
-        supersedes = None
-        if rotation is not None and not rotation.phase.terminal:
-            supersedes = rotation.id
-            for v in versions:
-                # The superseded rotation's pending key and any previous key still in overlap.
-                if v.state in (VersionState.PENDING, VersionState.PREVIOUS):
-                    also.append(v.version_id)
-        emergency = replace(
-            self._new_rotation(RotationKind.EMERGENCY, versions, now, reason),
-            propagation=propagation if propagation is not None else timedelta(0),
-            overlap=timedelta(0),
-            force_retire=True,
-            supersedes=supersedes,
-            also_retire=tuple(also),
-        )
-        detail = (
-            f"emergency rotation {emergency.id}: replacing v{current.number} ({current.key_id})"
-        )
-        if supersedes:
-            detail += f"; supersedes rotation {supersedes}"
-        return emergency.advance(Phase.ISSUE, now, detail=detail)
-
-    # -- records and notifications ----------------------------------------
-
-    def _record_error(self, message: str) -> None:
-        """Best effort: note the failure in the in-flight rotation record."""
-        t = self.target
-        with contextlib.suppress(RotatectlError):
-            rotation, revision = t.store.load_rotation(t.path)
-            if rotation is not None and not rotation.phase.terminal:
-                t.store.save_rotation(t.path, replace(rotation, error=message), revision)
-
-    def _notify(
-        self,
-        result: Result,
-        kind: str,
-        *,
-        severity: str = "info",
-        rotation: Rotation | None = None,
-        version: Version | None = None,
-        message: str = "",
-    ) -> None:
-        """Audit the event, then tell the notifiers. Neither can fail the rotation."""
-        t = self.target
-        event = Event(
-            kind=kind,
-            credential=t.name,
-            at=self.runner.clock.now(),
-            severity=severity,
-            rotation_id=rotation.id if rotation else result.rotation_id,
-            version_id=version.version_id if version else None,
-            key_id=version.key_id if version else None,
-            message=message,
-        )
-        self.runner.record(result, t, event, version)
-
-
-def _seconds(clock: Clock) -> Callable[[], float]:
-    return lambda: clock.now().timestamp()
 
 
 def _describe_plan(

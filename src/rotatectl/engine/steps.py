@@ -1,0 +1,422 @@
+"""The steps: one function per action kind of the machine, looked up in :data:`STEPS`.
+
+Each step checks whether it was already done before doing it (invariant 6),
+persists its intent before a side effect and its result after it, and passes
+the side-effect boundaries (``Step.boundary``) that the crash tests kill at.
+A step gets everything through its :class:`Step`; the session builds one per
+action and reads back ``usage`` and ``driving`` when the step changes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .. import redact
+from ..errors import ConflictError, ProbeError
+from ..machine import Action, ActionKind, find_version, plan_rollback, watches_failed_auth
+from ..model import (
+    KeyUsage,
+    Phase,
+    Result,
+    Rotation,
+    RotationKind,
+    UsageStatus,
+    Version,
+    VersionState,
+)
+from .effects import Effects
+
+if TYPE_CHECKING:
+    from ..ports import Clock, Target
+
+T = TypeVar("T")
+
+
+@dataclass
+class Step:
+    """One action to execute, with what the session read just before it."""
+
+    target: Target
+    clock: Clock
+    effects: Effects
+    retrying: Callable[[Callable[[], Any]], Any]
+    boundary: Callable[[str], None]
+    save: Callable[[Rotation, int], int]
+    result: Result
+    action: Action
+    rotation: Rotation | None  # None only between rotations (a destroy)
+    revision: int
+    versions: Sequence[Version]
+    now: datetime
+    # Set by the step for the session: the probe's answers, and the id of the
+    # rotation the session drives from now on (an automatic rollback replaces it).
+    usage: dict[str, KeyUsage] | None = None
+    driving: str | None = None
+    retired: list[Version] = field(default_factory=list)
+    promoted: Version | None = None
+
+    def retry(self, fn: Callable[[], T]) -> T:
+        """``fn`` under the runner's retry policy for transient store errors."""
+        answer: T = self.retrying(fn)
+        return answer
+
+    @property
+    def record(self) -> Rotation:
+        """The rotation this step advances (every step but a destroy has one)."""
+        assert self.rotation is not None
+        return self.rotation
+
+    @property
+    def emergency(self) -> bool:
+        return self.record.kind is RotationKind.EMERGENCY
+
+
+# -- publish ---------------------------------------------------------------------
+
+
+def publish(st: Step) -> None:
+    """Mint the new key and publish it as pending in every destination (a rollback
+    makes the earlier key accepted again instead); propagation counts from now."""
+    t, rotation = st.target, st.record
+    if rotation.kind is RotationKind.ROLLBACK:
+        new = _reinstate(st)
+    else:
+        found = find_version(st.versions, rotation.new_version_id)
+        if found is None:
+            known: list[Sequence[Version]] = [st.versions]  # what this step just read
+            found = st.retry(lambda: _mint(st, known.pop() if known else None))
+        new = found
+    replicate = getattr(t.store, "replicate", None)
+    if replicate is not None:  # several destinations: pending in all of them first
+        st.retry(lambda: replicate(t.path, rotation.new_version_id))
+    published = st.clock.now()
+    rotation = rotation.advance(Phase.PROPAGATE, published, published=published)
+    st.save(rotation, st.revision)
+    st.boundary("after-publish-record")
+    if rotation.kind is not RotationKind.ROLLBACK:
+        st.result.steps.append(f"published v{new.number} ({new.key_id}) as pending")
+    st.effects.event(st.result, "published", rotation=rotation, version=new)
+
+
+def _mint(st: Step, versions: Sequence[Version] | None) -> Version:
+    """Mint the key and publish it. ``versions``: what the step has just read;
+    None (a retry) re-reads, as the write may have landed although its reply was lost."""
+    t, rotation = st.target, st.record
+    if versions is None:
+        versions = t.store.versions(t.path)
+    existing = find_version(versions, rotation.new_version_id)
+    if existing is not None:
+        return existing
+    sweep_orphans(st, versions)
+    issued = t.issuer.create(t.name, rotation.new_version_id, t.scopes)
+    redact.register(issued.value)
+    st.boundary("after-issue")
+    version = Version(
+        version_id=rotation.new_version_id,
+        number=rotation.new_version_number,
+        key_id=issued.key_id,
+        fingerprint=issued.fingerprint,
+        state=VersionState.PENDING,
+        created=st.now,
+        rotation_id=rotation.id,
+        issuer_ref=issued.issuer_ref,
+        expires=issued.expires,
+        scopes=t.scopes,
+    )
+    t.store.publish(t.path, version, issued.value)
+    del issued  # the value is in the store now; drop our reference to it
+    st.boundary("after-publish")
+    return version
+
+
+def _reinstate(st: Step) -> Version:
+    """Rollback's publish: make the earlier key work and be accepted again."""
+    t = st.target
+    earlier = find_version(st.versions, st.record.new_version_id)
+    if earlier is None or earlier.state is VersionState.DESTROYED:
+        raise ConflictError(f"version {st.record.new_version_id} is gone; cannot roll back")
+    if earlier.issuer_ref:
+        # Also for a previous key: a crash between disabling it and recording the
+        # retirement leaves it previous in the store but disabled at the issuer.
+        st.retry(lambda: t.issuer.enable(t.name, earlier.issuer_ref or ""))
+    if earlier.state is VersionState.RETIRED:
+        st.retry(
+            lambda: t.store.set_state(
+                t.path, earlier.version_id, VersionState.PENDING, VersionState.RETIRED, st.now
+            )
+        )
+        st.result.steps.append(f"re-enabled v{earlier.number} ({earlier.key_id})")
+    return earlier
+
+
+def sweep_orphans(st: Step, versions: Sequence[Version]) -> None:
+    """Revoke keys minted by rotatectl that no version records (invariant 4).
+
+    They were minted for this rotation, or for one it superseded (an emergency
+    or abort after a crash), and their publish never happened. Untagged keys
+    are not rotatectl's to judge and are left alone.
+    """
+    t = st.target
+    keys = t.issuer.list_keys(t.name)
+    if not keys:
+        return
+    known = {v.issuer_ref for v in versions if v.issuer_ref}
+    for key in keys:
+        if key.tag is not None and key.issuer_ref not in known:
+            t.issuer.delete(t.name, key.issuer_ref)
+            st.result.steps.append(
+                f"revoked orphan key {key.issuer_ref} left by an interrupted run"
+            )
+
+
+# -- test and promote ---------------------------------------------------------------
+
+
+def pre_promotion_test(st: Step) -> None:
+    """The pre-promotion test: does every server accept the new key? A failure
+    aborts the rotation (an emergency goes on, saying so)."""
+    t, rotation = st.target, st.record
+    assert t.pretest is not None
+    value = t.store.read_value(t.path, rotation.new_version_id)
+    redact.register(value)
+    from ..pretest import run_test
+
+    outcome = run_test(
+        t.pretest, value, sleep=st.clock.sleep, monotonic=lambda: st.clock.now().timestamp()
+    )
+    del value
+    now = st.clock.now()
+    if outcome.ok or st.emergency:
+        if outcome.ok:
+            detail = f"pre-promotion test passed: {outcome.detail}"
+            st.result.steps.append(f"pre-promotion test passed ({outcome.detail})")
+        else:
+            detail = f"pre-promotion test failed ({outcome.detail}); an emergency goes on"
+            st.result.warnings.append(detail)
+        st.save(
+            replace(rotation, tested=now).advance(Phase.PROPAGATE, now, detail=detail), st.revision
+        )
+        return
+    _fail_before_promotion(st, f"pre-promotion test failed: {outcome.detail}")
+
+
+def _fail_before_promotion(st: Step, why: str) -> None:
+    """Move the rotation to ABORT (its new key is revoked next) as a failure."""
+    now = st.clock.now()
+    st.save(st.record.advance(Phase.ABORT, now, detail=why, reason=why, failure=why), st.revision)
+
+
+def promote(st: Step) -> None:
+    """Make the new key current (the old one becomes previous), after on_promote."""
+    t, rotation = st.target, st.record
+    new = find_version(st.versions, rotation.new_version_id)
+    assert new is not None
+    promoted = new.promoted or st.now
+    if new.state is not VersionState.CURRENT:
+        if not _pre_promote_hook(st, new):
+            return
+        st.retry(
+            lambda: t.store.promote(
+                t.path, rotation.new_version_id, rotation.old_version_id, st.now
+            )
+        )
+        # Now, not the version's earlier promotion: a rollback re-promotes an old key,
+        # and the key it demotes gets its overlap from this moment (invariant 8).
+        promoted = st.now
+    st.boundary("after-promote")
+    rotation = rotation.advance(Phase.OVERLAP, st.now, promoted=promoted)
+    st.save(rotation, st.revision)
+    st.boundary("after-promote-record")
+    st.result.steps.append(f"promoted v{new.number} ({new.key_id}) to current")
+    st.promoted = new
+    st.effects.event(
+        st.result,
+        "promoted",
+        rotation=rotation,
+        version=new,
+        severity="critical" if st.emergency else "info",
+    )
+
+
+def _pre_promote_hook(st: Step, new: Version) -> bool:
+    """Run on_promote with the new key on stdin. False when it failed and the
+    rotation was moved to abort (an emergency goes on with a warning)."""
+    t = st.target
+    if t.hooks is None or not t.hooks.on_promote:
+        return True
+    value = t.store.read_value(t.path, new.version_id)
+    redact.register(value)
+    hook = st.effects.hook(
+        st.result, "on_promote", {"version": str(new.number), "key_id": new.key_id}, stdin=value
+    )
+    del value
+    if hook is None or hook.ok or not t.hooks.abort_on_failure:
+        return True
+    if st.emergency:
+        st.result.warnings.append("on_promote failed; an emergency promotes the new key anyway")
+        return True
+    _fail_before_promotion(st, hook.summary())
+    return False
+
+
+# -- after promotion -------------------------------------------------------------------
+
+
+def check_usage(st: Step) -> None:
+    """Ask the probe about the old key (and the new one, for the failed-auth watch)."""
+    t, rotation = st.target, st.record
+    old = find_version(st.versions, rotation.old_version_id)
+    new = find_version(st.versions, rotation.new_version_id)
+    # The old key: any sighting since before the rotation started counts.
+    queries = [(old, rotation.started - t.policy.usage_quiet)]
+    if watches_failed_auth(rotation, t.policy) and rotation.promoted is not None:
+        # The new key: only rejections since its promotion count.
+        queries.append((new, rotation.promoted))
+    usage: dict[str, KeyUsage] = {}
+    for version, since in queries:
+        if version is None:
+            continue
+        key_id = version.key_id
+        try:
+            answer = st.retry(
+                lambda k=key_id, s=since: t.probe.usage(t.name, [k], s, st.now)  # type: ignore[misc]
+            )
+            usage[key_id] = answer.get(key_id, KeyUsage(UsageStatus.UNKNOWN))
+        except ProbeError as exc:
+            # A probe that cannot answer keeps the gate closed (unknown is not quiet).
+            st.result.warnings.append(f"usage probe failed: {exc}")
+            usage[key_id] = KeyUsage(UsageStatus.UNKNOWN, detail=str(exc))
+    st.usage = usage
+
+
+def retire(st: Step) -> None:
+    """Disable the old key (and the others the rotation retires) and finish."""
+    rotation, revision = st.record, st.revision
+    if rotation.phase is not Phase.RETIRE:
+        rotation = rotation.advance(Phase.RETIRE, st.now, detail=st.action.reason)
+        revision = st.save(rotation, revision)
+        st.boundary("after-retire-intent")
+    for version_id in (rotation.old_version_id, *rotation.also_retire):
+        old = find_version(st.versions, version_id)
+        if old is not None and old.state in (VersionState.PREVIOUS, VersionState.PENDING):
+            retire_version(st, old)
+            st.retired.append(old)
+            st.result.steps.append(f"retired v{old.number} ({old.key_id}): {st.action.reason}")
+            st.effects.event(
+                st.result, "retired", rotation=rotation, version=old, message=st.action.reason
+            )
+    rotation = rotation.advance(rotation.final_phase, st.now, retired=st.now, finished=st.now)
+    st.save(rotation, revision)
+    st.boundary("after-retire-record")
+    st.result.steps.append(rotation.final_phase.value)
+    st.result.finished = True
+    st.effects.event(st.result, "completed", rotation=rotation)
+    for old in st.retired:
+        st.effects.hook(st.result, "on_retire", {"version": str(old.number), "key_id": old.key_id})
+
+
+def retire_version(st: Step, old: Version) -> None:
+    """Disable ``old`` at the issuer, then mark it retired (disable before destroy)."""
+    t = st.target
+    if old.issuer_ref:
+        st.retry(lambda: t.issuer.disable(t.name, old.issuer_ref or ""))
+        st.boundary("after-disable")
+    st.retry(
+        lambda: t.store.set_state(t.path, old.version_id, VersionState.RETIRED, old.state, st.now)
+    )
+    st.boundary("after-retire")
+
+
+def complete(st: Step) -> None:
+    """Close a rotation with nothing to retire (the credential's first key)."""
+    rotation = st.record.advance(
+        st.record.final_phase, st.now, finished=st.now, detail=st.action.reason
+    )
+    st.save(rotation, st.revision)
+    st.result.steps.append(f"completed: {st.action.reason}")
+    st.result.finished = True
+    st.effects.event(st.result, "completed", rotation=rotation)
+
+
+def abort(st: Step) -> None:
+    """Revoke the unpromoted new key and end the rotation: aborted by the operator,
+    or failed (a hook, the pre-promotion test), which counts toward run's backoff."""
+    rotation = st.record
+    new = find_version(st.versions, rotation.new_version_id)
+    if new is None:
+        sweep_orphans(st, st.versions)
+    elif new.state is VersionState.PENDING:
+        retire_version(st, new)
+        st.result.steps.append(f"revoked the new key v{new.number} ({new.key_id})")
+    elif new.state is VersionState.CURRENT:
+        raise ConflictError("the new key is already current; use rollback")
+    failures = rotation.failures + 1 if rotation.failure else rotation.failures
+    rotation = rotation.advance(
+        Phase.ABORTED, st.now, finished=st.now, detail=rotation.reason, failures=failures
+    )
+    st.save(rotation, st.revision)
+    st.result.finished = True
+    if rotation.failed:
+        st.effects.event(
+            st.result, "failed", rotation=rotation, severity="critical", message=rotation.failure
+        )
+        st.effects.hook(st.result, "on_failure", {"error": rotation.failure})
+        return
+    st.result.steps.append(f"aborted: {rotation.reason}")
+    st.effects.event(
+        st.result, "aborted", rotation=rotation, severity="warning", message=rotation.reason
+    )
+
+
+def rollback(st: Step) -> None:
+    """The failed-auth watch fired: re-promote the old key at once."""
+    replacement = plan_rollback(
+        st.target.name, st.record, st.versions, st.now, st.action.reason, auto=True
+    )
+    st.save(replacement, st.revision)
+    st.driving = replacement.id
+    st.result.steps.append(replacement.history[-1].detail)
+    st.result.warnings.append(f"rolled back automatically: {st.action.reason}")
+    st.effects.event(
+        st.result,
+        "rolled-back",
+        rotation=replacement,
+        severity="critical",
+        message=st.action.reason,
+    )
+
+
+def destroy(st: Step) -> None:
+    """Delete a retired key for good once its retention window has passed."""
+    t = st.target
+    version_id = st.action.version_id
+    v = find_version(st.versions, version_id)
+    if v is None or v.state is not VersionState.RETIRED or version_id is None:
+        raise ConflictError(f"version {version_id} is no longer retired")
+    if v.issuer_ref:
+        st.retry(lambda: t.issuer.delete(t.name, v.issuer_ref or ""))
+        st.boundary("after-destroy-issuer")
+    st.retry(
+        lambda: t.store.set_state(
+            t.path, version_id, VersionState.DESTROYED, VersionState.RETIRED, st.now
+        )
+    )
+    st.boundary("after-destroy")
+    st.result.steps.append(f"destroyed v{v.number} ({v.key_id})")
+    st.effects.event(st.result, "destroyed", version=v)
+
+
+STEPS: dict[ActionKind, Callable[[Step], None]] = {
+    ActionKind.PUBLISH: publish,
+    ActionKind.TEST: pre_promotion_test,
+    ActionKind.PROMOTE: promote,
+    ActionKind.CHECK_USAGE: check_usage,
+    ActionKind.RETIRE: retire,
+    ActionKind.COMPLETE: complete,
+    ActionKind.ABORT: abort,
+    ActionKind.ROLLBACK: rollback,
+    ActionKind.DESTROY: destroy,
+}
