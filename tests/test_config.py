@@ -376,7 +376,11 @@ def test_unreadable(tmp_path: Path) -> None:
         ('[default]\nstore = "local"', "default: ", "unknown top-level table"),
         ("version = 1", "version: ", "unknown top-level table"),
         ("defaults = 3", "defaults: ", "expected a table, got integer"),
-        ('[defaults]\noverlaps = "1h"', "[defaults] overlaps: ", "allowed: backoff, backoff_max, issuer, keep_previous"),
+        (
+            '[defaults]\noverlaps = "1h"',
+            "[defaults] overlaps: ",
+            "allowed: backoff, backoff_max, issuer, keep_previous",
+        ),
         (
             '[credentials.a]\npaht = "x"',
             "[credentials.a] paht: ",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import RotatectlError
-from .machine import next_due
-from .model import Policy, Rotation, Version, VersionState, iso
+from .machine import next_due, retry_after
+from .model import Phase, Policy, Rotation, Version, VersionState, iso
 
 if TYPE_CHECKING:  # the runner's imports (retries, hooks, tests) are not needed to report
     from .model import Result
@@ -50,6 +50,8 @@ class CredentialStatus:
     drift: tuple[str, ...] = ()
     # Several destinations: each one's current version number (or its error).
     destinations: tuple[tuple[str, int | str | None], ...] = ()
+    retry_after: datetime | None = None  # run's backoff after a failed rotation
+    window_opens: datetime | None = None  # due, but the rotation window is closed now
 
     @property
     def disagree(self) -> bool:
@@ -79,6 +81,11 @@ class CredentialStatus:
             "due": self.next_due is None or self.next_due <= self.now,
             "error": self.error or None,
             "drift": list(self.drift),
+            "retry_after": iso(self.retry_after),
+            "window_opens": iso(self.window_opens),
+            "last_failure": self.rotation.failure
+            if self.rotation is not None and self.rotation.failed
+            else None,
             "destinations": [
                 {"store": name, "current_version": cur if not isinstance(cur, str) else None}
                 | ({"error": cur} if isinstance(cur, str) else {})
@@ -158,16 +165,22 @@ def collect_status(
             else:
                 cur = next((v.number for v in seen if v.state is VersionState.CURRENT), None)
                 destinations.append((name, cur))
+    due = next_due(versions, target.policy)
+    retry = retry_after(rotation, target.policy)
+    window = target.policy.window
+    closed = due is not None and due <= now and window is not None and not window.contains(now)
     return CredentialStatus(
         name=target.name,
         store=target.store_name,
         path=target.path,
         versions=versions,
         rotation=rotation,
-        next_due=next_due(versions, target.policy),
+        next_due=due,
         now=now,
         destinations=tuple(destinations),
         drift=drift,
+        retry_after=retry if retry is not None and retry > now else None,
+        window_opens=window.next_open(now) if closed and window is not None else None,
     )
 
 
@@ -281,6 +294,17 @@ def collect_history(target: Target, now: datetime) -> History:
     return History(
         target.name,
         tuple((v, tuple(version_spans(v, now))) for v in versions),
-        tuple(rotations),
+        tuple(mark_superseded(rotations)),
         now,
     )
+
+
+def mark_superseded(rotations: Sequence[Rotation]) -> list[Rotation]:
+    """``rotations`` with each record that a later one superseded (an emergency or a
+    rollback took over) before it finished shown in phase SUPERSEDED: the store
+    keeps it as it was when it stopped; its successor's ``supersedes`` says why."""
+    replaced = {r.supersedes for r in rotations if r.supersedes}
+    return [
+        replace(r, phase=Phase.SUPERSEDED) if r.id in replaced and not r.phase.terminal else r
+        for r in rotations
+    ]

@@ -47,6 +47,7 @@ _OUTCOME_STYLE = {
     "attention": "bold yellow",
     "failed": "bold red",
     "locked": "magenta",
+    "preempted": "bold magenta",
 }
 
 
@@ -93,26 +94,12 @@ def _plain_text_ok(text: str) -> bool:
     return text.isprintable() and _RICH_SYNTAX.search(text) is None
 
 
-def _console_width() -> int:
-    """The width rich's Console gives itself (COLUMNS, else a std stream's terminal, else 80)."""
-    columns = os.environ.get("COLUMNS")
-    if columns is not None and columns.isdigit():
-        return int(columns)
-    width = 0
-    for fd in (0, 1, 2):
-        try:
-            width = os.get_terminal_size(fd).columns
-        except (AttributeError, ValueError, OSError):
-            continue
-        break
-    return width or 80
-
-
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], stream: IO[str]) -> bool:
     """Write the table rich's ``Table()`` prints for these cells (heavy-head box, one
     space of padding, natural column widths) to ``stream``; False when only rich can:
-    ``stream`` is a terminal, not UTF-8, a cell is not plain printable ASCII, or the
-    table is wider than the console (rich would wrap cells then).
+    ``stream`` is a terminal, not UTF-8, or a cell is not plain printable ASCII.
+    A table wider than the console is printed whole all the same: a script reading
+    a pipe must find every name, id and message on one line, never wrapped or cut.
     """
     if not _plain(stream):
         return False
@@ -126,8 +113,6 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], stream: I
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    if sum(widths) + 3 * len(widths) + 1 > _console_width():
-        return False
 
     def line(left: str, fill: str, cross: str, right: str) -> str:
         return left + cross.join(fill * (w + 2) for w in widths) + right
@@ -165,11 +150,12 @@ def status_rows(
         if st.error:
             rows.append((st.name, "-", ("error", "bold red"), "-", "-", st.error))
             continue
+        said = _credential_notes(st)
         if not st.versions:
             note = "no key yet" + (
                 f"; rotation {st.rotation.phase.value}" if st.in_flight and st.rotation else ""
             )
-            rows.append((st.name, "-", ("-", ""), "-", "-", note))
+            rows.append((st.name, "-", ("-", ""), "-", "-", "; ".join([note, *said])))
             continue
         shown = [v for v in reversed(st.versions) if v.state is not VersionState.DESTROYED]
         first = True
@@ -184,6 +170,8 @@ def status_rows(
                 note = (note + "; " if note else "") + "compromised"
             if first and st.drift:
                 note = (note + "; " if note else "") + "DRIFT: " + "; ".join(st.drift)
+            if first and said:
+                note = "; ".join([note, *said] if note else said)
             if first and st.disagree:
                 views = ", ".join(
                     f"{n}: {'v' + str(c) if isinstance(c, int) else c or 'none'}"
@@ -202,6 +190,27 @@ def status_rows(
             )
             first = False
     return rows
+
+
+def _minute(at: datetime) -> str:
+    """A time to the minute for a table cell (``-o json`` has it to the second)."""
+    return f"{at:%Y-%m-%d %H:%M}Z"
+
+
+def _credential_notes(st: CredentialStatus) -> list[str]:
+    """What the status line says of the credential as a whole: why it has no key,
+    when run retries after a failure, when a closed window opens."""
+    notes = []
+    rotation = st.rotation
+    if st.current is None and st.versions and rotation is not None and not st.in_flight:
+        notes.append("no current key")
+    if rotation is not None and rotation.failed:
+        notes.append(f"rotation {rotation.id} failed: {rotation.failure}")
+    if st.retry_after is not None:
+        notes.append(f"retry after {_minute(st.retry_after)}")
+    if st.window_opens is not None:
+        notes.append(f"window opens {_minute(st.window_opens)}")
+    return notes
 
 
 def status_table(statuses: Sequence[CredentialStatus], now: datetime) -> Table:
@@ -314,7 +323,9 @@ def result_line(result: Result, now: datetime) -> Text:
 
 def is_loud(result: Result) -> bool:
     """Results that go to stderr and survive --quiet."""
-    return result.outcome.value in ("failed", "attention", "locked") or result.attention
+    return (
+        result.outcome.value in ("failed", "attention", "locked", "preempted") or result.attention
+    )
 
 
 def print_results(

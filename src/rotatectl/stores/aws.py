@@ -115,9 +115,10 @@ AWS_LABELS = (CURRENT, PREVIOUS, PENDING)
 MAX_LABELS = 20  # Secrets Manager: staging labels per secret
 
 MAX_RECORD_BYTES = 65536  # SecretString limit
-HISTORY_KEEP = 20  # earlier rotation records kept in the record secret
+HISTORY_KEEP = 10  # earlier rotation records kept in the record secret
 DESTROYED_KEEP = 50  # destroyed versions kept in the record (oldest pruned first)
 CAS_ATTEMPTS = 8
+RECORD_BUDGET = 12 * 1024  # what to_json aims for: compact, far below MAX_RECORD_BYTES
 RECORD_MAX_AGE = 60.0  # seconds a remembered record may serve (see the module docstring)
 OWN_WRITE_AGE = 20.0  # seconds :meth:`state` trusts a record this store wrote under a lease
 BATCH_SIZE = 20  # BatchGetSecretValue accepts at most 20 secret ids
@@ -143,6 +144,14 @@ def aws_version_id(version_id: str) -> str:
     if _TOKEN.fullmatch(version_id):
         return version_id
     return str(uuid.uuid5(_TOKEN_NS, version_id))
+
+
+def _compact(record: dict[str, Any]) -> dict[str, Any]:
+    """An earlier rotation record with only its first and last events."""
+    events = record.get("history") or []
+    if len(events) <= 2:
+        return record
+    return {**record, "history": [events[0], events[-1]]}
 
 
 @dataclass
@@ -179,6 +188,11 @@ class _Record:
         return replace(self, versions=sorted(by_id.values(), key=lambda v: v.number), aws_ids=ids)
 
     def to_json(self) -> str:
+        """The record document, kept under MAX_RECORD_BYTES: earlier rotation
+        records keep only their first and last events (the audit log has the
+        rest); when still too large, the oldest earlier records and then the
+        oldest destroyed versions are dropped, so no history can block a write
+        (an emergency's least of all). Live versions are never dropped."""
         lock = None
         if self.lock is not None:
             lock = {
@@ -187,29 +201,38 @@ class _Record:
                 "acquired": iso(self.lock.acquired),
                 "expires": iso(self.lock.expires),
             }
-        versions = self.versions
-        destroyed = [v for v in versions if v.state is VersionState.DESTROYED]
-        if len(destroyed) > DESTROYED_KEEP:
-            # Bounded size: forget the oldest destroyed versions (their numbers stay
-            # below every live one, so the next number is unaffected).
-            drop = {v.version_id for v in destroyed[: len(destroyed) - DESTROYED_KEEP]}
-            versions = [v for v in versions if v.version_id not in drop]
-        doc = {
-            "rotatectl": RECORD_FORMAT,
-            "path": self.path,
-            "versions": [v.to_dict() for v in versions],
-            "aws_version_ids": {
-                v.version_id: self.aws_ids[v.version_id]
-                for v in versions
-                if v.version_id in self.aws_ids
-            },
-            "rotation": self.rotation.to_dict() if self.rotation else None,
-            "revision": self.revision,
-            "history": self.history[-HISTORY_KEEP:],
-            "lock": lock,
-            "seq": self.seq,
-        }
-        return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+        destroyed = [v.version_id for v in self.versions if v.state is VersionState.DESTROYED]
+        # Bounded size: forget the oldest destroyed versions (their numbers stay
+        # below every live one, so the next number is unaffected).
+        forget = max(0, len(destroyed) - DESTROYED_KEEP)
+        history = [_compact(r) for r in self.history[-HISTORY_KEEP:]]
+        while True:
+            drop = set(destroyed[:forget])
+            versions = [v for v in self.versions if v.version_id not in drop]
+            doc = {
+                "rotatectl": RECORD_FORMAT,
+                "path": self.path,
+                "versions": [v.to_dict() for v in versions],
+                "aws_version_ids": {
+                    v.version_id: self.aws_ids[v.version_id]
+                    for v in versions
+                    if v.version_id in self.aws_ids
+                },
+                "rotation": self.rotation.to_dict() if self.rotation else None,
+                "revision": self.revision,
+                "history": history,
+                "lock": lock,
+                "seq": self.seq,
+            }
+            text = json.dumps(doc, separators=(",", ":"), sort_keys=True)
+            if len(text.encode("utf-8")) <= RECORD_BUDGET:
+                return text
+            if history:
+                history = history[1:]
+            elif forget < len(destroyed):
+                forget += 1
+            else:
+                return text  # live versions alone: the write names the limit
 
     @classmethod
     def parse(cls, path: str, text: str, where: str) -> _Record:
@@ -1103,7 +1126,8 @@ class SecretsManagerStore:
         return self._mutate(path, "save rotation of", decide).revision
 
     def rotation_history(self, path: str) -> list[Rotation]:
-        """Earlier rotation records of ``path`` (the last 20), oldest first."""
+        """Earlier rotation records of ``path`` (the last 10, each with its first and
+        last events), oldest first."""
         record, _ = self._read(path)
         return [Rotation.from_dict(r) for r in record.history]
 
