@@ -22,6 +22,7 @@ import pytest
 from rotatectl.errors import StoreError
 from rotatectl.model import VersionState
 from rotatectl.stores.local import LocalStore
+from tests.fulldisk import tmpfs  # noqa: F401 - a fixture, for the whole suite
 
 REVEALING = {"get", "exec"}
 

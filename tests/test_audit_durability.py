@@ -10,7 +10,6 @@ and in CI; a tmpfs that cannot be mounted fails the test, it never skips it.
 from __future__ import annotations
 
 import ctypes
-import errno
 import hashlib
 import itertools
 import json
@@ -19,7 +18,6 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,46 +26,12 @@ from rotatectl.audit import AuditLog
 from rotatectl.errors import AuditError, OperationError
 
 from .conftest import Cli
+from .fulldisk import PAGE, fill
 
-PAGE = 4096
 TORN = b'{"action":"promoted","actor":{"host":"h1","pid":41'  # a record cut short by a crash
 
 
-# -- a really full disk ---------------------------------------------------------------
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs of its own, unmounted after the test."""
-    mnt = tmp_path / "tmpfs"
-    mnt.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (these tests need root): {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def fill(directory: Path) -> None:
-    """Write a filler file until the file system has not one free byte left."""
-    with (directory / "filler").open("wb", buffering=0) as fh:
-        for size in (PAGE, 1):
-            while True:
-                try:
-                    fh.write(b"x" * size)
-                except OSError as exc:
-                    assert exc.errno == errno.ENOSPC
-                    break
-    with pytest.raises(OSError, match="No space left"):
-        (directory / "probe").write_bytes(b"x" * PAGE)
+# -- a really full disk (tests/fulldisk.py: the tmpfs fixture, fill) ---------------------
 
 
 def snapshot(log: AuditLog) -> tuple[bytes, bytes | None]:

@@ -19,7 +19,7 @@ import typer
 
 from .. import __version__
 from ..errors import ExitCode, RotatectlError, UsageError
-from .main import _error, guarded
+from .guard import error_exit, guarded
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -396,7 +396,11 @@ def get(
     if sys.stdout.isatty() and not reveal:
         raise UsageError("refusing to print a key to a terminal; pipe it, or add --reveal")
     with _workspace(opts) as ws:
-        value = _read_value(ws, validate_single(name), version, "get")
+        from .. import services
+
+        value = services.read_value(
+            ws, validate_single(name), version, "get", _audit_log(ws.config)
+        )
     sys.stdout.write(value + "\n")
 
 
@@ -417,7 +421,9 @@ def exec_(
     if not env.isidentifier():
         raise UsageError(f"--env: {env!r} is not a valid environment variable name")
     with _workspace(opts) as ws:
-        value = _read_value(ws, validate_single(name), None, "exec")
+        from .. import services
+
+        value = services.read_value(ws, validate_single(name), None, "exec", _audit_log(ws.config))
     program = shutil.which(command[0])
     if program is None:
         raise UsageError(f"exec: command not found: {command[0]}")
@@ -430,37 +436,6 @@ def exec_(
 
 def validate_single(name: str) -> str:
     return _validated_names([name])[0]
-
-
-def _read_value(ws: Workspace, name: str, number: int | None, via: str) -> str:
-    """The value of version ``number`` (default: current); audited before it is revealed."""
-    from ..errors import NotFoundError, UnknownCredentialError
-
-    target = ws.target(name)
-    versions = target.store.versions(target.path)
-    if not versions:
-        raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
-    version_id = None
-    if number is not None:
-        match = [v for v in versions if v.number == number]
-        if not match:
-            raise NotFoundError(f"{name}: no version v{number}")
-        version_id = match[0].version_id
-    value: str = target.store.read_value(target.path, version_id)
-    wanted = version_id or next(
-        (v.version_id for v in versions if v.state.value == "current"), None
-    )
-    shown = next((v for v in versions if v.version_id == wanted), None)
-    _audit_log(ws.config).append(
-        "read-value",
-        name,
-        outcome="ok",
-        via=via,
-        version=shown.number if shown else None,
-        key_id=shown.key_id if shown else None,
-        fingerprint=shown.fingerprint if shown else None,
-    )
-    return value
 
 
 @app.command()
@@ -488,6 +463,8 @@ def check(
     opts = _opts(ctx, output, quiet)
     if adopt and restore:
         raise UsageError("choose one of --adopt and --restore")
+    from .. import services
+
     how = "adopt" if adopt else "restore" if restore else None
     problems: list[RotatectlError] = []
     report: list[dict[str, str]] = []
@@ -503,13 +480,16 @@ def check(
     with _workspace(opts) as ws:
         cfg = ws.config
         for name in sorted(cfg.stores):
-            probe(f"store {name}", lambda n=name: _check_store(ws, n))
+            probe(f"store {name}", lambda n=name: services.check_store(ws, n))
         for name in sorted(cfg.notifiers):
             probe(f"notifier {name}", lambda n=name: ws.notifier(n) and "")
         for name in sorted(cfg.credentials):
-            probe(f"credential {name}", lambda n=name: _check_target(ws, n))
+            probe(f"credential {name}", lambda n=name: services.check_target(ws, n))
         for name in _validated_names(names or []) or ws.names():
-            probe(f"drift {name}", lambda n=name: _check_drift(ws, n, how))
+            probe(
+                f"drift {name}",
+                lambda n=name: services.check_drift(ws, n, how, lambda: _audit_log(ws.config)),
+            )
     where = str(cfg.file) if cfg.file else "no config file (defaults)"
     if opts.output == "json":
         emit_json({"config": where, "ok": not problems, "checks": report})
@@ -527,69 +507,6 @@ def check(
         for code in (ExitCode.USAGE, ExitCode.FAILED, ExitCode.LOCKED, ExitCode.ATTENTION):
             if code in codes:
                 raise typer.Exit(int(code))
-
-
-def _check_drift(ws: Workspace, name: str, how: str | None) -> str:
-    """Report drift (AttentionError); with ``how``, resolve it (audited) and check again."""
-    from ..drift import detect, resolve
-    from ..errors import AttentionError
-    from ..ports import SystemClock
-
-    target = ws.target(name)
-    problems = detect(target)
-    if not problems:
-        return "none"
-    if how is None:
-        raise AttentionError(
-            "DRIFT: " + "; ".join(problems) + f" (resolve: check {name} --adopt | --restore)"
-        )
-    resolve(target, how, SystemClock().now())
-    done = {"adopt": "adopted", "restore": "restored"}[how]
-    _audit_log(ws.config).append(
-        f"drift-{done}",
-        name,
-        outcome="ok",
-        reason="; ".join(problems),
-    )
-    left = detect(target)
-    if left:
-        raise AttentionError(f"still drifting after {how}: " + "; ".join(left))
-    return f"{done}: " + "; ".join(problems)
-
-
-def _denied(adapter: object) -> None:
-    from ..errors import PermissionDeniedError
-    from ..ports import AccessCheck
-
-    problems = adapter.check_access() if isinstance(adapter, AccessCheck) else []
-    if problems:
-        raise PermissionDeniedError("; ".join(problems))
-
-
-def _check_store(ws: Workspace, name: str) -> str:
-    import inspect
-
-    from ..errors import PermissionDeniedError
-
-    store = ws.store(name)
-    count = len(store.list_paths())
-    check = getattr(store, "check_access", None)
-    if check is not None and "paths" in inspect.signature(check).parameters:
-        # Also the declared credentials that do not exist in the store yet.
-        declared = [c.path for c in ws.config.credentials.values() if name in c.stores]
-        problems = check(paths=sorted(set(declared) | set(store.list_paths())))
-        if problems:
-            raise PermissionDeniedError("; ".join(problems))
-    else:
-        _denied(store)
-    return f"{count} credentials"
-
-
-def _check_target(ws: Workspace, name: str) -> str:
-    target = ws.target(name)
-    for adapter in (target.issuer, target.probe):
-        _denied(adapter)
-    return f"store {target.store_name}, path {target.path}"
 
 
 @app.command()
@@ -791,12 +708,12 @@ def main() -> None:
         except typer.Exit as exc:  # pragma: no cover - click returns it instead
             return int(exc.exit_code)
         except typer.Abort:
-            _error("aborted", 130)
+            error_exit("aborted", 130)
         except _CLICK_ERROR as exc:
             if debug:
                 raise
             message = exc.format_message().replace("\n", " ")  # type: ignore[attr-defined]
-            _error(f"{message} (see --help)", ExitCode.USAGE)
+            error_exit(f"{message} (see --help)", ExitCode.USAGE)
         return rv if isinstance(rv, int) else 0
 
     guarded(call, debug=debug)

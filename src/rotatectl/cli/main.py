@@ -12,10 +12,9 @@ Errors are mapped to one line and an exit code exactly as ``app.main`` does.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import NoReturn
 
 from .. import __version__
+from .guard import guarded
 
 _OUTPUTS = ("table", "json")
 
@@ -70,13 +69,6 @@ def _status(config: str | None, output: str, names: list[str]) -> int:
         return print_statuses(ws, checked or None, output, strict=bool(names))
 
 
-def _error(message: str, code: int) -> NoReturn:
-    from ..redact import scrub
-
-    sys.stderr.write(f"rotatectl: error: {scrub(message)}\n")
-    sys.exit(code)
-
-
 def main() -> None:
     """Console-script entry point: maps every error to one line and an exit code."""
     argv = sys.argv[1:]
@@ -93,25 +85,3 @@ def main() -> None:
 
     install_logging_filter()
     guarded(lambda: _status(*status), debug="--debug" in argv)
-
-
-def guarded(call: Callable[[], int], *, debug: bool) -> NoReturn:
-    """Run ``call`` and exit with its code; every error becomes one line on stderr
-    and its documented exit code (a traceback only with ``--debug``)."""
-    from ..errors import ExitCode, RotatectlError
-
-    try:
-        code = call()
-    except RotatectlError as exc:
-        if debug:
-            raise
-        _error(str(exc).replace("\n", " "), exc.exit_code)
-    except KeyboardInterrupt:
-        _error("interrupted; run `rotatectl run` to resume", 130)
-    except Exception as exc:  # an unexpected bug: still one line unless --debug
-        if debug:
-            raise
-        _error(
-            f"internal error: {type(exc).__name__} (run with --debug for details)", ExitCode.FAILED
-        )
-    sys.exit(code)
