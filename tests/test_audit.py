@@ -117,11 +117,12 @@ def test_the_runner_audits_every_step_before_reporting(tmp_path: Path) -> None:
     runner.rotate(w.target())
     runner.rotate(w.target(), propagation=timedelta(0), overlap=timedelta(0))
     actions = [r["action"] for r in log.show()]
+    # Intents (promote, retire) are audited before their side effect, events after it.
     assert actions == [
-        *("started", "published", "promoted", "completed"),
-        *("started", "published", "promoted", "retired", "completed"),
+        *("started", "published", "promote", "promoted", "completed"),
+        *("started", "published", "promote", "promoted", "retire", "retired", "completed"),
     ]
-    retired = log.show()[7]
+    retired = log.show()[10]
     v1 = w.store.versions("partners/acme")[0]
     assert (retired["version"], retired["key_id"], retired["fingerprint"]) == (
         1,

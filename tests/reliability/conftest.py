@@ -316,6 +316,9 @@ class AwsBackend(Backend):
     def key_versions(self, path: str) -> dict[str, list[str]]:
         """AWS VersionId -> staging labels of the key secret, deprecated ones included."""
         try:
+            # moto answers ListSecretVersionIds of a secret that never existed with a
+            # 500 (a KeyError), not ResourceNotFoundException: ask DescribeSecret first.
+            self.sm.describe_secret(SecretId=path)
             listed = self.sm.list_secret_version_ids(SecretId=path, IncludeDeprecated=True)
         except self.sm.exceptions.ResourceNotFoundException:
             return {}

@@ -20,6 +20,7 @@ left through a store adapter of its own:
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,12 +36,14 @@ from .conftest import NAME, STORES, Backend
 from .test_incident_flows import expect, states
 
 NO_SPACE = "No space left on device"
+RETAIN = "1h"  # a retired key stays retired (not destroyed) for the test's duration
 
 
-def on_tmpfs(backend: Backend, tmpfs: Path, **policy: str) -> Path:
-    """rotatectl.toml for NAME on the backend's store, its audit log on ``tmpfs``."""
+def on_tmpfs(backend: Backend, tmpfs: Path) -> Path:
+    """rotatectl.toml for NAME on the backend's store (no propagation, no overlap,
+    retain 1 h), its audit log on ``tmpfs``."""
     log = tmpfs / "audit.jsonl"
-    backend.configure(**policy)
+    backend.configure(retain=RETAIN)
     config = backend.cli.cwd / "rotatectl.toml"
     config.write_text(config.read_text() + f'\n[audit]\npath = "{log}"\n')
     return log
@@ -89,7 +92,7 @@ def test_rotate_of_a_new_credential_is_refused_and_mints_nothing(
     before = log_bytes(log)
 
     line = refused(cli("rotate", NAME), log)
-    assert NAME in line, line
+    assert line.startswith(f"{NAME}: ") and f"start: audit log {log}: " in line, line
     assert states(store) == [], "a key was minted although its start could not be audited"
     assert record(store) is None, "a rotation record was written before its audit record"
     assert backend.lock_holder(NAME) is None
@@ -99,7 +102,7 @@ def test_rotate_of_a_new_credential_is_refused_and_mints_nothing(
     refused(cli("run"), log)  # run's start of the first key, the same
     assert states(store) == [] and record(store) is None
     assert log_bytes(log) == before
-    backend.invariants().check("after two refused starts", settled=True, versions=0)
+    backend.invariants(retain=RETAIN).check("after two refused starts", settled=True, versions=0)
 
 
 @pytest.mark.parametrize("backend", STORES, indirect=True)
@@ -116,12 +119,12 @@ def test_rotate_of_a_credential_with_a_key_is_refused_and_changes_nothing(
     before = log_bytes(log)
 
     line = refused(cli("rotate", NAME), log)
-    assert NAME in line, line
+    assert line.startswith(f"{NAME}: ") and f"start: audit log {log}: " in line, line
     assert states(store) == [(1, "current")], "rotate went on without its audit record"
     assert record(store) == first, "the rotation record changed although its start was refused"
     assert backend.lock_holder(NAME) is None
     assert log_bytes(log) == before, "the refused start left bytes in the audit log"
-    backend.invariants().check("after the refused rotate", settled=True, versions=1)
+    backend.invariants(retain=RETAIN).check("after the refused rotate", settled=True, versions=1)
 
 
 # -- 2. an emergency goes on, loudly --------------------------------------------------------
@@ -138,15 +141,20 @@ def test_emergency_goes_on_and_says_the_log_missed_it(
     before = log_bytes(log)
 
     text = expect(cli("emergency", NAME, "--reason", "leak", "--yes"), 3)
-    assert "AUDIT LOG NOT WRITTEN" in text, text
-    assert NO_SPACE in text, text
     assert "Traceback" not in text, text
+    missed = [line for line in text.splitlines() if "AUDIT LOG NOT WRITTEN" in line]
+    assert missed, f"the emergency did not say the audit log missed it:\n{text}"
+    assert all(f"audit log {log}: {NO_SPACE}" in line for line in missed), text
+    # Its first record (before the rotation record) and the incident record, at least.
+    assert any("(emergency-requested)" in line for line in missed), text
+    assert any("(emergency)" in line for line in missed), text
+    assert "the audit log missed part of this emergency" in text, text
     assert states(store) == [(1, "retired"), (2, "current")], text
     rotation = record(store)
     assert rotation is not None and rotation.phase.terminal, rotation
     assert backend.lock_holder(NAME) is None
     assert log_bytes(log) == before, "a failed write left bytes in the audit log"
-    backend.invariants().check("after the emergency", settled=True, versions=2)
+    backend.invariants(retain=RETAIN).check("after the emergency", settled=True, versions=2)
 
 
 # -- 3. space again: the log goes on, whole ------------------------------------------------
@@ -161,17 +169,20 @@ def test_after_space_is_freed_rotate_works_and_the_log_is_whole(
     expect(cli("rotate", NAME), 0)
     verified(cli, log)
     fill(tmpfs)
+    before = log_bytes(log)
     refused(cli("rotate", NAME), log)
     expect(cli("emergency", NAME, "--reason", "leak", "--yes"), 3)
     refused(cli("rotate", NAME), log)
     assert states(store) == [(1, "retired"), (2, "current")]
+    assert log_bytes(log) == before, "a failed write left bytes in the audit log"
 
     (tmpfs / "filler").unlink()
     text = expect(cli("rotate", NAME), 0)
     assert "audit" not in text.lower(), text
     assert states(store) == [(1, "retired"), (2, "retired"), (3, "current")], text
+    assert log.read_bytes().startswith(before[0]), "the log was rewritten"
     verified(cli, log)
-    backend.invariants().check("after space came back", settled=True, versions=3)
+    backend.invariants(retain=RETAIN).check("after space came back", settled=True, versions=3)
 
 
 # -- 4. stopped half-way, resumed once the log can be written -------------------------------
@@ -184,12 +195,12 @@ def test_a_rotation_stopped_by_the_log_does_nothing_more_and_resumes(
 ) -> None:
     """v2 is pending through a 2 s propagation when the disk fills up. Cutting the
     propagation short is refused (its audit record precedes it): v2 stays pending.
-    After the propagation, `run` stops at its first failed audit write: whatever it
-    did before that write, nothing after it (v1 is not retired although the overlap
-    is 0 s), and the rotation stays in flight. With space again, `run` finishes it."""
+    After the propagation, `run` stops at the promotion's intent record: nothing is
+    promoted or retired, and the rotation stays in flight. With space again, `run`
+    finishes it, and the log holds the promotion's record."""
     log = on_tmpfs(backend, tmpfs)
     store = backend.store()
-    checker = backend.invariants()
+    checker = backend.invariants(retain=RETAIN)
     expect(cli("rotate", NAME), 0)
     expect(cli("rotate", NAME, "--propagation", "2s"), 0)
     assert states(store) == [(1, "current"), (2, "pending")]
@@ -214,11 +225,10 @@ def test_a_rotation_stopped_by_the_log_does_nothing_more_and_resumes(
     text = expect(cli("run"), 1)
     assert f"audit log {log}: {NO_SPACE}" in text, text
     assert "Traceback" not in text, text
-    # The engine audits a step right after its store write: today the promotion is
-    # done and its own record is the write that fails (an engine that audits the
-    # intent first would stop before it). Either way, v1 is not retired.
+    # The promotion's intent is audited before it: the refused record stops it, so
+    # v2 is not promoted (and v1 not retired) while the log cannot be written.
     after = states(store)
-    assert after in ([(1, "current"), (2, "pending")], [(1, "previous"), (2, "current")]), (
+    assert after == [(1, "current"), (2, "pending")], (
         f"a side effect after the failed audit write: {after}\n{text}"
     )
     stopped = record(store)
@@ -235,3 +245,5 @@ def test_a_rotation_stopped_by_the_log_does_nothing_more_and_resumes(
     assert finished is not None and finished.id == rotation.id and finished.phase.terminal
     checker.check("resumed", settled=True, versions=2)
     verified(cli, log)
+    actions = [json.loads(line)["action"] for line in log.read_text().splitlines()]
+    assert actions[-5:] == ["promote", "promoted", "retire", "retired", "completed"], actions

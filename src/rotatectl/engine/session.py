@@ -72,6 +72,14 @@ _MAX_STEPS = 32  # a rotation has fewer steps than this; more means a bug, not p
 
 Intervention = Callable[[Rotation | None, list[Version], datetime], Rotation]
 
+# Steps whose side effect is audited as an intent first (the event follows it).
+_INTENTS = {
+    ActionKind.PROMOTE: "promote",
+    ActionKind.RETIRE: "retire",
+    ActionKind.DESTROY: "destroy",
+    ActionKind.ABORT: "abort",
+}
+
 
 @dataclass(frozen=True)
 class StartRequest:
@@ -434,6 +442,7 @@ class Session:
                 versions=versions,
                 now=now,
             )
+            self._audit_intent(result, action, rotation, versions)
             STEPS[action.kind](step)
             self.retired += step.retired
             self.promoted = step.promoted or self.promoted
@@ -442,6 +451,36 @@ class Session:
             usage = step.usage
             result.phase = None
         raise RotatectlError(f"no progress after {_MAX_STEPS} steps")
+
+    def _audit_intent(
+        self,
+        result: Result,
+        action: Action,
+        rotation: Rotation | None,
+        versions: Sequence[Version],
+    ) -> None:
+        """The audit record before a side effect clients or the issuer see (promote,
+        retire, destroy, abort): a log that cannot be written stops it here."""
+        what = _INTENTS.get(action.kind)
+        if what is None:
+            return
+        subject = action.version_id
+        if rotation is not None and subject is None:
+            subject = (
+                rotation.new_version_id
+                if action.kind is ActionKind.PROMOTE
+                else rotation.old_version_id
+                if action.kind is ActionKind.RETIRE
+                else rotation.new_version_id
+            )
+        self.effects.event(
+            result,
+            what,
+            rotation=rotation,
+            version=find_version(versions, subject),
+            message=action.reason,
+            notify=False,
+        )
 
     def _check_not_superseded(self, rotation: Rotation | None) -> None:
         """Stop before any side effect once an emergency replaced the rotation this
