@@ -306,6 +306,27 @@ def test_status_table_run_dry_run_check_and_plugins(cli: Cli) -> None:
     assert "local" in types
 
 
+def test_the_test_only_memory_store_is_no_plugin(cli: Cli) -> None:
+    """It keeps keys in the process: `rotate` on it said "done" and the key vanished."""
+    run = cli("plugins", "-o", "json")
+    assert run.code == 0, run.err
+    assert {p["type"] for p in json.loads(run.out)["store"]} >= {
+        "local",
+        "aws-secretsmanager",
+        "vault",
+    }
+    assert "memory" not in run.out
+    assert "memory" not in cli("plugins").out
+    (cli.cwd / "rotatectl.toml").write_text(
+        '[stores.m]\ntype = "memory"\n[defaults]\nstore = "m"\n'
+    )
+    for args in (("check",), ("rotate", NAME)):
+        run = cli(*args)
+        one_line_error(run, 2)
+        assert "[stores.m] type: unknown store type 'memory' (installed: " in run.err
+        assert "local" in run.err and "memory" not in run.err.partition("installed: ")[2]
+
+
 def test_check_reports_a_broken_adapter_setting(cli: Cli) -> None:
     (cli.cwd / "rotatectl.toml").write_text(
         f'[credentials."{NAME}"]\nissuer = {{ type = "generated", prefix = "BAD PREFIX" }}\n'

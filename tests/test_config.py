@@ -562,6 +562,121 @@ def test_invalid_names(name: str) -> None:
         validate_name(name)
 
 
+# -- names and paths: the stores' reserved segment, one secret per store and path ----
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".rotatectl",
+        "svc/a/.rotatectl",
+        ".rotatectl/x",
+        "svc/.rotatectl/index",
+        "svc/a/.rotatectl-access-check",
+    ],
+)
+def test_a_name_with_a_reserved_segment_is_refused(name: str) -> None:
+    with pytest.raises(UsageError, match=r"invalid credential name .*'\.rotatectl'") as info:
+        validate_name(name)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["svc/rotatectl", "svc/a.rotatectl", "svc/..rotatectl"])
+def test_rotatectl_elsewhere_in_a_segment_is_fine(name: str) -> None:
+    assert validate_name(name) == name
+
+
+def test_a_declared_name_with_a_reserved_segment_is_a_config_error(tmp_path: Path) -> None:
+    message = config_error(tmp_path, '[credentials."svc/a"]\n[credentials."svc/a/.rotatectl"]\n')
+    assert '[credentials."svc/a/.rotatectl"]' in message
+    assert "'.rotatectl'" in message
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("svc/a/.rotatectl", "'.rotatectl'"),
+        ("svc/.rotatectl/index", "'.rotatectl'"),
+        ("../etc", "'..' segment"),
+        ("/svc/a", "start or end with '/'"),
+        ("svc//a", "'//'"),
+        ("svc a", "characters"),
+    ],
+)
+def test_a_path_is_checked_like_a_name(tmp_path: Path, path: str, problem: str) -> None:
+    message = config_error(tmp_path, f'[credentials."svc/b"]\npath = "{path}"\n')
+    assert f'[credentials."svc/b"] path: invalid path {path!r}: ' in message
+    assert problem in message
+
+
+def test_two_credentials_on_one_store_and_path(tmp_path: Path) -> None:
+    message = config_error(
+        tmp_path, '[credentials."svc/a"]\n[credentials."svc/b"]\npath = "svc/a"\n'
+    )
+    assert '[credentials."svc/b"] path:' in message
+    for word in ('"svc/a"', '"svc/b"', 'store "local"', 'path "svc/a"'):
+        assert word in message
+
+
+def test_an_explicit_path_may_collide_with_a_later_default_path(tmp_path: Path) -> None:
+    message = config_error(
+        tmp_path, '[credentials."svc/a"]\npath = "svc/b"\n[credentials."svc/b"]\n'
+    )
+    assert '[credentials."svc/a"] path:' in message  # the line that set the path
+    for word in ('"svc/a"', '"svc/b"', 'store "local"', 'path "svc/b"'):
+        assert word in message
+
+
+STORES_AB = '[stores.a]\ntype = "local"\n[stores.b]\ntype = "local"\n'
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        ('store = ["a", "b"]', 'store = "b"', "b"),
+        ('store = "a"', 'store = ["b", "a"]', "a"),
+        ('store = ["a", "b"]', 'store = ["b", "a"]', "b"),  # the first one found
+        ("", 'store = ["b", "local"]', "local"),  # the default store
+    ],
+)
+def test_any_shared_store_of_several_collides(
+    tmp_path: Path, first: str, second: str, shared: str
+) -> None:
+    message = config_error(
+        tmp_path,
+        STORES_AB
+        + f'[credentials.one]\n{first}\npath = "p"\n[credentials.two]\n{second}\npath = "p"\n',
+    )
+    for word in ('"one"', '"two"', f'store "{shared}"', 'path "p"'):
+        assert word in message
+
+
+def test_distinct_stores_or_paths_do_not_collide(tmp_path: Path) -> None:
+    cfg = load_text(
+        tmp_path,
+        STORES_AB
+        + '[credentials.one]\nstore = "a"\npath = "p"\n'
+        + '[credentials.two]\nstore = "b"\npath = "p"\n'
+        + '[credentials.three]\nstore = ["a", "b"]\npath = "p/q"\n'
+        + '[credentials."p"]\nstore = ["a", "b"]\npath = "p/q/r"\n',
+    )
+    assert [c.path for c in cfg.credentials.values()] == ["p", "p", "p/q", "p/q/r"]
+
+
+# -- the test-only memory store is not installed ------------------------------------
+
+
+def test_memory_is_not_a_store_type(tmp_path: Path) -> None:
+    assert not registry.is_builtin("store", "memory")
+    assert "memory" not in registry.available("store")
+    message = config_error(tmp_path, '[stores.m]\ntype = "memory"\n')
+    assert "[stores.m] type: unknown store type 'memory'" in message
+    installed = message.partition("(installed: ")[2]
+    for real in ("local", "aws-secretsmanager", "vault"):
+        assert real in installed
+    assert "memory" not in installed
+
+
 # -- property -----------------------------------------------------------------
 
 _FRAGMENTS = [

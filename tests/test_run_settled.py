@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from rotatectl.config import load_config
-from rotatectl.engine import Runner, Target
+from rotatectl.engine import Runner
 from rotatectl.engine.fleet import settled
+from rotatectl.model import Rotation, Version
+from rotatectl.ports import StoreBase
 from rotatectl.report import snapshots
 from rotatectl.testing.fakes import FakeClock, FakeProbe
 from rotatectl.workspace import Workspace
@@ -82,15 +84,28 @@ def test_a_retired_key_a_probe_watches_is_left_to_the_runner(ws: Workspace) -> N
     assert settled([watched], clock.now()) == {}
 
 
-def test_targets_without_a_batch_read_are_left_to_the_runner(ws: Workspace) -> None:
+def test_a_store_with_the_default_batched_read_is_settled_the_same(ws: Workspace) -> None:
+    """A store that implements only the core port gets StoreBase's batched read (a
+    loop): run settles its idle credentials like any other, without the lease."""
+    clock = FakeClock(START)
     target = ws.target("idle")
+    Runner(clock, holder="me@here:1").rotate(target)
 
-    class NoBatch:
+    class CoreOnly(StoreBase):
         def __getattr__(self, name: str) -> object:
-            if name == "snapshot_many":
-                raise AttributeError(name)
             return getattr(target.store, name)
 
-    plain = Target(target.name, target.path, NoBatch(), target.issuer, target.probe, target.policy)  # type: ignore[arg-type]
-    assert snapshots([plain]) == {}
-    assert settled([plain], START) == {}
+        def versions(self, path: str) -> list[Version]:
+            return target.store.versions(path)
+
+        def load_rotation(self, path: str) -> tuple[Rotation | None, int]:
+            return target.store.load_rotation(path)
+
+        def read_value(self, path: str, version_id: str | None = None) -> str:
+            return target.store.read_value(path, version_id)
+
+    plain = replace(target, store=CoreOnly())
+    assert plain.store.features() == frozenset()
+    [(name, snapshot)] = snapshots([plain]).items()
+    assert name == "idle" and [v.number for v in snapshot[0]] == [1] and not snapshot[3]
+    assert sorted(settled([plain], clock.now())) == ["idle"]

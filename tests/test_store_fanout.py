@@ -80,9 +80,13 @@ def test_a_rotation_reaches_every_destination_and_clients_of_each_read_the_same_
 def test_a_destination_down_at_publish_holds_promotion_everywhere_until_it_returns() -> None:
     w = Destinations()
     w.runner().rotate(w.target())
-    w.second.down = True
+
+    def down_after_start(name: str) -> None:
+        if name == "after-start":
+            w.second.down = True
+
     w.rotations_started = 2
-    r = w.runner().rotate(w.target())
+    r = w.runner(boundary=down_after_start).rotate(w.target())
     assert r.outcome is Outcome.FAILED and "destination aws" in r.message
     # Pending in the primary, missing in the secondary; nothing promoted anywhere.
     assert w.both() == ([(1, "current"), (2, "pending")], [(1, "current")])

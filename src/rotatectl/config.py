@@ -24,6 +24,7 @@ from .errors import ConfigError, UnknownCredentialError, UsageError
 from .model import OnStillUsed, Policy
 from .registry import AdapterContext
 from .schedule import Window, parse_window
+from .stores.rules import path_problem
 
 if TYPE_CHECKING:
     # Imported where used: status never needs the audit log, hooks or HTTP tests.
@@ -75,7 +76,6 @@ _TEST_KEYS = frozenset(
 )
 _UNKNOWN_USAGE = {"busy": False, "quiet": True}
 
-_NAME_CHARS = re.compile(r"[A-Za-z0-9/_.+=@-]{1,200}")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 # TOML's own names for value types: the user wrote TOML, not Python.
@@ -202,25 +202,14 @@ class Config:
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid credential name, else raise UsageError.
 
-    Names become store paths and file names, so they stay within a safe
-    character set and cannot climb out of a directory (no ``..`` segment).
+    Names become store paths, so they follow the one rule every store applies
+    (:func:`rotatectl.stores.rules.path_problem`): a safe character set, no
+    ``.`` or ``..`` segment, no segment that a store uses for its own records.
     """
-    problem = _name_problem(name)
+    problem = path_problem(name)
     if problem:
         raise UsageError(f"invalid credential name {name!r}: {problem}")
     return name
-
-
-def _name_problem(name: object) -> str | None:
-    if not isinstance(name, str) or not _NAME_CHARS.fullmatch(name):
-        return "use 1-200 characters of A-Z a-z 0-9 / _ . + = @ -"
-    if name.startswith("/") or name.endswith("/"):
-        return "must not start or end with '/'"
-    if "//" in name:
-        return "must not contain '//'"
-    if any(part in (".", "..") for part in name.split("/")):
-        return "must not contain a '.' or '..' segment"
-    return None
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -581,7 +570,7 @@ class _Builder:
         credentials: dict[str, CredentialConfig] = {}
         for name, body in self._table(data.get("credentials", {}), None, "credentials").items():
             table = _table_name("credentials", name)
-            problem = _name_problem(name)
+            problem = path_problem(name)
             if problem:
                 raise self.error(table, None, f"invalid credential name: {problem}")
             cred = self._table(body, None, table)
@@ -604,7 +593,7 @@ class _Builder:
             credentials[name] = CredentialConfig(
                 name=name,
                 stores=cred_stores,
-                path=self._str(cred["path"], table, "path") if "path" in cred else name,
+                path=self._path(cred["path"], table) if "path" in cred else name,
                 issuer=(
                     self._adapter(cred["issuer"], "issuer", table, "issuer")
                     if "issuer" in cred
@@ -622,6 +611,7 @@ class _Builder:
                 hooks=self._hooks(cred["hooks"], table) if "hooks" in cred else None,
                 pretest=self._pretest(cred["test"], table) if "test" in cred else None,
             )
+        self._one_credential_per_store_path(credentials)
         audit = self._table(data.get("audit", {}), None, "audit")
         self._check_keys(audit, "audit", frozenset(("path", "key_env")))
         audit_path = None
@@ -647,6 +637,34 @@ class _Builder:
             credentials=credentials,
             env=self.env,
         )
+
+    def _path(self, value: object, table: str) -> str:
+        """A credential's ``path``: the same rule as a name, since it is the name in the store."""
+        path = self._str(value, table, "path")
+        problem = path_problem(path)
+        if problem:
+            raise self.error(table, "path", f"invalid path {path!r}: {problem}")
+        return path
+
+    def _one_credential_per_store_path(self, credentials: Mapping[str, CredentialConfig]) -> None:
+        """Two credentials at one (store, path) would be one secret with two issuers:
+        rotating the second would rotate the first's secret. Any shared destination
+        of a credential kept in several stores counts."""
+        seen: dict[tuple[str, str], str] = {}
+        for name, cred in credentials.items():
+            for store in cred.stores:
+                first = seen.setdefault((store, cred.path), name)
+                if first != name:
+                    # Point at a `path` line: this one's, or else the earlier one's
+                    # (this credential's path is its name, the default).
+                    blamed = name if cred.path != name else first
+                    raise self.error(
+                        _table_name("credentials", blamed),
+                        "path",
+                        f"credentials {json.dumps(first)} and {json.dumps(name)} are both at "
+                        f"store {json.dumps(store)}, path {json.dumps(cred.path)}: one secret "
+                        "cannot be rotated by two credentials",
+                    )
 
     def _adapters(self, data: Mapping[str, Any], section: str, kind: str) -> dict[str, AdapterSpec]:
         tables = self._table(data.get(section, {}), None, section)

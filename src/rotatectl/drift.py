@@ -1,8 +1,10 @@
 """Drift: a store changed behind rotatectl's back.
 
 Generic check: the current value no longer matches the current version's
-fingerprint. A store can add checks of its own layout (a label moved, a field
-overwritten) and repairs by implementing :class:`rotatectl.ports.DriftAware`.
+fingerprint. A store adds checks of its own layout (a label moved, a field
+overwritten) and repairs through the drift feature of
+:class:`rotatectl.ports.SecretStore` (``drift``, ``drift_many``, ``adopt``,
+``restore``; defaults on :class:`rotatectl.ports.StoreBase`).
 While a credential has drift, ``run`` and ``rotate`` refuse to start a
 rotation on it (exit 3) until the operator adopts the store's state or
 restores rotatectl's.
@@ -14,13 +16,13 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING
 
 from . import redact
 from .errors import NotFoundError, RotatectlError, UsageError
 from .keyformat import fingerprint_matches
 from .machine import current_version
-from .ports import DriftAware, SecretStore
+from .ports import SecretStore
 
 if TYPE_CHECKING:
     from .model import Version
@@ -34,7 +36,9 @@ def detect(target: Target, versions: Sequence[Version] | None = None) -> list[st
     (``status`` reads many at once), so they are not read again.
     """
     store = target.store
-    if _labels_prove_values(store):
+    if store.immutable_versions:
+        # A version's value cannot change (AWS): the store's own check of which
+        # version clients get proves the value; reading it adds nothing.
         return store.drift(target.path)
     if versions is None:
         versions = store.versions(target.path)
@@ -44,20 +48,12 @@ def detect(target: Target, versions: Sequence[Version] | None = None) -> list[st
             value = store.read_value(target.path)
         except NotFoundError:
             value = None
-    problems = _value_problems(versions, value)
-    if isinstance(store, DriftAware):
-        problems.extend(store.drift(target.path))
+    problems = value_problems(versions, value)
+    problems.extend(store.drift(target.path))
     return problems
 
 
-def _labels_prove_values(store: object) -> TypeGuard[DriftAware]:
-    """A DriftAware store whose versions cannot change value (``immutable_versions``:
-    AWS Secrets Manager) proves the current value by its own check of which
-    version clients get: reading the value adds nothing."""
-    return isinstance(store, DriftAware) and bool(getattr(store, "immutable_versions", False))
-
-
-def _value_problems(versions: Sequence[Version], value: str | None) -> list[str]:
+def value_problems(versions: Sequence[Version], value: str | None) -> list[str]:
     """The generic check: the current value (None: gone) against the current version."""
     current = current_version(versions)
     if current is None:
@@ -76,37 +72,31 @@ def _value_problems(versions: Sequence[Version], value: str | None) -> list[str]
 def detect_many(
     targets: Sequence[Target], versions: Mapping[str, Sequence[Version]]
 ) -> dict[str, list[str]]:
-    """:func:`detect` of many credentials (by name) whose ``versions`` were read in a batch,
-    for stores with the batched reads ``current_values_many(paths)`` (path -> the
-    current version's value, None when gone; not needed with ``immutable_versions``)
-    and, if DriftAware, ``drift_many(paths)``. Credentials of other stores, or of a batch that
-    failed, are left out: :func:`detect` them one at a time.
+    """:func:`detect` of many credentials (by name) whose ``versions`` were read in a
+    batch, one ``current_values_many`` (not needed with ``immutable_versions``) and one
+    ``drift_many`` per store. Credentials without versions read, or of a store whose
+    batch failed, are left out: :func:`detect` them one at a time.
     """
     by_store: dict[int, list[Target]] = {}
     for t in targets:
-        if t.name in versions and (
-            hasattr(t.store, "current_values_many") or _labels_prove_values(t.store)
-        ):
+        if t.name in versions:
             by_store.setdefault(id(t.store), []).append(t)
     found: dict[str, list[str]] = {}
     for group in by_store.values():
-        store: Any = group[0].store
+        store = group[0].store
         paths = [t.path for t in group]
-        proven = _labels_prove_values(store)
+        proven = store.immutable_versions
         try:
             values: dict[str, str | None] = {}
             if not proven:
                 values = store.current_values_many(
                     [t.path for t in group if current_version(versions[t.name]) is not None]
                 )
-            extra: dict[str, list[str]] = {}
-            if isinstance(store, DriftAware):
-                many = getattr(store, "drift_many", None)
-                extra = many(paths) if many else {p: store.drift(p) for p in paths}
+            extra = store.drift_many(paths)
         except RotatectlError:
             continue
         for t in group:
-            checked = [] if proven else _value_problems(versions[t.name], values.get(t.path))
+            checked = [] if proven else value_problems(versions[t.name], values.get(t.path))
             found[t.name] = [*checked, *extra.get(t.path, [])]
         values.clear()  # drop the values as soon as they are checked
     return found
@@ -118,8 +108,6 @@ def resolve(target: Target, how: str, at: datetime) -> None:
     Raises UsageError when the store cannot do it.
     """
     store = target.store
-    if not isinstance(store, DriftAware):
-        raise UsageError(f"{target.name}: store {target.store_name} cannot {how} drift")
     if how == "adopt":
         store.adopt(target.path, at)
     elif how == "restore":

@@ -139,6 +139,155 @@ class SecretStore(Protocol):
         """Release connections. Safe to call twice."""
         ...
 
+    # -- optional features: declared here, defaults on StoreBase -----------------
+
+    immutable_versions: bool
+    """True when a version's value can never change once written (AWS): the
+    store's own check of which version clients get then proves the value."""
+
+    def features(self) -> frozenset[str]:
+        """The optional features this store implements itself (see STORE_FEATURES);
+        the others work through StoreBase's defaults."""
+        ...
+
+    def state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
+        """``(versions(path), *load_rotation(path))``, read together where the store
+        can (one transaction or request), so they agree."""
+        ...
+
+    def snapshot_many(self, paths: Sequence[str], *, locks: bool = True) -> dict[str, Snapshot]:
+        """Each path's (versions, rotation record, revision, whether a lease is
+        held); ``locks`` False: the flag is not needed (a store may skip it)."""
+        ...
+
+    def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Each path's current value (None when it is gone), for the drift check."""
+        ...
+
+    def drift(self, path: str) -> list[str]:
+        """Store-specific differences from rotatectl's records (labels, fields)."""
+        ...
+
+    def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
+        """:meth:`drift` of many paths."""
+        ...
+
+    def adopt(self, path: str, at: datetime) -> None:
+        """Take the store's state as the truth. UsageError when the store cannot."""
+        ...
+
+    def restore(self, path: str, at: datetime) -> None:
+        """Put rotatectl's recorded state back. UsageError / ConflictError when it cannot."""
+        ...
+
+    def rotation_history(self, path: str) -> list[Rotation]:
+        """Earlier rotation records still kept, oldest first."""
+        ...
+
+    def views(self, path: str) -> list[tuple[str, list[Version] | str]]:
+        """Several destinations: each one's versions, or its error text; [] for one."""
+        ...
+
+    def replicate(self, path: str, version_id: str) -> None:
+        """Several destinations: copy ``version_id`` to those that lack it, as pending."""
+        ...
+
+    def check_access(self, paths: Sequence[str] = ()) -> list[str]:
+        """One line per call the store may not make (on ``paths`` too); [] when all are
+        allowed. Never raises for a denial."""
+        ...
+
+
+# A credential's state as a batched read returns it: versions, latest rotation
+# record, its revision, and whether someone holds the lease.
+Snapshot = tuple[list[Version], "Rotation | None", int, bool]
+
+# The optional store features, by the name ``SecretStore.features`` reports.
+STORE_FEATURES = {
+    "state": "versions and rotation record in one read",
+    "batched-reads": "many credentials' snapshots and current values in a few reads",
+    "drift": "store-specific drift checks (labels, fields), adopt and restore",
+    "history": "earlier rotation records",
+    "access-check": "a report of missing permissions",
+    "destinations": "several destinations (views, replicate)",
+}
+
+
+class StoreBase:
+    """Base class of every store: the optional features of :class:`SecretStore`
+    with defaults built on the core methods (as keyring's backend base does).
+
+    A store overrides a feature it does better and names it in ``FEATURES``;
+    callers never probe for a method by name. The defaults: one-credential reads
+    in a loop, no store-specific drift (the generic value check still runs), no
+    history, no destinations, no access problems; adopt/restore refused.
+    """
+
+    FEATURES: frozenset[str] = frozenset()
+    immutable_versions: bool = False
+
+    # The core port, implemented by every store.
+    def versions(self, path: str) -> list[Version]:
+        raise NotImplementedError
+
+    def load_rotation(self, path: str) -> tuple[Rotation | None, int]:
+        raise NotImplementedError
+
+    def read_value(self, path: str, version_id: str | None = None) -> str:
+        raise NotImplementedError
+
+    # The features, with defaults.
+    def features(self) -> frozenset[str]:
+        return self.FEATURES
+
+    def state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
+        rotation, revision = self.load_rotation(path)
+        return self.versions(path), rotation, revision
+
+    def snapshot_many(self, paths: Sequence[str], *, locks: bool = True) -> dict[str, Snapshot]:
+        # Without a batched read the lease is not read: False lets `run` report a held
+        # credential as what it would do, and the holder advances it.
+        return {p: (*self.state(p), False) for p in paths}
+
+    def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
+        from .errors import NotFoundError
+
+        values: dict[str, str | None] = {}
+        for p in paths:
+            try:
+                values[p] = self.read_value(p)
+            except NotFoundError:
+                values[p] = None
+        return values
+
+    def drift(self, path: str) -> list[str]:
+        return []
+
+    def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
+        return {p: self.drift(p) for p in paths}
+
+    def adopt(self, path: str, at: datetime) -> None:
+        from .errors import UsageError
+
+        raise UsageError(f"{path}: this store cannot adopt drift")
+
+    def restore(self, path: str, at: datetime) -> None:
+        from .errors import UsageError
+
+        raise UsageError(f"{path}: this store cannot restore drift")
+
+    def rotation_history(self, path: str) -> list[Rotation]:
+        return []
+
+    def views(self, path: str) -> list[tuple[str, list[Version] | str]]:
+        return []
+
+    def replicate(self, path: str, version_id: str) -> None:
+        return None
+
+    def check_access(self, paths: Sequence[str] = ()) -> list[str]:
+        return []
+
 
 @runtime_checkable
 class KeyIssuer(Protocol):
@@ -199,40 +348,9 @@ class AccessCheck(Protocol):
         ...
 
 
-@runtime_checkable
-class DriftAware(Protocol):
-    """Optional for a store: find and repair changes made outside rotatectl."""
-
-    def drift(self, path: str) -> list[str]:
-        """Store-specific differences from rotatectl's records (labels, fields); [] if none."""
-        ...
-
-    def adopt(self, path: str, at: datetime) -> None:
-        """Take the store's state as the truth: record it as rotatectl's."""
-        ...
-
-    def restore(self, path: str, at: datetime) -> None:
-        """Put rotatectl's recorded state back. ConflictError when it cannot."""
-        ...
-
-
-@runtime_checkable
-class StateReader(Protocol):
-    """Optional for a store: a credential's versions and rotation record in one read."""
-
-    def state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
-        """``(versions(path), *load_rotation(path))``, read together (one
-        transaction or request where the store allows), so they agree."""
-        ...
-
-
 def read_state(store: SecretStore, path: str) -> tuple[list[Version], Rotation | None, int]:
-    """Versions, rotation record and its revision of ``path``: one
-    :class:`StateReader` read when the store has it, two reads otherwise."""
-    if isinstance(store, StateReader):
-        return store.state(path)
-    rotation, revision = store.load_rotation(path)
-    return store.versions(path), rotation, revision
+    """Versions, rotation record and its revision of ``path`` (``store.state``)."""
+    return store.state(path)
 
 
 class Clock(Protocol):

@@ -30,10 +30,10 @@ GROUPS = {
 }
 
 # Fallback for running from a source tree that was not installed (no entry points).
+# Test doubles (rotatectl.testing) are not adapters: tests construct them themselves.
 _BUILTINS = {
     "store": {
         "local": "rotatectl.stores.local:LocalStore",
-        "memory": "rotatectl.testing.memory:MemoryStore",
         "aws-secretsmanager": "rotatectl.stores.aws:SecretsManagerStore",
         "vault": "rotatectl.stores.vault:VaultStore",
     },

@@ -13,11 +13,7 @@ from .model import Phase, Policy, Rotation, Version, VersionState, iso
 
 if TYPE_CHECKING:  # the runner's imports (retries, hooks, tests) are not needed to report
     from .model import Result
-    from .ports import SecretStore, Target
-
-# What an optional ``snapshot_many(paths)`` store method returns per path:
-# (versions, latest rotation, its revision, whether a holder has the lease lock).
-Snapshot = tuple[list[Version], Rotation | None, int, bool]
+    from .ports import SecretStore, Snapshot, Target
 
 
 class StatusSource(Protocol):
@@ -95,21 +91,19 @@ class CredentialStatus:
 
 
 def snapshots(sources: Sequence[StatusSource], *, locks: bool = True) -> dict[str, Snapshot]:
-    """Snapshots by credential name, read in one batch per store that offers
-    ``snapshot_many`` (the local store: one transaction; AWS: 20 records a call).
-    Credentials of other stores, or of a store whose batch read failed, are left
-    out: read them one at a time (where a failure stays that credential's own).
-    ``locks`` False: the lock flag is not needed (a store may skip reading it).
+    """Snapshots by credential name, one ``snapshot_many`` per store (the local
+    store: one transaction; AWS: 20 records a call; others: a loop). Credentials
+    of a store whose batch read failed are left out: read them one at a time
+    (where a failure stays that credential's own). ``locks`` False: the lock
+    flag is not needed (a store may skip reading it).
     """
     by_store: dict[int, list[StatusSource]] = {}
     for source in sources:
-        if getattr(source.store, "snapshot_many", None) is not None:
-            by_store.setdefault(id(source.store), []).append(source)
+        by_store.setdefault(id(source.store), []).append(source)
     found: dict[str, Snapshot] = {}
     for group in by_store.values():
-        batch = group[0].store.snapshot_many  # type: ignore[attr-defined]
         try:
-            read: dict[str, Snapshot] = batch([s.path for s in group], locks=locks)
+            read = group[0].store.snapshot_many([s.path for s in group], locks=locks)
         except RotatectlError:
             continue
         found.update((s.name, read[s.path]) for s in group)
@@ -156,10 +150,9 @@ def collect_status(
         return CredentialStatus(
             target.name, target.store_name, target.path, (), None, None, now, error=str(exc)
         )
-    views = getattr(target.store, "views", None)
     destinations: list[tuple[str, int | str | None]] = []
-    if views is not None:
-        for name, seen in views(target.path):
+    if "destinations" in target.store.features():
+        for name, seen in target.store.views(target.path):
             if isinstance(seen, str):
                 destinations.append((name, seen))
             else:
@@ -287,8 +280,7 @@ def collect_history(target: Target, now: datetime) -> History:
     history of rotation records give only the latest one)."""
     versions = target.store.versions(target.path)
     latest, _ = target.store.load_rotation(target.path)
-    earlier = getattr(target.store, "rotation_history", None)
-    rotations: list[Rotation] = list(earlier(target.path)) if earlier is not None else []
+    rotations = list(target.store.rotation_history(target.path))
     if latest is not None:
         rotations.append(latest)
     return History(

@@ -4,13 +4,16 @@ parses and renders, these decide and act. Each raises rotatectl errors only.
 - :func:`read_value`: a key value for ``get``/``exec``, audited before it is revealed.
 - :func:`check_drift`: drift of one credential, and its repair (``check --adopt``
   or ``--restore``), audited.
-- :func:`check_store`, :func:`check_target`: what ``check`` asks of each adapter.
+- :func:`check_store`, :func:`check_target`, :func:`check_notifier`: what ``check``
+  asks of each adapter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from .ports import STORE_FEATURES
 
 if TYPE_CHECKING:
     from .audit import AuditLog
@@ -87,22 +90,17 @@ def _denied(adapter: object) -> None:
 def check_store(ws: Workspace, name: str) -> str:
     """Reach store ``name`` and check its permissions (on the declared credentials'
     paths too); "N credentials", or PermissionDeniedError naming what is missing."""
-    import inspect
-
     from .errors import PermissionDeniedError
 
     store = ws.store(name)
-    count = len(store.list_paths())
-    check = getattr(store, "check_access", None)
-    if check is not None and "paths" in inspect.signature(check).parameters:
-        # Also the declared credentials that do not exist in the store yet.
-        declared = [c.path for c in ws.config.credentials.values() if name in c.stores]
-        problems = check(paths=sorted(set(declared) | set(store.list_paths())))
-        if problems:
-            raise PermissionDeniedError("; ".join(problems))
-    else:
-        _denied(store)
-    return f"{count} credentials"
+    paths = store.list_paths()
+    # Also the declared credentials that do not exist in the store yet.
+    declared = [c.path for c in ws.config.credentials.values() if name in c.stores]
+    problems = store.check_access(paths=sorted(set(declared) | set(paths)))
+    if problems:
+        raise PermissionDeniedError("; ".join(problems))
+    lacks = sorted(set(STORE_FEATURES) - {"destinations"} - store.features())
+    return f"{len(paths)} credentials" + (f"; without {', '.join(lacks)}" if lacks else "")
 
 
 def check_target(ws: Workspace, name: str) -> str:
@@ -112,3 +110,21 @@ def check_target(ws: Workspace, name: str) -> str:
     for adapter in (target.issuer, target.probe):
         _denied(adapter)
     return f"store {target.store_name}, path {target.path}"
+
+
+def check_notifier(ws: Workspace, name: str) -> str:
+    """Build notifier ``name`` and ask it what would make a delivery fail now (an
+    unset variable, an unreachable endpoint, a refused login), without sending an
+    event; its type (a plug-in without a check says so), or NotifierError with one
+    "; "-joined line of problems."""
+    from .errors import NotifierError
+    from .ports import AccessCheck
+
+    notifier = ws.notifier(name)
+    kind = ws.config.notifiers[name].type
+    if not isinstance(notifier, AccessCheck):
+        return f"{kind}; without access-check"
+    problems = notifier.check_access()
+    if problems:
+        raise NotifierError("; ".join(problems))
+    return kind

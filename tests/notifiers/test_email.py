@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
-import socket
-import ssl
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from rotatectl.errors import ConfigError, NotifierError
 from rotatectl.model import Event
 from rotatectl.notifiers.email import EmailNotifier
 from rotatectl.ports import AccessCheck, Notifier
 from rotatectl.registry import AdapterContext, build
+from rotatectl.testing.notifier_contract import NotifierWithSecretContract
+
+from .conftest import PASSWORD, USER, Mailbox, free_port
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
-USER, PASSWORD = "rotatectl", "smtp-pass-zz9plural-DO-NOT-LEAK"
 ENV = {"SMTP_USER": USER, "SMTP_PASSWORD": PASSWORD}
 EVENT = Event(
     kind="still-used",
@@ -42,108 +31,6 @@ EVENT = Event(
     message="old key still used by 10.0.0.7",
     data={"clients": ["10.0.0.7", "billing"]},
 )
-
-
-@dataclass
-class Mailbox:
-    """What the test server received; ``refuse`` holds SMTP replies for the next DATA."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    messages: list[tuple[Envelope, EmailMessage]] = field(default_factory=list)
-    logins: list[tuple[bytes, bytes]] = field(default_factory=list)
-    refuse: list[str] = field(default_factory=list)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.refuse:
-            return self.refuse.pop(0)
-        assert isinstance(envelope.content, bytes)
-        mail = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(mail, EmailMessage)
-        self.messages.append((envelope, mail))
-        return "250 Message accepted for delivery"
-
-    def authenticate(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
-        assert isinstance(data, LoginPassword)
-        self.logins.append((data.login, data.password))
-        ok = (data.login, data.password) == (USER.encode(), PASSWORD.encode())
-        # handled=False: aiosmtpd then answers 535 itself on failure.
-        return AuthResult(success=ok, handled=False)
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (cert.pem doubles as the CA file)."""
-    root = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rotatectl test SMTP")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = root / "cert.pem", root / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def serve(mailbox: Mailbox, **smtp: Any) -> Iterator[Mailbox]:
-    mailbox.port = free_port()
-    controller = Controller(mailbox, hostname=mailbox.host, port=mailbox.port, **smtp)
-    controller.start()
-    try:
-        yield mailbox
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def tls_server(certificate: tuple[Path, Path]) -> Iterator[Mailbox]:
-    """STARTTLS required, AUTH only over TLS."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*certificate)
-    mailbox = Mailbox()
-    yield from serve(
-        mailbox,
-        tls_context=context,
-        require_starttls=True,
-        authenticator=mailbox.authenticate,
-        auth_require_tls=True,
-    )
-
-
-@pytest.fixture
-def plain_server() -> Iterator[Mailbox]:
-    """No TLS at all (a local relay)."""
-    mailbox = Mailbox()
-    yield from serve(mailbox, authenticator=mailbox.authenticate, auth_require_tls=False)
 
 
 def notifier(
@@ -243,7 +130,9 @@ def test_an_unreachable_server_is_retried_then_reported() -> None:
     assert len(sleeps) == 2
 
 
-def test_missing_credentials_in_the_environment(tls_server: Mailbox) -> None:
+def test_missing_credentials_in_the_environment(
+    tls_server: Mailbox, certificate: tuple[Path, Path]
+) -> None:
     ctx = AdapterContext(table="notifiers.mail", base_dir=Path("."), state_dir=Path("."), env={})
     mail = EmailNotifier.from_config(
         {
@@ -251,6 +140,7 @@ def test_missing_credentials_in_the_environment(tls_server: Mailbox) -> None:
             "port": tls_server.port,
             "from": "rotatectl@example.com",
             "to": ["ops@example.com"],
+            "ca_file": str(certificate[0]),
             "username_env": "SMTP_USER",
             "password_env": "SMTP_PASSWORD",
         },
@@ -263,7 +153,7 @@ def test_missing_credentials_in_the_environment(tls_server: Mailbox) -> None:
     ]
     with pytest.raises(NotifierError, match="SMTP_USER is not set"):
         mail.notify(EVENT)
-    assert tls_server.messages == []
+    assert tls_server.messages == [] and tls_server.logins == []
 
 
 def test_from_config(tmp_path: Path) -> None:
@@ -284,7 +174,6 @@ def test_from_config(tmp_path: Path) -> None:
     assert isinstance(mail, EmailNotifier)
     assert (mail.port, mail.starttls, mail.timeout, mail.attempts) == (587, True, 10.0, 4)
     assert mail.ca_file == tmp_path / "ca.pem"
-    assert mail.check_access() == []
 
 
 @pytest.mark.parametrize(
@@ -309,3 +198,69 @@ def test_from_config_rejects(settings: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         EmailNotifier.from_config(settings, ctx)
     assert f"[notifiers.mail] {key}:" in str(info.value)
+
+
+# -- the contract and the access check ------------------------------------------------------
+
+
+class TestEmailContract(NotifierWithSecretContract):
+    @pytest.fixture
+    def notifier(self, tls_server: Mailbox, certificate: tuple[Path, Path]) -> Notifier:
+        self.mailbox, self.certificate = tls_server, certificate
+        return notifier(tls_server, certificate)
+
+    def received(self) -> list[str]:
+        return [mail.as_string() for _, mail in self.mailbox.messages]
+
+    def unreachable(self) -> Notifier:
+        return notifier(Mailbox(port=free_port()), self.certificate, retries=0)
+
+    def secrets(self) -> list[str]:
+        return [PASSWORD]
+
+    def missing_variable(self) -> tuple[Notifier, str]:
+        mail = notifier(self.mailbox, self.certificate, env={"SMTP_USER": USER})
+        return mail, "SMTP_PASSWORD"
+
+
+def test_check_access_logs_in_and_sends_nothing(
+    tls_server: Mailbox, certificate: tuple[Path, Path]
+) -> None:
+    assert notifier(tls_server, certificate).check_access() == []
+    assert tls_server.logins == [(USER.encode(), PASSWORD.encode())]
+    assert tls_server.messages == []
+
+
+def test_check_access_reports_a_refused_login_without_the_password(
+    tls_server: Mailbox, certificate: tuple[Path, Path]
+) -> None:
+    wrong = {"SMTP_USER": USER, "SMTP_PASSWORD": "wrong-zz9-secret"}
+    (problem,) = notifier(tls_server, certificate, env=wrong).check_access()
+    assert problem.startswith(f"SMTP server 127.0.0.1:{tls_server.port}: SMTP 535")
+    assert "wrong-zz9-secret" not in problem and PASSWORD not in problem
+    assert tls_server.messages == []
+
+
+def test_check_access_reports_tls_problems(
+    tls_server: Mailbox, plain_server: Mailbox, certificate: tuple[Path, Path]
+) -> None:
+    (untrusted,) = notifier(tls_server, None).check_access()
+    assert untrusted.startswith(
+        f"SMTP server 127.0.0.1:{tls_server.port}: TLS certificate not trusted"
+    )
+    (no_starttls,) = notifier(plain_server, None).check_access()
+    assert no_starttls.endswith("does not offer STARTTLS (starttls = true)")
+    (cleartext,) = notifier(plain_server, None, starttls=False).check_access()
+    assert cleartext.endswith("will not send credentials without TLS")
+    relay = notifier(plain_server, None, starttls=False, username_env=None, password_env=None)
+    assert relay.check_access() == []
+    assert tls_server.logins == plain_server.logins == []
+    assert tls_server.messages == plain_server.messages == []
+
+
+def test_check_access_names_an_unreachable_server_and_an_unknown_host() -> None:
+    port = free_port()
+    (refused,) = notifier(Mailbox(port=port), None).check_access()
+    assert refused == f"cannot reach SMTP server 127.0.0.1:{port}: connection refused"
+    (unknown,) = notifier(Mailbox(host="smtp.invalid", port=587), None).check_access()
+    assert unknown.startswith("cannot reach SMTP server smtp.invalid:587: host not found")

@@ -13,10 +13,11 @@ import pytest
 from rotatectl.errors import ConfigError, NotifierError
 from rotatectl.model import Event
 from rotatectl.notifiers.slack import SlackNotifier, message
-from rotatectl.ports import AccessCheck
+from rotatectl.ports import AccessCheck, Notifier
 from rotatectl.registry import AdapterContext, build
+from rotatectl.testing.notifier_contract import NotifierWithSecretContract
 
-from .conftest import Receiver, Reply
+from .conftest import Receiver, Reply, free_port
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 HOOK_PATH = "/services/T000/B000/XXXXsecretXXXX"
@@ -210,3 +211,37 @@ def test_from_config_rejects(settings: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         SlackNotifier.from_config(settings, ctx)
     assert f"[notifiers.chat] {key}:" in str(info.value)
+
+
+# -- the contract and the access check ------------------------------------------------------
+
+
+class TestSlackContract(NotifierWithSecretContract):
+    @pytest.fixture
+    def notifier(self, receiver: Receiver) -> Notifier:
+        self.receiver = receiver
+        return SlackNotifier(receiver.url + HOOK_PATH, name="notifiers.chat")
+
+    def received(self) -> list[str]:
+        return [r.body.decode() for r in self.receiver.received]
+
+    def unreachable(self) -> Notifier:
+        url = f"http://127.0.0.1:{free_port()}{HOOK_PATH}"
+        return SlackNotifier(url, name="notifiers.chat", retries=0)
+
+    def secrets(self) -> list[str]:
+        return [HOOK_PATH, "XXXXsecretXXXX"]
+
+    def missing_variable(self) -> tuple[Notifier, str]:
+        return SlackNotifier(url_env="SLACK_URL", env={}, name="notifiers.chat"), "SLACK_URL"
+
+
+def test_check_access_shows_only_the_host_of_a_url_from_the_environment() -> None:
+    port = free_port()
+    env = {"SLACK_URL": f"http://127.0.0.1:{port}{HOOK_PATH}"}
+    slack = SlackNotifier(url_env="SLACK_URL", env=env)
+    assert slack.check_access() == [f"cannot reach http://127.0.0.1:{port}: connection refused"]
+    bad = SlackNotifier(url_env="SLACK_URL", env={"SLACK_URL": "hooks.slack.com/x"})
+    assert bad.check_access() == [
+        "environment variable SLACK_URL (url_env) does not hold an http(s) URL"
+    ]

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import socket
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ from rotatectl.model import Event
 from rotatectl.notifiers.webhook import WebhookNotifier, serialise
 from rotatectl.ports import AccessCheck, Notifier
 from rotatectl.registry import AdapterContext, build
+from rotatectl.testing.notifier_contract import NotifierWithSecretContract
 
 from ..conftest import Cli
-from .conftest import Receiver, Reply
+from .conftest import Receiver, Reply, free_port
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SECRET = "whsec-zz9plural-DO-NOT-LEAK"
@@ -185,7 +187,6 @@ def test_from_config(tmp_path: Path) -> None:
     )
     assert isinstance(hook, WebhookNotifier)
     assert (hook.timeout, hook.attempts, hook.name) == (2.0, 2, "notifiers.ops")
-    assert hook.check_access() == []
 
 
 @pytest.mark.parametrize(
@@ -245,3 +246,66 @@ path = "events.jsonl"
     )
     assert all(r.path == "/rotations" for r in receiver.received)
     cli.extra_texts += [r.body.decode() for r in receiver.received]  # checked for key values
+
+
+# -- the contract and the access check ------------------------------------------------------
+
+
+class TestWebhookContract(NotifierWithSecretContract):
+    @pytest.fixture
+    def notifier(self, receiver: Receiver) -> Notifier:
+        self.receiver = receiver
+        return notifier(receiver)
+
+    def received(self) -> list[str]:
+        return [r.body.decode() for r in self.receiver.received]
+
+    def unreachable(self) -> Notifier:
+        url = f"http://127.0.0.1:{free_port()}{PATH_TOKEN}?token=T0KEN-query-zz9"
+        return WebhookNotifier(url, secret_env="HOOK_SECRET", env=ENV, retries=0)
+
+    def secrets(self) -> list[str]:
+        return [SECRET, PATH_TOKEN, "T0KEN"]
+
+    def missing_variable(self) -> tuple[Notifier, str]:
+        hook = WebhookNotifier(self.receiver.url + PATH_TOKEN, secret_env="HOOK_SECRET", env={})
+        return hook, "HOOK_SECRET"
+
+
+def test_check_access_connects_but_posts_nothing(receiver: Receiver) -> None:
+    time.sleep(0.2)  # connections of earlier tests are accepted late: let them land
+    before = receiver.connections
+    assert notifier(receiver).check_access() == []
+    assert receiver.wait_connections(before + 1) == before + 1
+    assert receiver.received == []
+
+
+def test_check_access_names_a_closed_port_without_the_path(receiver: Receiver) -> None:
+    port = free_port()
+    hook = WebhookNotifier(f"http://user:pw-zz9@127.0.0.1:{port}{PATH_TOKEN}", env={})
+    assert hook.check_access() == [f"cannot reach http://127.0.0.1:{port}: connection refused"]
+
+
+def test_check_access_reports_an_unknown_host_and_an_unset_secret() -> None:
+    hook = WebhookNotifier(
+        f"https://hooks.invalid{PATH_TOKEN}", secret_env="HOOK_SECRET", env={}, timeout=2
+    )
+    unset, unknown = hook.check_access()
+    assert unset == "environment variable HOOK_SECRET (secret_env) is not set"
+    assert unknown.startswith("cannot reach https://hooks.invalid: host not found")
+    assert "T0KEN" not in unknown
+
+
+def test_check_access_goes_through_the_proxy_urllib_would_use(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = free_port()
+    monkeypatch.setenv("http_proxy", f"http://proxyuser:proxy-pw-zz9@127.0.0.1:{closed}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    hook = WebhookNotifier(f"http://hooks.example.com{PATH_TOKEN}", env={})
+    (problem,) = hook.check_access()
+    assert problem == (
+        f"cannot reach http://hooks.example.com through proxy http://127.0.0.1:{closed}:"
+        " connection refused"
+    )

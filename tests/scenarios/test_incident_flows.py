@@ -228,11 +228,12 @@ def test_rollback_overlap_counts_from_the_rollback(cli: Cli, backend: Backend) -
     assert states(store) == [(1, "current"), (2, "previous")], (
         "the rollback retired v2 at once (its overlap counted from v1's first promotion)"
     )
-    expect(cli("run"), 0)
-    assert states(store) == [(1, "current"), (2, "previous")]
-
     demoted = version(store, 2).demoted
     assert demoted is not None
+    expect(cli("run"), 0)
+    if datetime.now(UTC) < demoted + timedelta(seconds=3):  # a slow machine may be past it
+        assert states(store) == [(1, "current"), (2, "previous")]
+
     time.sleep(max(0.0, (demoted + timedelta(seconds=4) - datetime.now(UTC)).total_seconds()))
     expect(cli("run"), 0)
     assert states(store) == [(1, "current"), (2, "retired")]

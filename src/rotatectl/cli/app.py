@@ -453,7 +453,8 @@ def check(
     output: OutputOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Validate the config, reach every store, report missing permissions and drift.
+    """Validate the config, reach every store and notifier, report missing
+    permissions, unset notifier credentials and drift.
 
     Drift (a store changed behind rotatectl's back) exits 3 and blocks rotations
     of that credential until --adopt or --restore resolves it; both are audited.
@@ -482,7 +483,7 @@ def check(
         for name in sorted(cfg.stores):
             probe(f"store {name}", lambda n=name: services.check_store(ws, n))
         for name in sorted(cfg.notifiers):
-            probe(f"notifier {name}", lambda n=name: ws.notifier(n) and "")
+            probe(f"notifier {name}", lambda n=name: services.check_notifier(ws, n))
         for name in sorted(cfg.credentials):
             probe(f"credential {name}", lambda n=name: services.check_target(ws, n))
         for name in _validated_names(names or []) or ws.names():

@@ -89,9 +89,8 @@ def publish(st: Step) -> None:
             known: list[Sequence[Version]] = [st.versions]  # what this step just read
             found = st.retry(lambda: _mint(st, known.pop() if known else None))
         new = found
-    replicate = getattr(t.store, "replicate", None)
-    if replicate is not None:  # several destinations: pending in all of them first
-        st.retry(lambda: replicate(t.path, rotation.new_version_id))
+    if "destinations" in t.store.features():  # pending in every destination first
+        st.retry(lambda: t.store.replicate(t.path, rotation.new_version_id))
     published = st.clock.now()
     rotation = rotation.advance(Phase.PROPAGATE, published, published=published)
     st.save(rotation, st.revision)

@@ -20,10 +20,11 @@ the SMTP status, never the password or the message.
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any, Self
 from ..errors import NotifierError
 from ..model import Event, iso
 from ..registry import AdapterContext, check_settings
+from .base import NotifierBase, failure, scrub, unset
 from .webhook import Permanent, Transient, deliver, delivery_settings, env_name, serialise
 
 
@@ -70,7 +72,7 @@ def compose(event: Event, sender: str, to: Sequence[str]) -> EmailMessage:
     return mail
 
 
-class EmailNotifier:
+class EmailNotifier(NotifierBase):
     """Mails events over SMTP; see the module docstring."""
 
     def __init__(
@@ -159,26 +161,40 @@ class EmailNotifier:
         )
 
     def check_access(self) -> list[str]:
-        """Problems ``rotatectl check`` should report (missing credential variables)."""
-        return [
-            f"environment variable {var} ({key}) is not set"
-            for key, var in (
-                ("username_env", self.username_env),
-                ("password_env", self.password_env),
-            )
-            if var and not self.env.get(var)
-        ]
+        """Problems ``rotatectl check`` should report, found without sending mail:
+        unset credential variables (named), an SMTP server that cannot be reached
+        within the timeout, no STARTTLS where it is required, an untrusted
+        certificate, and, with both credentials set, a refused login (the check
+        logs in, then quits before MAIL FROM). Never the password."""
+        problems = unset(
+            [("username_env", self.username_env), ("password_env", self.password_env)],
+            self.env,
+        )
+        login = self._login()
+        try:
+            with self._session(login):
+                pass
+        except Unreachable as exc:
+            problems.append(f"cannot reach SMTP server {self.host}:{self.port}: {exc.reason}")
+        except Permanent as exc:  # Transient too
+            problems.append(f"SMTP server {self.host}:{self.port}: {exc.status}")
+        return scrub(problems, login or ())
+
+    def _login(self) -> tuple[str, str] | None:
+        """(user, password) when both variables are set, else None."""
+        if not (self.username_env and self.password_env):
+            return None
+        user, password = self.env.get(self.username_env), self.env.get(self.password_env)
+        return (user, password) if user and password else None
 
     def notify(self, event: Event) -> None:
         """Send the mail. Raises NotifierError once retries are exhausted."""
         where = f"email notifier {self.name}"
-        login = None
-        if self.username_env and self.password_env:
-            user, password = self.env.get(self.username_env), self.env.get(self.password_env)
-            if not user or not password:
-                missing = self.username_env if not user else self.password_env
-                raise NotifierError(f"{where}: environment variable {missing} is not set")
-            login = (user, password)
+        login = self._login()
+        if self.username_env and self.password_env and login is None:
+            user_set = self.env.get(self.username_env)
+            missing = self.password_env if user_set else self.username_env
+            raise NotifierError(f"{where}: environment variable {missing} is not set")
         try:
             mail = compose(event, self.sender, self.to)
         except (TypeError, ValueError) as exc:  # e.g. a header that would not be one line
@@ -193,8 +209,22 @@ class EmailNotifier:
 
     def _send(self, mail: EmailMessage, login: tuple[str, str] | None) -> None:
         """One attempt. Raises Transient or Permanent with a status safe to show."""
+        with self._session(login) as smtp:
+            smtp.send_message(mail)
+
+    @contextlib.contextmanager
+    def _session(self, login: tuple[str, str] | None) -> Iterator[smtplib.SMTP]:
+        """Connect, EHLO, STARTTLS (required with ``starttls``, else when offered)
+        and log in with ``login``; quit when done. Every failure, in the session or
+        in the ``with`` body, is raised as Unreachable, Transient or Permanent."""
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            try:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            except smtplib.SMTPResponseException:
+                raise  # the server answered: mapped below
+            except OSError as exc:  # DNS, refused, timeout, closed before the greeting
+                raise Unreachable(failure(exc, self.timeout)) from exc
+            with smtp:
                 smtp.ehlo()
                 secure = False
                 if smtp.has_extn("starttls"):
@@ -210,7 +240,7 @@ class EmailNotifier:
                     if not secure:
                         raise Permanent("will not send credentials without TLS")
                     smtp.login(*login)
-                smtp.send_message(mail)
+                yield smtp
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
             status = f"recipients refused (SMTP {', '.join(map(str, codes))})"
@@ -228,6 +258,14 @@ class EmailNotifier:
             raise Permanent(f"TLS certificate not trusted: {exc.verify_message}") from exc
         except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:  # timeouts too
             raise Transient(f"no answer: {type(exc).__name__}: {exc}") from exc
+
+
+class Unreachable(Transient):
+    """The SMTP server could not be connected to (``reason``: why, safe to show)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"no answer: {reason}")
+        self.reason = reason
 
 
 def _is_address(text: str) -> bool:

@@ -12,9 +12,10 @@ from typing import Any, Self
 from ..errors import NotifierError
 from ..model import Event
 from ..registry import AdapterContext, check_settings
+from .base import NotifierBase
 
 
-class LogNotifier:
+class LogNotifier(NotifierBase):
     """Appends ``Event.to_dict()`` as JSON lines to ``path`` (created 0600), or stderr."""
 
     def __init__(self, path: Path | None = None) -> None:
@@ -31,6 +32,28 @@ class LogNotifier:
             raise ctx.error("path", "must not be empty (omit it to log to stderr)")
         path = Path(raw).expanduser()
         return cls(path if path.is_absolute() else ctx.base_dir / path)
+
+    def check_access(self) -> list[str]:
+        """Problems ``rotatectl check`` should report, found without writing: the
+        file is not a writable file, or it does not exist and its directory is
+        missing or not writable (so it cannot be created). [] for stderr."""
+        if self.path is None:
+            return []
+        path = self.path
+        if path.exists():
+            if path.is_dir():
+                return [f"{path} is a directory, not a file"]
+            if not os.access(path, os.W_OK):
+                return [f"{path} is not writable"]
+            return []
+        parent = path.parent
+        if not parent.exists():
+            return [f"cannot create {path}: directory {parent} does not exist"]
+        if not parent.is_dir():
+            return [f"cannot create {path}: {parent} is not a directory"]
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return [f"cannot create {path}: directory {parent} is not writable"]
+        return []
 
     def notify(self, event: Event) -> None:
         """Write the event. Raises only NotifierError."""

@@ -23,7 +23,8 @@ from typing import Any, Self
 from ..errors import NotifierError
 from ..model import Event, iso
 from ..registry import AdapterContext, check_settings
-from .webhook import Permanent, check_url, deliver, delivery_settings, env_name, host_of, post
+from .base import NotifierBase, host_of, reach_url, scrub
+from .webhook import Permanent, check_url, deliver, delivery_settings, env_name, post, url_secrets
 
 EMOJI = {"info": ":information_source:", "warning": ":warning:", "critical": ":rotating_light:"}
 TITLES = {
@@ -117,7 +118,7 @@ def message(event: Event) -> dict[str, Any]:
     return {"text": _cut(escape(text), TEXT_MAX), "blocks": blocks}
 
 
-class SlackNotifier:
+class SlackNotifier(NotifierBase):
     """Posts events to a Slack incoming webhook; see the module docstring."""
 
     def __init__(
@@ -160,24 +161,32 @@ class SlackNotifier:
         )
 
     def check_access(self) -> list[str]:
-        """Problems ``rotatectl check`` should report (a missing or bad URL variable)."""
+        """Problems ``rotatectl check`` should report, found without posting: a
+        missing or bad ``url_env`` variable, a Slack host (or proxy) that cannot be
+        reached within the timeout. Lines never show the URL's path (its token)."""
         try:
-            self._url()
-        except NotifierError as exc:
+            url = self._resolve()
+        except ValueError as exc:
             return [str(exc)]
-        return []
+        unreachable = reach_url(url, self.timeout)
+        return scrub([unreachable] if unreachable else [], url_secrets(url))
 
-    def _url(self) -> str:
+    def _resolve(self) -> str:
+        """The webhook URL; ValueError (safe to show) when ``url_env`` does not hold one."""
         if self.url is not None:
             return self.url
         assert self.url_env is not None
         url = self.env.get(self.url_env, "")
         if not url.startswith(("https://", "http://")):
             state = "is not set" if not url else "does not hold an http(s) URL"
-            raise NotifierError(
-                f"slack notifier {self.name}: environment variable {self.url_env} (url_env) {state}"
-            )
+            raise ValueError(f"environment variable {self.url_env} (url_env) {state}")
         return url
+
+    def _url(self) -> str:
+        try:
+            return self._resolve()
+        except ValueError as exc:
+            raise NotifierError(f"slack notifier {self.name}: {exc}") from None
 
     def notify(self, event: Event) -> None:
         """Post the message. Raises NotifierError once retries are exhausted."""

@@ -47,6 +47,7 @@ from ..durations import parse_duration
 from ..errors import NotifierError
 from ..model import Event
 from ..registry import AdapterContext, check_settings
+from .base import NotifierBase, host_of, reach_url, scrub, unset
 
 MAX_WAIT = 8.0  # seconds: cap of one backoff sleep
 MAX_TOTAL = 60.0  # seconds: no more retries once this much time has passed
@@ -147,13 +148,6 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: the capped backoff will do
 
 
-def host_of(url: str) -> str:
-    """scheme://host[:port]: all of a URL an error message may show."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "?"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-
-
 def check_url(url: object, ctx: AdapterContext, key: str) -> str:
     """The URL if it is http(s) with a host, else ConfigError naming ``key``."""
     if not isinstance(url, str) or not url:
@@ -200,7 +194,13 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-class WebhookNotifier:
+def url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that may hold a token or password (path, query, user info)."""
+    parts = urllib.parse.urlsplit(url)
+    return [parts.path, parts.query, parts.fragment, parts.netloc.rpartition("@")[0]]
+
+
+class WebhookNotifier(NotifierBase):
     """POSTs each event as signed JSON; see the module docstring."""
 
     def __init__(
@@ -238,10 +238,15 @@ class WebhookNotifier:
         )
 
     def check_access(self) -> list[str]:
-        """Problems ``rotatectl check`` should report (a missing secret variable)."""
-        if self.secret_env and not self.env.get(self.secret_env):
-            return [f"environment variable {self.secret_env} (secret_env) is not set"]
-        return []
+        """Problems ``rotatectl check`` should report, found without posting: an
+        unset ``secret_env`` variable, an endpoint (or proxy) that cannot be
+        reached within the timeout. Lines show only scheme://host[:port]."""
+        problems = unset([("secret_env", self.secret_env)], self.env)
+        unreachable = reach_url(self.url, self.timeout)
+        if unreachable:
+            problems.append(unreachable)
+        secret = self.env.get(self.secret_env) if self.secret_env else None
+        return scrub(problems, [*url_secrets(self.url), secret])
 
     def notify(self, event: Event) -> None:
         """POST the event. Raises NotifierError once retries are exhausted."""

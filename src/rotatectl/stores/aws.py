@@ -83,12 +83,14 @@ from typing import Any, Self
 
 from ..aws_common import AwsConnection, AwsExpected
 from ..drift import repair_lease
-from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError
+from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
+from ..ports import StoreBase
 from ..registry import AdapterContext, check_settings
 from .rules import (
     LockRow,
     accepted,
+    check_path,
     plan_acquire,
     plan_promote,
     plan_publish,
@@ -280,7 +282,9 @@ class _CasLost(Exception):
     """Another writer moved the record's AWSCURRENT first."""
 
 
-class SecretsManagerStore:
+class SecretsManagerStore(StoreBase):
+    FEATURES = frozenset({"state", "batched-reads", "drift", "history", "access-check"})
+
     """A SecretStore in AWS Secrets Manager (see the module docstring for the layout).
 
     Raises only rotatectl errors: PermissionDeniedError naming the denied
@@ -336,13 +340,19 @@ class SecretsManagerStore:
     # -- names and calls ------------------------------------------------------
 
     def secret_name(self, path: str) -> str:
-        """The key secret's name for ``path``."""
+        """The key secret's name for ``path``.
+
+        StoreError for a name Secrets Manager refuses; UsageError for a path the
+        rule of every store refuses (:func:`~rotatectl.stores.rules.check_path`),
+        such as ``svc/a/.rotatectl``, the record secret of ``svc/a``.
+        """
         name = f"{self.prefix}{path}"
         if not _NAME.fullmatch(name) or len(name) + len(RECORD_SUFFIX) > 512:
             raise StoreError(
                 f"{path!r} cannot be a Secrets Manager secret name "
                 "(1-500 characters of A-Z a-z 0-9 / _ + = . @ -)"
             )
+        check_path(path)
         return name
 
     def record_name(self, path: str) -> str:
@@ -741,7 +751,7 @@ class SecretsManagerStore:
                     continue
                 try:
                     expected = (self.secret_name(path), self.record_name(path))
-                except StoreError:
+                except (StoreError, UsageError):
                     continue
                 if tags.get(TAG_ROLE) == ROLE_KEY and entry.get("Name") == expected[0]:
                     keys.add(path)
@@ -1405,7 +1415,7 @@ class SecretsManagerStore:
 
     # -- AccessCheck --------------------------------------------------------
 
-    def check_access(self) -> list[str]:
+    def check_access(self, paths: Sequence[str] = ()) -> list[str]:
         """Which Secrets Manager calls rotatectl needs are denied, one line each.
 
         Probes each action with a harmless call whose answer tells "allowed"

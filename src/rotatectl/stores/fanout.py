@@ -22,12 +22,14 @@ from typing import Any, TypeVar
 
 from ..errors import ConflictError, RotatectlError, StoreError
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
-from ..ports import SecretStore
+from ..ports import SecretStore, Snapshot, StoreBase
 
 T = TypeVar("T")
 
 
-class FanoutStore:
+class FanoutStore(StoreBase):
+    FEATURES = frozenset({"destinations", "drift", "history", "access-check"})
+
     """A SecretStore over ``destinations`` (name, store); the first is the primary."""
 
     def __init__(self, destinations: Sequence[tuple[str, SecretStore]]) -> None:
@@ -160,6 +162,63 @@ class FanoutStore:
 
     def release_lock(self, lease: Lease) -> None:
         self.primary.release_lock(lease)
+
+    # -- optional features: forwarded (keyring's chainer, for stores) ------------
+
+    def state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
+        return self.primary.state(path)
+
+    def snapshot_many(self, paths: Sequence[str], *, locks: bool = True) -> dict[str, Snapshot]:
+        return self.primary.snapshot_many(paths, locks=locks)
+
+    def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
+        return self.primary.current_values_many(paths)
+
+    def rotation_history(self, path: str) -> list[Rotation]:
+        return self.primary.rotation_history(path)
+
+    def drift(self, path: str) -> list[str]:
+        """Every destination's own drift, and each secondary's current value checked
+        against the primary's current version (the generic check covers the primary).
+        A secondary that cannot be read is left out here: ``views`` reports it, and
+        any write to it fails and holds the rotation."""
+        return self.drift_many([path]).get(path, [])
+
+    def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
+        from ..drift import value_problems
+
+        found: dict[str, list[str]] = {p: [] for p in paths}
+        for p, problems in self._at(self.primary_name, self.primary.drift_many, paths).items():
+            found[p] += problems
+        for name, store in self.secondaries:
+            try:
+                values = store.current_values_many(paths)
+                theirs = store.drift_many(paths)
+            except RotatectlError:
+                continue
+            for p, problems in theirs.items():
+                found[p] += [f"destination {name}: {x}" for x in problems]
+            for p in paths:
+                mine = value_problems(self.primary.versions(p), values.get(p))
+                found[p] += [f"destination {name}: {x}" for x in mine]
+        return found
+
+    def adopt(self, path: str, at: datetime) -> None:
+        for name, store in self.destinations:
+            if self._at(name, store.drift, path):
+                self._at(name, store.adopt, path, at)
+
+    def restore(self, path: str, at: datetime) -> None:
+        for name, store in self.destinations:
+            if self._at(name, store.drift, path):
+                self._at(name, store.restore, path, at)
+
+    def check_access(self, paths: Sequence[str] = ()) -> list[str]:
+        return [
+            f"destination {name}: {problem}"
+            for name, store in self.destinations
+            for problem in store.check_access(paths)
+        ]
 
     def close(self) -> None:
         """Closing is the Workspace's job: the destinations are shared stores."""

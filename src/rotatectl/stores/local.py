@@ -34,11 +34,13 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
+from ..ports import StoreBase
 from ..registry import AdapterContext, check_settings
 from .rules import (
     SINGLE_COPY,
     LockRow,
     accepted,
+    check_path,
     plan_acquire,
     plan_adopt,
     plan_promote,
@@ -124,7 +126,9 @@ def _create_private(file: Path) -> None:
         os.close(fd)
 
 
-class LocalStore:
+class LocalStore(StoreBase):
+    FEATURES = frozenset({"state", "batched-reads", "drift", "history"})
+
     """A SecretStore in one SQLite file (0600). Thread-safe; process-safe via SQLite."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
@@ -246,7 +250,14 @@ class LocalStore:
     def _op(
         self, op: str, path: str | None, *, write: bool = False
     ) -> Iterator[sqlite3.Connection]:
-        """Run one operation; ``write`` wraps it in a BEGIN IMMEDIATE transaction."""
+        """Run one operation; ``write`` wraps it in a BEGIN IMMEDIATE transaction.
+
+        A ``path`` must pass the rule every store applies (UsageError): rows are
+        keyed by the whole path, so nothing collides here, but a name that another
+        store refuses must not work in this one either.
+        """
+        if path is not None:
+            check_path(path)
         with self._mutex:
             conn = self._conn
             if conn is None:

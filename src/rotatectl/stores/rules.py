@@ -9,12 +9,54 @@ store and the remote stores in agreement about the SecretStore contract.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from ..errors import ConflictError, LockedError, NotFoundError
+from ..errors import ConflictError, LockedError, NotFoundError, UsageError
 from ..model import AcceptedKey, Lease, Version, VersionState, iso
+
+RESERVED = ".rotatectl"
+"""Path segments starting with this are the stores' own: the AWS record secret
+``<path>/.rotatectl`` (and its access probe ``<path>/.rotatectl-access-check``),
+Vault's ``P/.rotatectl/index``, ``.../versions/<id>``, ``.../rotation``, ``.../lock``."""
+
+_PATH_CHARS = re.compile(r"[A-Za-z0-9/_.+=@-]{1,200}")
+
+
+def path_problem(path: object) -> str | None:
+    """Why ``path`` cannot be a credential name or a credential's path in any store,
+    or None when it can: the one rule of config load, the command line and every store.
+
+    Names become store paths (secret names, KV paths, file names), so they keep to
+    a character set every store accepts, cannot climb out of a folder (no ``.`` or
+    ``..`` segment) and cannot name a store's own records (no segment starting
+    with :data:`RESERVED`). A parent path (``svc/a`` of ``svc/a/b``) is fine: what
+    a store keeps for ``svc/a`` besides ``svc/a`` itself is under
+    ``svc/a/.rotatectl``, which no credential can name.
+    """
+    if not isinstance(path, str) or not _PATH_CHARS.fullmatch(path):
+        return "use 1-200 characters of A-Z a-z 0-9 / _ . + = @ -"
+    if path.startswith("/") or path.endswith("/"):
+        return "must not start or end with '/'"
+    if "//" in path:
+        return "must not contain '//'"
+    segments = path.split("/")
+    if any(part in (".", "..") for part in segments):
+        return "must not contain a '.' or '..' segment"
+    if any(part.startswith(RESERVED) for part in segments):
+        return f"no segment may start with {RESERVED!r}: the stores keep their own records there"
+    return None
+
+
+def check_path(path: str) -> str:
+    """Return ``path`` if :func:`path_problem` finds nothing, else raise UsageError."""
+    problem = path_problem(path)
+    if problem:
+        raise UsageError(f"invalid credential path {path!r}: {problem}")
+    return path
+
 
 # The only moves set_state makes: retire (abort or end of overlap), destroy,
 # and reinstate (rollback to a retired key).

@@ -118,6 +118,7 @@ from ..model import (
     new_rotation_id,
     parse_iso,
 )
+from ..ports import StoreBase
 from ..registry import AdapterContext
 from ..vault_auth import (
     Authenticator,
@@ -128,8 +129,11 @@ from ..vault_auth import (
     translate,
 )
 from .rules import (
+    RESERVED,
     LockRow,
     accepted,
+    check_path,
+    path_problem,
     plan_acquire,
     plan_promote,
     plan_publish,
@@ -141,7 +145,6 @@ from .rules import (
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-RESERVED = ".rotatectl"
 INDEX_FORMAT = 1
 CLIENT_FIELD = "current"
 MAX_VERSIONS = {"client": 1, "value": 5, "index": 10, "rotation": 50, "lock": 1}
@@ -316,7 +319,9 @@ def _derived_key_id(fingerprint: str) -> str:
     return "x" + hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:7]
 
 
-class VaultStore:
+class VaultStore(StoreBase):
+    FEATURES = frozenset({"state", "batched-reads", "drift", "history", "access-check"})
+
     """A SecretStore on a Vault/OpenBao KV v2 mount (see the module docstring).
 
     Thread-safe. Every method raises only rotatectl errors: PermissionDeniedError
@@ -366,8 +371,9 @@ class VaultStore:
         if not mount or any(not part for part in mount.split("/")):
             raise ctx.error("mount", "must name a KV v2 mount, e.g. 'secret'")
         prefix = settings.get("prefix", "").strip("/")
-        if prefix and _bad_path(prefix):
-            raise ctx.error("prefix", f"invalid path prefix {prefix!r}")
+        problem = path_problem(prefix) if prefix else None
+        if problem:
+            raise ctx.error("prefix", f"invalid path prefix {prefix!r}: {problem}")
         return cls(parse_connection(settings, ctx), mount=mount, prefix=prefix, env=ctx.env)
 
     def __repr__(self) -> str:
@@ -391,8 +397,7 @@ class VaultStore:
     # -- paths ----------------------------------------------------------------
 
     def _full(self, path: str) -> str:
-        if _bad_path(path):
-            raise UsageError(f"{path!r} cannot be stored in vault: not a valid KV path")
+        check_path(path)  # the rule every store applies: no `.rotatectl` segment, among others
         return f"{self.prefix}/{path}" if self.prefix else path
 
     def _rel(self, path: str, leaf: str) -> str:
@@ -1644,8 +1649,3 @@ class VaultStore:
                 names = ", ".join(f"'{m}'" for m in missing)
                 problems.append(f"permission denied: needs {names} on {api_path}")
         return problems
-
-
-def _bad_path(path: str) -> bool:
-    parts = path.split("/")
-    return not path or any(p in ("", ".", "..", RESERVED) for p in parts)

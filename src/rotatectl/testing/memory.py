@@ -4,6 +4,10 @@ It passes the same contract suite as the real stores
 (:class:`rotatectl.testing.store_contract.StoreContract`) and decides with the
 same rules as the local store (the ``plan_*`` functions), which is what makes
 it a trustworthy stand-in.
+
+It is not an installed plugin (nothing survives the process, so a ``rotate`` on
+it would say "done" and lose the key): tests construct it, or register it
+themselves where they need it behind a config.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, Self
 
 from ..errors import ConflictError, NotFoundError
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
+from ..ports import StoreBase
 from ..registry import AdapterContext, check_settings
 from ..stores.rules import (
     SINGLE_COPY,
@@ -30,7 +35,9 @@ from ..stores.rules import (
 )
 
 
-class MemoryStore:
+class MemoryStore(StoreBase):
+    FEATURES = frozenset({"drift", "history"})
+
     """A thread-safe SecretStore held in dicts. Nothing survives the process."""
 
     def __init__(self) -> None:

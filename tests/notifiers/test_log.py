@@ -1,7 +1,10 @@
+"""The log notifier: JSON lines to a 0600 file or to stderr, and what `check` asks of it."""
+
 from __future__ import annotations
 
 import json
 import stat
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from rotatectl.model import Event
 from rotatectl.notifiers.log import LogNotifier
 from rotatectl.ports import Notifier
 from rotatectl.registry import AdapterContext, build
+from rotatectl.testing.notifier_contract import NotifierContract
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -101,3 +105,53 @@ def test_from_config_rejects(tmp_path: Path, settings: dict[str, object], key: s
     with pytest.raises(ConfigError) as info:
         LogNotifier.from_config(settings, ctx(tmp_path))
     assert f"[notifiers.ops] {key}:" in str(info.value)
+
+
+# -- the contract and the access check ------------------------------------------------------
+
+
+class TestLogContract(NotifierContract):
+    @pytest.fixture
+    def notifier(self, tmp_path: Path) -> Notifier:
+        self.path, self.root = tmp_path / "events.jsonl", tmp_path
+        return LogNotifier(self.path)
+
+    def received(self) -> list[str]:
+        return self.path.read_text().splitlines() if self.path.exists() else []
+
+    def unreachable(self) -> Notifier:
+        return LogNotifier(self.root / "missing-dir" / "events.jsonl")
+
+
+def test_check_access_creates_nothing(tmp_path: Path) -> None:
+    assert LogNotifier(tmp_path / "events.jsonl").check_access() == []
+    assert list(tmp_path.iterdir()) == []
+    assert LogNotifier(None).check_access() == []  # stderr
+
+
+def test_check_access_reports_what_would_make_a_write_fail(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    assert LogNotifier(tmp_path).check_access() == [f"{tmp_path} is a directory, not a file"]
+    missing = tmp_path / "missing-dir" / "e.jsonl"
+    assert LogNotifier(missing).check_access() == [
+        f"cannot create {missing}: directory {missing.parent} does not exist"
+    ]
+    under_file = tmp_path / "a-file" / "e.jsonl"
+    assert LogNotifier(under_file).check_access() == [
+        f"cannot create {under_file}: {tmp_path / 'a-file'} is not a directory"
+    ]
+
+
+def test_check_access_on_a_read_only_file_system(tmpfs: Path) -> None:
+    """Root may write anywhere but on a read-only file system: a real one here."""
+    existing = tmpfs / "old.jsonl"
+    LogNotifier(existing).notify(event())
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    new = tmpfs / "new.jsonl"
+    assert LogNotifier(new).check_access() == [
+        f"cannot create {new}: directory {tmpfs} is not writable"
+    ]
+    assert LogNotifier(existing).check_access() == [f"{existing} is not writable"]
+    for path in (new, existing):
+        with pytest.raises(NotifierError):
+            LogNotifier(path).notify(event())
