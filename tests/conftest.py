@@ -24,6 +24,10 @@ from rotatectl.model import VersionState
 from rotatectl.stores.local import LocalStore
 from tests.fulldisk import tmpfs  # noqa: F401 - a fixture, for the whole suite
 
+# The contract suites live in the package (plug-in authors subclass them): rewrite
+# their asserts too, so a failing contract shows the values it compared.
+pytest.register_assert_rewrite("rotatectl.testing")
+
 REVEALING = {"get", "exec"}
 
 

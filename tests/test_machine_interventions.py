@@ -235,6 +235,10 @@ def test_plan_abort_refuses_after_promotion_and_with_nothing_in_flight() -> None
         plan_abort("c", rot(Phase.COMPLETED), [CUR1], T0, "")
     with pytest.raises(UsageError, match="rollback"):
         plan_abort("c", rot(Phase.PROPAGATE), [PREV1, CUR2], T0, "")
+    for kind in (RotationKind.EMERGENCY, RotationKind.ROLLBACK):
+        # Aborting an intervention would leave the keys it replaces accepted.
+        with pytest.raises(UsageError, match="cannot be aborted"):
+            plan_abort("c", rot(Phase.ISSUE, kind=kind), [CUR1], T0, "")
     aborting = plan_abort("c", rot(Phase.PROPAGATE), [CUR1, PEND2], T0, "")
     assert aborting.phase is Phase.ABORT and aborting.failure == "" and aborting.reason
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sqlite3
 import stat
@@ -21,6 +22,13 @@ from rotatectl.errors import (
 from rotatectl.model import VersionState
 from rotatectl.registry import AdapterContext
 from rotatectl.stores.local import SCHEMA_VERSION, LocalStore
+from rotatectl.testing.feature_contracts import (
+    AccessCheckContract,
+    BatchedReadsContract,
+    DriftContract,
+    HistoryContract,
+    StateContract,
+)
 from rotatectl.testing.store_contract import (
     PATH,
     T0,
@@ -35,12 +43,48 @@ from rotatectl.testing.store_contract import (
 )
 
 
-class TestLocalStore(StoreContract):
+def tamper_local(store: LocalStore, path: str, value: str) -> None:
+    """What someone with the file does: overwrite the current value with sqlite3."""
+    with contextlib.closing(sqlite3.connect(store.file)) as raw, raw:
+        changed = raw.execute(
+            "UPDATE versions SET value = ? WHERE path = ? AND state = 'current'", (value, path)
+        ).rowcount
+    assert changed == 1
+
+
+class LocalFixture:
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[LocalStore]:
         store = LocalStore(tmp_path / "state.db")
         yield store
         store.close()
+
+    def tamper(self, store: LocalStore, path: str, value: str) -> None:
+        tamper_local(store, path, value)
+
+
+class TestLocalStore(LocalFixture, StoreContract):
+    pass
+
+
+class TestLocalState(LocalFixture, StateContract):
+    pass
+
+
+class TestLocalBatchedReads(LocalFixture, BatchedReadsContract):
+    pass
+
+
+class TestLocalDrift(LocalFixture, DriftContract):
+    restores = False  # one copy of each value: nothing to restore from
+
+
+class TestLocalHistory(LocalFixture, HistoryContract):
+    pass
+
+
+class TestLocalAccessCheck(LocalFixture, AccessCheckContract):
+    pass
 
 
 @pytest.fixture

@@ -7,15 +7,102 @@ from pathlib import Path
 import pytest
 
 from rotatectl.errors import ConfigError
+from rotatectl.model import Rotation, Version
+from rotatectl.ports import StoreBase
 from rotatectl.registry import AdapterContext
+from rotatectl.testing.feature_contracts import (
+    AccessCheckContract,
+    BatchedReadsContract,
+    DriftContract,
+    HistoryContract,
+    StateContract,
+)
 from rotatectl.testing.memory import MemoryStore
 from rotatectl.testing.store_contract import PATH, StoreContract, make_rotation
 
 
-class TestMemoryStore(StoreContract):
+class MemoryFixture:
     @pytest.fixture
     def store(self) -> MemoryStore:
         return MemoryStore()
+
+    def tamper(self, store: MemoryStore, path: str, value: str) -> None:
+        store.tamper(path, value)
+
+
+class TestMemoryStore(MemoryFixture, StoreContract):
+    pass
+
+
+class TestMemoryState(MemoryFixture, StateContract):
+    pass
+
+
+class TestMemoryBatchedReads(MemoryFixture, BatchedReadsContract):
+    pass
+
+
+class TestMemoryDrift(MemoryFixture, DriftContract):
+    restores = False  # one copy of each value: nothing to restore from
+
+
+class TestMemoryHistory(MemoryFixture, HistoryContract):
+    pass
+
+
+class TestMemoryAccessCheck(MemoryFixture, AccessCheckContract):
+    pass
+
+
+class CoreOnly(StoreBase):
+    """A store with the core port only (a memory store inside): every optional
+    feature is StoreBase's default, which the feature contracts check too."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)  # the core methods StoreBase does not define
+
+    def versions(self, path: str) -> list[Version]:
+        return self.inner.versions(path)
+
+    def load_rotation(self, path: str) -> tuple[Rotation | None, int]:
+        return self.inner.load_rotation(path)
+
+    def read_value(self, path: str, version_id: str | None = None) -> str:
+        return self.inner.read_value(path, version_id)
+
+
+class CoreOnlyFixture:
+    @pytest.fixture
+    def store(self) -> CoreOnly:
+        store = CoreOnly()
+        assert store.features() == frozenset()
+        return store
+
+    def tamper(self, store: CoreOnly, path: str, value: str) -> None:
+        store.inner.tamper(path, value)
+
+
+class TestCoreOnlyState(CoreOnlyFixture, StateContract):
+    pass
+
+
+class TestCoreOnlyBatchedReads(CoreOnlyFixture, BatchedReadsContract):
+    pass
+
+
+class TestCoreOnlyDrift(CoreOnlyFixture, DriftContract):
+    pass
+
+
+class TestCoreOnlyHistory(CoreOnlyFixture, HistoryContract):
+    pass
+
+
+class TestCoreOnlyAccessCheck(CoreOnlyFixture, AccessCheckContract):
+    pass
 
 
 def _ctx(tmp_path: Path) -> AdapterContext:

@@ -455,6 +455,14 @@ def plan_abort(
     nothing is in flight or its key was promoted (roll back instead)."""
     if rotation is None or rotation.phase.terminal:
         raise UsageError(f"{name}: no rotation in flight to abort")
+    if rotation.kind in (RotationKind.EMERGENCY, RotationKind.ROLLBACK):
+        # Aborting it would leave the keys it replaces accepted (a leaked one, or
+        # the superseded rotation's): `run` finishes an interrupted intervention.
+        what = "an emergency" if rotation.kind is RotationKind.EMERGENCY else "a rollback"
+        raise UsageError(
+            f"{name}: rotation {rotation.id} is {what}; it cannot be aborted "
+            "(`rotatectl run` finishes it)"
+        )
     new = find_version(versions, rotation.new_version_id)
     promoted = new is not None and new.state is VersionState.CURRENT
     # The store, not the record, says whether clients were told: a crash can

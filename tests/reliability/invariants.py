@@ -20,6 +20,12 @@ What is checked (numbers are DESIGN.md section 2):
 3. An old key is retired only after its overlap has elapsed, and only once its
    successor is current; a key is destroyed only after ``retain``, and its
    value is then unreadable.
+8. Overlap after demotion: a retired key stayed accepted for at least the
+   effective overlap (the demoting rotation's ``overlap``, else the policy's)
+   after it stopped being current (``Version.demoted``), a rollback's demotion
+   included. Exempt: keys an emergency retired (its old key and
+   ``also_retire``) and the old key of an automatic rollback (``force_retire``);
+   keys never current (aborted pending keys) were never demoted.
 4. No orphan: nothing on the server that no version accounts for (except the
    in-flight rotation's own write, which the resume adopts), and once settled
    the rotation is finished and the lock free.
@@ -203,6 +209,7 @@ class Invariants:
         problems += self._verifier_view(snap)
         problems += self._keyring(snap)
         problems += self._timing(snap)
+        problems += self._overlap_after_demotion(snap)
         problems += self._phase(snap, settled)
         problems += self._one_version_per_rotation(snap, settled)
         problems += self._lock(snap, settled, killed_pid)
@@ -312,10 +319,19 @@ class Invariants:
         """Invariants 2 and 3: propagation before promotion, overlap before
         retirement, retain before destruction, disable before destroy."""
         problems = []
+        at_once = _retired_at_once(snap)
         for r in snap.rotations:
             if r.kind is RotationKind.ROLLBACK:
                 continue
             new, old = snap.find(r.new_version_id), snap.find(r.old_version_id)
+            if (
+                old is not None
+                and r.kind is not RotationKind.EMERGENCY
+                and old.version_id in at_once
+            ):
+                # An emergency retired it at once, superseding this rotation before its
+                # successor was promoted, or within its overlap: not this rotation's doing.
+                old = None
             if new is not None and new.promoted is not None:
                 if r.published is None:
                     # The kill may land after the promote and before the record says so,
@@ -338,6 +354,33 @@ class Invariants:
                     problems.append(f"v{v.number} destroyed before retain elapsed")
             if v.state in (V.RETIRED, V.DESTROYED) and v.retired is None:
                 problems.append(f"v{v.number} is {v.state} with no retirement time")
+        return problems
+
+    def _overlap_after_demotion(self, snap: Snapshot) -> Problems:
+        """Invariant 8: outside an emergency, a key stays accepted for at least its
+        effective overlap after the moment it stopped being current."""
+        rotations = snap.rotations
+        exempt = _retired_at_once(snap)
+        problems = []
+        for v in snap.versions:
+            if v.state not in (V.RETIRED, V.DESTROYED) or v.version_id in exempt:
+                continue
+            if v.demoted is None or v.retired is None:
+                continue  # never current (an aborted pending key): nothing to overlap
+            # The rotation that demoted it promoted its successor at that very moment.
+            # Stores keep a bounded history: one no longer kept cannot be judged.
+            demoters = [
+                r for r in rotations if r.old_version_id == v.version_id and r.promoted == v.demoted
+            ]
+            if not demoters:
+                continue
+            by = demoters[-1]
+            overlap = by.effective_overlap(self.policy)
+            if v.retired < v.demoted + overlap:
+                problems.append(
+                    f"v{v.number} retired {v.retired - v.demoted} after {by.kind.value} rotation "
+                    f"{by.id} demoted it, within its overlap {overlap}"
+                )
         return problems
 
     def _phase(self, snap: Snapshot, settled: bool) -> Problems:
@@ -449,6 +492,18 @@ class Invariants:
             }:
                 problems.append(f"in-flight rotation {before.rotation.id} vanished")
         return problems
+
+
+def _retired_at_once(snap: Snapshot) -> set[str]:
+    """Versions retired without an overlap: an emergency's old key and the others it
+    retires with it (``also_retire``), and an automatic rollback's old key."""
+    at_once: set[str] = set()
+    for r in snap.rotations:
+        if r.kind is RotationKind.EMERGENCY:
+            at_once |= {*r.also_retire, *([r.old_version_id] if r.old_version_id else [])}
+        elif r.force_retire and r.old_version_id:
+            at_once.add(r.old_version_id)
+    return at_once
 
 
 def policy(propagation: str = "0s", overlap: str = "0s", retain: str = "1s") -> Policy:

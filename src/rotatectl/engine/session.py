@@ -318,13 +318,15 @@ class Session:
         return result
 
     def _preempted_by(self) -> str:
-        """The emergency that took the lease, as the store's record names it."""
+        """The emergency that took the lease, as the store's records name it."""
         t = self.target
         with contextlib.suppress(RotatectlError):
             rotation, _ = t.store.load_rotation(t.path)
-            if rotation is not None and rotation.kind is RotationKind.EMERGENCY:
-                reason = f" ({rotation.reason})" if rotation.reason else ""
-                return f"emergency rotation {rotation.id}{reason}"
+            records = [*t.store.rotation_history(t.path), rotation]
+            for record in reversed(records):
+                if record is not None and record.kind is RotationKind.EMERGENCY:
+                    reason = f" ({record.reason})" if record.reason else ""
+                    return f"emergency rotation {record.id}{reason}"
         return "emergency (another holder took the lease)"
 
     # -- driving -----------------------------------------------------------
@@ -348,7 +350,10 @@ class Session:
         if self.unavailable is not None:
             return Result(t.name, self.unavailable.outcome, self.unavailable.message)
         result = Result(t.name, Outcome.IDLE)
-        if self.preempted:
+        # A session that drives again (rotate --wait waking up) first proves it still
+        # holds the lease: an emergency may have taken it, and someone else may have
+        # started a rotation since, which this session must not touch.
+        if self.preempted or (self.driving is not None and not self.emergency and not self.renew()):
             return self._preempted_result(result)
         if self.lock_warning:
             result.warnings.append(self.lock_warning)

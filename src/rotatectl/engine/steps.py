@@ -188,12 +188,15 @@ def pre_promotion_test(st: Step) -> None:
     )
     del value
     now = st.clock.now()
-    if outcome.ok or st.emergency:
+    intervention = rotation.kind in (RotationKind.EMERGENCY, RotationKind.ROLLBACK)
+    if outcome.ok or intervention:
         if outcome.ok:
             detail = f"pre-promotion test passed: {outcome.detail}"
             st.result.steps.append(f"pre-promotion test passed ({outcome.detail})")
         else:
-            detail = f"pre-promotion test failed ({outcome.detail}); an emergency goes on"
+            detail = (
+                f"pre-promotion test failed ({outcome.detail}); a {rotation.kind.value} goes on"
+            )
             st.result.warnings.append(detail)
         st.save(
             replace(rotation, tested=now).advance(Phase.PROPAGATE, now, detail=detail), st.revision
@@ -254,8 +257,11 @@ def _pre_promote_hook(st: Step, new: Version) -> bool:
     del value
     if hook is None or hook.ok or not t.hooks.abort_on_failure:
         return True
-    if st.emergency:
-        st.result.warnings.append("on_promote failed; an emergency promotes the new key anyway")
+    if st.record.kind in (RotationKind.EMERGENCY, RotationKind.ROLLBACK):
+        # An intervention is not held by a hook: an emergency must revoke the leaked
+        # key, and a rollback re-promotes a key that was in use moments ago.
+        kind = st.record.kind.value
+        st.result.warnings.append(f"on_promote failed; a {kind} promotes the key anyway")
         return True
     _fail_before_promotion(st, hook.summary())
     return False

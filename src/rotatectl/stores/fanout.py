@@ -28,7 +28,9 @@ T = TypeVar("T")
 
 
 class FanoutStore(StoreBase):
-    FEATURES = frozenset({"destinations", "drift", "history", "access-check"})
+    FEATURES = frozenset({"destinations", "drift"})
+    # Answered by the primary: the fan-out has them exactly when the primary does.
+    FROM_PRIMARY = frozenset({"state", "batched-reads", "history"})
 
     """A SecretStore over ``destinations`` (name, store); the first is the primary."""
 
@@ -38,6 +40,16 @@ class FanoutStore(StoreBase):
         self.destinations = list(destinations)
         self.primary_name, self.primary = destinations[0]
         self.secondaries = list(destinations[1:])
+        features = self.FEATURES | (self.primary.features() & self.FROM_PRIMARY)
+        if any("access-check" in store.features() for _, store in self.destinations):
+            features |= {"access-check"}
+        self._features = features
+
+    def features(self) -> frozenset[str]:
+        """Its own (destinations; drift, which checks every secondary against the
+        primary), the primary's reads (state, batched reads, history), and
+        access-check when any destination checks its access."""
+        return self._features
 
     # -- helpers -----------------------------------------------------------
 
