@@ -12,9 +12,7 @@ restores rotatectl's.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -22,7 +20,6 @@ from . import redact
 from .errors import NotFoundError, RotatectlError, UsageError
 from .keyformat import fingerprint_matches
 from .machine import current_version
-from .ports import SecretStore
 
 if TYPE_CHECKING:
     from .model import Version
@@ -103,33 +100,22 @@ def detect_many(
 
 
 def resolve(target: Target, how: str, at: datetime) -> None:
-    """``adopt`` (take the store as truth) or ``restore`` (put rotatectl's state back).
+    """``adopt`` (take the store as truth) or ``restore`` (put rotatectl's state back),
+    under the credential's lease (taken here, never by the store), so no rotation
+    step interleaves. Raises LockedError when a run holds the lease, UsageError
+    when the store cannot repair."""
+    from .engine.lease import LeaseHolder, default_holder
+    from .ports import SystemClock
 
-    Raises UsageError when the store cannot do it.
-    """
     store = target.store
-    if how == "adopt":
-        store.adopt(target.path, at)
-    elif how == "restore":
-        store.restore(target.path, at)
-    else:  # pragma: no cover - the CLI offers only these two
-        raise UsageError(f"unknown drift resolution {how!r}")
-
-
-log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def repair_lease(store: SecretStore, path: str, at: datetime) -> Iterator[None]:
-    """Hold ``path``'s lease lock around a store's adopt/restore, so no rotation
-    step interleaves. Raises LockedError when a run holds it."""
-    from .engine.lease import default_holder
-
-    lease = store.acquire_lock(path, default_holder(), timedelta(minutes=5), at)
+    lease = LeaseHolder(store, target.path, default_holder(), timedelta(minutes=5), SystemClock())
+    lease.acquire()
     try:
-        yield
+        if how == "adopt":
+            store.adopt(target.path, at)
+        elif how == "restore":
+            store.restore(target.path, at)
+        else:  # pragma: no cover - the CLI offers only these two
+            raise UsageError(f"unknown drift resolution {how!r}")
     finally:
-        try:
-            store.release_lock(lease)
-        except RotatectlError as exc:  # it expires on its own; the repair stands
-            log.warning("%s: could not release the lease after a drift repair: %s", path, exc)
+        lease.release()

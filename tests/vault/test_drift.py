@@ -431,3 +431,25 @@ def test_adopting_a_foreign_value_derives_a_stable_key_id(vault: Vault) -> None:
     assert adopted.fingerprint.startswith("scrypt1:")
     assert adopted.key_id.startswith("x") and len(adopted.key_id) == 8
     assert "hunter2" not in adopted.key_id
+
+
+@pytest.mark.slow
+def test_a_repair_takes_the_lease_outside_the_store(cli: Cli, vault: Vault) -> None:
+    """`check --restore` holds the credential's lease (the engine's, not the store's):
+    a run holding it elsewhere makes the repair wait its turn (exit 4), unchanged."""
+    from datetime import timedelta
+
+    write_config(cli, vault, CREDENTIAL)
+    cli.env.update(vault.server.cli_env())
+    store = vault.store()
+    assert cli("rotate", NAME).code == 0
+    ours = client_read(vault)
+    overwrite_client(vault, "hunter2-typed-by-hand")
+    lease = store.acquire_lock(NAME, "ops@elsewhere:1", timedelta(minutes=5), datetime.now(UTC))
+    run = cli("check", NAME, "--restore")
+    assert run.code == 4 and "locked by ops@elsewhere:1" in run.out + run.err, run.out + run.err
+    assert client_read(vault) == "hunter2-typed-by-hand"
+    store.release_lock(lease)
+    assert cli("check", NAME, "--restore").code == 0
+    assert client_read(vault) == ours
+    assert store.load_rotation(NAME)[0] is not None

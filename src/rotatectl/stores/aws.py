@@ -82,7 +82,6 @@ from datetime import datetime, timedelta
 from typing import Any, Self
 
 from ..aws_common import AwsConnection, AwsExpected
-from ..drift import repair_lease
 from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
 from ..ports import StoreBase
@@ -1304,44 +1303,43 @@ class SecretsManagerStore(StoreBase):
         where the record says. ConflictError when the label is on a retired or
         destroyed version, or a rotation is in flight.
         """
-        with repair_lease(self, path, at):
-            name = self.secret_name(path)
+        name = self.secret_name(path)
 
-            def decide(record: _Record) -> _Record | None:
-                current = record.current()
-                desc = self._describe(path)
-                if desc is None or current is None:
-                    return None
-                holders = self._holders(desc).get(CURRENT, [])
-                if len(holders) != 1 or holders == [record.aws_ids.get(current.version_id)]:
-                    return None
-                holder = holders[0]
-                if self._promotion_in_flight(record, holders):
-                    return None
-                if record.rotation is not None and not record.rotation.phase.terminal:
-                    raise ConflictError(
-                        f"{path}: rotation {record.rotation.id} is in flight "
-                        f"({record.rotation.phase}); let it finish or abort it before adopting "
-                        "AWSCURRENT (or --restore)"
-                    )
-                by_aws = {record.aws_ids.get(v.version_id): v for v in record.versions}
-                target = by_aws.get(holder)
-                added: dict[str, str] = {}
-                versions = list(record.versions)
-                if target is None:
-                    target = self._adopted_version(path, record, name, holder, current, at)
-                    versions.append(target)
-                    added[target.version_id] = holder
-                elif target.state not in (VersionState.PENDING, VersionState.PREVIOUS):
-                    raise ConflictError(
-                        f"{path}: AWSCURRENT is on v{target.number} ({target.key_id}), which is "
-                        f"{target.state}; it cannot be adopted (--restore)"
-                    )
-                changed = plan_promote(path, versions, target.version_id, current.version_id, at)
-                return replace(record, versions=versions).with_versions(changed, added)
+        def decide(record: _Record) -> _Record | None:
+            current = record.current()
+            desc = self._describe(path)
+            if desc is None or current is None:
+                return None
+            holders = self._holders(desc).get(CURRENT, [])
+            if len(holders) != 1 or holders == [record.aws_ids.get(current.version_id)]:
+                return None
+            holder = holders[0]
+            if self._promotion_in_flight(record, holders):
+                return None
+            if record.rotation is not None and not record.rotation.phase.terminal:
+                raise ConflictError(
+                    f"{path}: rotation {record.rotation.id} is in flight "
+                    f"({record.rotation.phase}); let it finish or abort it before adopting "
+                    "AWSCURRENT (or --restore)"
+                )
+            by_aws = {record.aws_ids.get(v.version_id): v for v in record.versions}
+            target = by_aws.get(holder)
+            added: dict[str, str] = {}
+            versions = list(record.versions)
+            if target is None:
+                target = self._adopted_version(path, record, name, holder, current, at)
+                versions.append(target)
+                added[target.version_id] = holder
+            elif target.state not in (VersionState.PENDING, VersionState.PREVIOUS):
+                raise ConflictError(
+                    f"{path}: AWSCURRENT is on v{target.number} ({target.key_id}), which is "
+                    f"{target.state}; it cannot be adopted (--restore)"
+                )
+            changed = plan_promote(path, versions, target.version_id, current.version_id, at)
+            return replace(record, versions=versions).with_versions(changed, added)
 
-            committed = self._mutate(path, "adopt", decide)
-            self._sync_labels(path, committed)
+        committed = self._mutate(path, "adopt", decide)
+        self._sync_labels(path, committed)
 
     def _adopted_version(
         self, path: str, record: _Record, name: str, aws_id: str, current: Version, at: datetime
@@ -1382,36 +1380,35 @@ class SecretsManagerStore(StoreBase):
         put outside rotatectl is left unlabeled (AWS deprecates it). ConflictError
         when the recorded current version is gone from Secrets Manager.
         """
-        with repair_lease(self, path, at):
-            record, _ = self._read(path)
-            current = record.current()
-            name = self.secret_name(path)
-            if current is not None:
-                expected = record.aws_ids.get(current.version_id)
-                desc = self._describe(path)
-                if desc is None or expected is None:
+        record, _ = self._read(path)
+        current = record.current()
+        name = self.secret_name(path)
+        if current is not None:
+            expected = record.aws_ids.get(current.version_id)
+            desc = self._describe(path)
+            if desc is None or expected is None:
+                raise ConflictError(
+                    f"{self._where(name)}: the key secret or v{current.number}'s AWS version "
+                    "is gone; it cannot be restored"
+                )
+            if expected not in (desc.get("VersionIdsToStages") or {}):
+                raise ConflictError(
+                    f"{self._where(name)}: v{current.number}'s AWS version is gone; it "
+                    "cannot be restored (--adopt, or `rotatectl emergency`)"
+                )
+            holders = self._holders(desc).get(CURRENT, [])
+            if holders != [expected] and not self._promotion_in_flight(record, holders):
+                params: dict[str, Any] = {"MoveToVersionId": expected}
+                if holders:
+                    params["RemoveFromVersionId"] = holders[0]
+                try:
+                    self._stage(name, CURRENT, **params)
+                except AwsExpected as exc:
                     raise ConflictError(
-                        f"{self._where(name)}: the key secret or v{current.number}'s AWS version "
-                        "is gone; it cannot be restored"
-                    )
-                if expected not in (desc.get("VersionIdsToStages") or {}):
-                    raise ConflictError(
-                        f"{self._where(name)}: v{current.number}'s AWS version is gone; it "
-                        "cannot be restored (--adopt, or `rotatectl emergency`)"
-                    )
-                holders = self._holders(desc).get(CURRENT, [])
-                if holders != [expected] and not self._promotion_in_flight(record, holders):
-                    params: dict[str, Any] = {"MoveToVersionId": expected}
-                    if holders:
-                        params["RemoveFromVersionId"] = holders[0]
-                    try:
-                        self._stage(name, CURRENT, **params)
-                    except AwsExpected as exc:
-                        raise ConflictError(
-                            f"{self._where(name)}: AWSCURRENT moved while restoring "
-                            f"({exc.code}); look again"
-                        ) from exc
-            self._sync_labels(path, record)
+                        f"{self._where(name)}: AWSCURRENT moved while restoring "
+                        f"({exc.code}); look again"
+                    ) from exc
+        self._sync_labels(path, record)
 
     # -- AccessCheck --------------------------------------------------------
 

@@ -96,7 +96,6 @@ from tenacity import (
 )
 
 from .. import keyformat, redact
-from ..drift import repair_lease
 from ..errors import (
     ConflictError,
     NotFoundError,
@@ -1035,8 +1034,7 @@ class VaultStore(StoreBase):
         current key, or it lists keys rotatectl has no version for.
         """
         where = f"vault adopt {path}"
-        with repair_lease(self, path, at):
-            self._optimistic(where, lambda: self._adopt(where, path, at))
+        self._optimistic(where, lambda: self._adopt(where, path, at))
 
     def restore(self, path: str, at: datetime) -> None:
         """Put the index's records back: undelete a deleted index, rewrite value
@@ -1048,8 +1046,7 @@ class VaultStore(StoreBase):
         from the store for good, or the index cannot be brought back.
         """
         where = f"vault restore {path}"
-        with repair_lease(self, path, at):
-            self._optimistic(where, lambda: self._restore(where, path))
+        self._optimistic(where, lambda: self._restore(where, path))
 
     def _scan(self, where: str, path: str) -> _Scan:
         index_rel = self._rel(path, "index")
