@@ -17,11 +17,11 @@ import pytest
 from rotatectl.config import load_config
 from rotatectl.engine import Runner
 from rotatectl.engine.fleet import settled
-from rotatectl.model import Rotation, Version
-from rotatectl.ports import StoreBase
 from rotatectl.report import snapshots
 from rotatectl.testing.fakes import FakeClock, FakeProbe
 from rotatectl.workspace import Workspace
+
+from .test_store_memory import CoreOnly
 
 START = datetime(2026, 1, 5, 12, tzinfo=UTC)
 
@@ -91,20 +91,7 @@ def test_a_store_with_the_default_batched_read_is_settled_the_same(ws: Workspace
     target = ws.target("idle")
     Runner(clock, holder="me@here:1").rotate(target)
 
-    class CoreOnly(StoreBase):
-        def __getattr__(self, name: str) -> object:
-            return getattr(target.store, name)
-
-        def versions(self, path: str) -> list[Version]:
-            return target.store.versions(path)
-
-        def load_rotation(self, path: str) -> tuple[Rotation | None, int]:
-            return target.store.load_rotation(path)
-
-        def read_value(self, path: str, version_id: str | None = None) -> str:
-            return target.store.read_value(path, version_id)
-
-    plain = replace(target, store=CoreOnly())
+    plain = replace(target, store=CoreOnly(target.store))
     assert plain.store.features() == frozenset()
     [(name, snapshot)] = snapshots([plain]).items()
     assert name == "idle" and [v.number for v in snapshot[0]] == [1] and not snapshot[3]

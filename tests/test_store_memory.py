@@ -8,7 +8,7 @@ import pytest
 
 from rotatectl.errors import ConfigError
 from rotatectl.model import Rotation, Version
-from rotatectl.ports import StoreBase
+from rotatectl.ports import SecretStore, StoreBase
 from rotatectl.registry import AdapterContext
 from rotatectl.testing.feature_contracts import (
     AccessCheckContract,
@@ -58,8 +58,8 @@ class CoreOnly(StoreBase):
     """A store with the core port only (a memory store inside): every optional
     feature is StoreBase's default, which the feature contracts check too."""
 
-    def __init__(self) -> None:
-        self.inner = MemoryStore()
+    def __init__(self, inner: SecretStore | None = None) -> None:
+        self.inner = inner if inner is not None else MemoryStore()
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)  # the core methods StoreBase does not define

@@ -19,14 +19,17 @@ import json
 import signal
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from rotatectl.model import VersionState
+from rotatectl import keyformat
+from rotatectl.model import Version, VersionState
 from rotatectl.stores.local import LocalStore
 from tests.aws.conftest import (  # noqa: F401 - fixtures, re-exported for this directory
     REGION,
@@ -617,3 +620,21 @@ def crash_at(cli: Cli, backend: Backend, boundary: str, *args: str, timeout: flo
     assert proc.returncode == -signal.SIGKILL
     backend.note("crashes", (backend.kind, boundary))
     return proc.pid
+
+
+def seed_current(store: Store, age: timedelta, path: str = NAME) -> Version:
+    """v1 of ``path``, published and promoted ``age`` ago through the store (a key in
+    use for a while before the test's commands)."""
+    at = datetime.now(UTC) - age
+    value = keyformat.generate(PREFIX)
+    v = Version(
+        str(uuid.uuid4()),
+        1,
+        keyformat.parse(value).key_id,
+        keyformat.fingerprint(value),
+        VersionState.PENDING,
+        at,
+    )
+    store.publish(path, v, value)
+    store.promote(path, v.version_id, None, at)
+    return next(x for x in store.versions(path) if x.version_id == v.version_id)

@@ -7,35 +7,17 @@ store (here the local one: the checks are the same for every store).
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotatectl import keyformat
-from rotatectl.model import Version, VersionState
+from rotatectl.model import VersionState
 from tests.conftest import Cli
 
-from .conftest import NAME, PREFIX, Backend
+from .conftest import NAME, Backend, seed_current
 from .invariants import InvariantError, Store
 
 HOUR = {"overlap": "1h", "retain": "1h"}
-
-
-def seed_current(store: Store, age: timedelta) -> None:
-    """v1 of NAME, promoted ``age`` ago (a key in use before the test's commands)."""
-    at = datetime.now(UTC) - age
-    value = keyformat.generate(PREFIX)
-    v = Version(
-        str(uuid.uuid4()),
-        1,
-        keyformat.parse(value).key_id,
-        keyformat.fingerprint(value),
-        VersionState.PENDING,
-        at,
-    )
-    store.publish(NAME, v, value)
-    store.promote(NAME, v.version_id, None, at)
 
 
 def retire(store: Store, number: int) -> None:

@@ -21,7 +21,6 @@ import signal
 import sqlite3
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,13 +28,12 @@ from typing import Any
 
 import pytest
 
-from rotatectl import keyformat
 from rotatectl.model import Phase, RotationKind, Version, VersionState
 from tests.conftest import Cli, CliRun
-from tests.reliability.conftest import AwsBackend, LocalBackend, VaultBackend
+from tests.reliability.conftest import AwsBackend, LocalBackend, VaultBackend, seed_current
 from tests.reliability.invariants import Store
 
-from .conftest import NAME, PREFIX, STORES, Backend
+from .conftest import NAME, STORES, Backend
 
 HOOK_ERROR = "deploy failed: nginx reload"
 FOREIGN = "ops@elsewhere:123"
@@ -108,24 +106,6 @@ def configure(
         lines.append('notify = ["log"]')
     config = backend.cli.cwd / "rotatectl.toml"
     config.write_text(config.read_text() + "".join(f"{line}\n" for line in lines))
-
-
-def seed_current(store: Store, age: timedelta) -> Version:
-    """v1 of NAME, published and promoted ``age`` ago through the store (a key in use
-    for a while before this test's commands)."""
-    at = datetime.now(UTC) - age
-    value = keyformat.generate(PREFIX)
-    v = Version(
-        str(uuid.uuid4()),
-        1,
-        keyformat.parse(value).key_id,
-        keyformat.fingerprint(value),
-        VersionState.PENDING,
-        at,
-    )
-    store.publish(NAME, v, value)
-    store.promote(NAME, v.version_id, None, at)
-    return version(store, 1)
 
 
 def events_named(events: Path, name: str) -> list[dict[str, Any]]:
