@@ -143,6 +143,26 @@ def test_emergency_supersedes_an_in_flight_rotation(phase: str) -> None:
     w.check_invariants(quiescent=True)
 
 
+def test_emergency_promotes_over_a_key_a_preempted_run_promoted_meanwhile() -> None:
+    """The run an emergency pre-empted notices only at its next write: in between it
+    may promote its own key. The emergency replaces whatever is current, and
+    retires that key too, instead of failing its promotion."""
+    w = World()
+    rotate(w)
+    rotate(w)  # v2 pending, its run about to promote it
+    v1, v2 = (v.version_id for v in w.store.versions("partners/acme"))
+
+    def preempted_run_promotes(name: str) -> None:
+        if name == "after-publish-record":  # the emergency's v3 is pending
+            w.store.promote("partners/acme", v2, v1, w.clock.now())
+
+    w.rotations_started += 1
+    r = w.runner(boundary=preempted_run_promotes).emergency(w.target(), "leak")
+    assert r.outcome is Outcome.DONE, r
+    assert dict(w.states()) == {1: "retired", 2: "retired", 3: "current"}
+    w.check_invariants(quiescent=True)
+
+
 def hook_script(tmp_path: Path, body: str) -> tuple[str, ...]:
     script = tmp_path / "hook.py"
     script.write_text(body)

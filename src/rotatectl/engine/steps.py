@@ -217,20 +217,20 @@ def promote(st: Step) -> None:
     new = find_version(st.versions, rotation.new_version_id)
     assert new is not None
     promoted = new.promoted or st.now
+    revision = st.revision
     if new.state is not VersionState.CURRENT:
         if not _pre_promote_hook(st, new):
             return
-        st.retry(
-            lambda: t.store.promote(
-                t.path, rotation.new_version_id, rotation.old_version_id, st.now
-            )
-        )
+        expected = rotation.old_version_id
+        if st.emergency:
+            rotation, revision, expected = _displaced(st, rotation, revision)
+        st.retry(lambda: t.store.promote(t.path, rotation.new_version_id, expected, st.now))
         # Now, not the version's earlier promotion: a rollback re-promotes an old key,
         # and the key it demotes gets its overlap from this moment (invariant 8).
         promoted = st.now
     st.boundary("after-promote")
     rotation = rotation.advance(Phase.OVERLAP, st.now, promoted=promoted)
-    st.save(rotation, st.revision)
+    st.save(rotation, revision)
     st.boundary("after-promote-record")
     st.result.steps.append(f"promoted v{new.number} ({new.key_id}) to current")
     st.promoted = new
@@ -241,6 +241,23 @@ def promote(st: Step) -> None:
         version=new,
         severity="critical" if st.emergency else "info",
     )
+
+
+def _displaced(st: Step, rotation: Rotation, revision: int) -> tuple[Rotation, int, str | None]:
+    """An emergency replaces whatever is current. A run it pre-empted may have
+    promoted its own key after the emergency was planned (it notices the lost lease
+    only at its next write): that key is current now, so the emergency promotes
+    over it and retires it with the others (recorded first, for a resume)."""
+    current = next((v for v in st.versions if v.state is VersionState.CURRENT), None)
+    if current is None or current.version_id in (rotation.old_version_id, rotation.new_version_id):
+        return rotation, revision, rotation.old_version_id
+    if current.version_id not in rotation.also_retire:
+        rotation = rotation.noted(
+            "displaced", st.now, f"v{current.number} ({current.key_id}) became current meanwhile"
+        )
+        rotation = replace(rotation, also_retire=(*rotation.also_retire, current.version_id))
+        revision = st.save(rotation, revision)
+    return rotation, revision, current.version_id
 
 
 def _pre_promote_hook(st: Step, new: Version) -> bool:
