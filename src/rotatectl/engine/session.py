@@ -469,15 +469,10 @@ class Session:
         what = _INTENTS.get(action.kind)
         if what is None:
             return
-        subject = action.version_id
+        subject = action.version_id  # a destroy names its version
         if rotation is not None and subject is None:
-            subject = (
-                rotation.new_version_id
-                if action.kind is ActionKind.PROMOTE
-                else rotation.old_version_id
-                if action.kind is ActionKind.RETIRE
-                else rotation.new_version_id
-            )
+            retiring = action.kind is ActionKind.RETIRE
+            subject = rotation.old_version_id if retiring else rotation.new_version_id
         self.effects.event(
             result,
             what,

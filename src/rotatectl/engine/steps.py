@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import redact
 from ..errors import ConflictError, ProbeError
-from ..machine import Action, ActionKind, find_version, plan_rollback, watches_failed_auth
+from ..machine import (
+    Action,
+    ActionKind,
+    current_version,
+    find_version,
+    plan_rollback,
+    watches_failed_auth,
+)
 from ..model import (
     KeyUsage,
     Phase,
@@ -248,7 +255,7 @@ def _displaced(st: Step, rotation: Rotation, revision: int) -> tuple[Rotation, i
     promoted its own key after the emergency was planned (it notices the lost lease
     only at its next write): that key is current now, so the emergency promotes
     over it and retires it with the others (recorded first, for a resume)."""
-    current = next((v for v in st.versions if v.state is VersionState.CURRENT), None)
+    current = current_version(st.versions)
     if current is None or current.version_id in (rotation.old_version_id, rotation.new_version_id):
         return rotation, revision, rotation.old_version_id
     if current.version_id not in rotation.also_retire:
