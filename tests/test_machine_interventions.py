@@ -15,6 +15,7 @@ from rotatectl.machine import (
     laggard_notice,
     next_action,
     plan_abort,
+    plan_adoption,
     plan_emergency,
     plan_overrides,
     plan_rollback,
@@ -312,3 +313,84 @@ def test_a_rotation_history_stays_bounded() -> None:
         flight = flight.noted("reminder", T0 + i * M, f"reminder {i}")
     assert len(flight.history) == HISTORY_EVENTS
     assert flight.history[-1].detail == f"reminder {HISTORY_EVENTS * 3 - 1}"
+
+
+# -- drift adoption --------------------------------------------------------------------
+
+PREV2 = ver(2, VersionState.PREVIOUS)
+CUR3 = ver(3, VersionState.CURRENT)
+RET2 = ver(2, VersionState.RETIRED, retired=T0)
+LEAKED2 = ver(2, VersionState.PREVIOUS, compromised=True)
+IN_FLIGHT_3 = rot(Phase.OVERLAP, new_version_id="id-3", old="id-2")
+
+
+def holds(*ids: str):  # type: ignore[no-untyped-def]
+    """The client's value is the value of these versions (by id)."""
+    return lambda v: v.version_id in ids
+
+
+# (id, rotation, versions, which versions hold the client's value,
+#  expected: (target number, new?, writes a record?) | None | error text)
+# fmt: off
+ADOPTION_CASES = [
+    ("no-current-version", None, [PEND2], holds(), None),
+    ("value-is-current", None, [CUR1], holds("id-1"), None),
+    ("foreign-value", None, [CUR1], holds(), (2, True, True)),
+    ("foreign-after-rotations", rot(Phase.COMPLETED), [RET1, CUR2], holds(), (3, True, True)),
+    ("pointed-at-previous", rot(Phase.COMPLETED), [PREV2, CUR3], holds("id-2"), (2, False, True)),
+    ("resume-its-record", rot(Phase.OVERLAP), [CUR1, PEND2], holds("id-2"), (2, False, False)),
+    ("by-hand-ahead", rot(Phase.PROPAGATE), [CUR1, PEND2], holds("id-2"), (2, False, False)),
+    ("other-rotation-in-flight", IN_FLIGHT_3, [PREV2, CUR3], holds(), "is in flight"),
+    ("value-of-a-retired-key", None, [RET2, CUR3], holds("id-2"), "which is retired"),
+    ("value-of-a-compromised-key", None, [LEAKED2, CUR3], holds("id-2"), "compromised"),
+    ("key-id-clash", None, [ver(1, VersionState.CURRENT, key_id="kX")], holds(), "already uses"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("rotation", "versions", "held", "expected"),
+    [pytest.param(*case[1:], id=case[0]) for case in ADOPTION_CASES],
+)
+def test_plan_adoption(rotation, versions, held, expected) -> None:  # type: ignore[no-untyped-def]
+    def plan():  # type: ignore[no-untyped-def]
+        return plan_adoption("c", rotation, versions, held, "fp-new", "kX", T0)
+
+    if isinstance(expected, str):
+        with pytest.raises(UsageError, match=expected):
+            plan()
+        return
+    adoption = plan()
+    if expected is None:
+        assert adoption is None
+        return
+    number, new, record = expected
+    assert adoption is not None
+    assert (adoption.target.number, adoption.new, adoption.record is not None) == (
+        number,
+        new,
+        record,
+    )
+    current = next(v for v in versions if v.state is VersionState.CURRENT)
+    assert adoption.replaced == current
+    if new:
+        assert adoption.target.state is VersionState.PENDING
+        assert (adoption.target.fingerprint, adoption.target.key_id) == ("fp-new", "kX")
+        assert adoption.target.scopes == current.scopes
+    if record:
+        r = adoption.record
+        assert r is not None and r.phase is Phase.OVERLAP and r.kind is RotationKind.MANUAL
+        assert (r.old_version_id, r.new_version_id) == (
+            current.version_id,
+            adoption.target.version_id,
+        )
+        assert r.promoted == T0 and r.reason == "drift adopted"
+
+
+@pytest.mark.parametrize("phase", [Phase.OVERLAP, Phase.RETIRE])
+def test_a_new_key_not_current_in_overlap_needs_attention(phase: Phase) -> None:
+    """An adoption interrupted between its record and its promotion: never retire the
+    key that is still current."""
+    action = next_action(rot(phase), [CUR1, PEND2], POLICY, T0 + timedelta(days=1))
+    assert action.kind is ActionKind.ATTENTION
+    assert "check --adopt" in action.reason

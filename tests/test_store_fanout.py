@@ -35,32 +35,6 @@ NAME = "partners/acme"
 # Repairing drift in a fan-out's *secondary* needs one meaning of adopt and a
 # way to rewrite a secondary from the primary (issue 16, item 2): known defects,
 # xfail(strict) so the suite says when they are fixed.
-SECONDARY_REPAIR = pytest.mark.xfail(
-    strict=True, reason="issue 16 item 2: adopt/restore of a fan-out's secondary"
-)
-
-
-def _pending(test, *, how: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
-    """``test`` (a contract method) marked SECONDARY_REPAIR, for this class alone;
-    ``how``: only these parameters of the parametrized repair test."""
-    if not how:
-
-        @SECONDARY_REPAIR
-        def wrapper(self, store):  # type: ignore[no-untyped-def]
-            return test(self, store)
-
-        return wrapper
-
-    @pytest.mark.parametrize(
-        "how",
-        [pytest.param(h, marks=SECONDARY_REPAIR) if h in how else h for h in ("adopt", "restore")],
-    )
-    def parametrized(self, store, how):  # type: ignore[no-untyped-def]
-        return test(self, store, how)
-
-    return parametrized
-
-
 class TestFanoutStore(StoreContract):
     @pytest.fixture
     def store(self) -> FanoutStore:
@@ -92,14 +66,7 @@ class TestTwoLocalBatchedReads(TwoLocal, BatchedReadsContract):
 
 
 class TestTwoLocalDrift(TwoLocal, DriftContract):
-    test_adopt_takes_the_value_clients_read = _pending(
-        DriftContract.test_adopt_takes_the_value_clients_read
-    )
-    test_restore_puts_our_value_back = _pending(DriftContract.test_restore_puts_our_value_back)
-    test_rotations_go_on_after_a_repair = _pending(
-        DriftContract.test_rotations_go_on_after_a_repair,
-        how=("adopt", "restore"),
-    )
+    pass
 
 
 class TestTwoLocalHistory(TwoLocal, HistoryContract):

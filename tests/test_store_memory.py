@@ -73,6 +73,9 @@ class CoreOnly(StoreBase):
     def read_value(self, path: str, version_id: str | None = None) -> str:
         return self.inner.read_value(path, version_id)
 
+    def publish(self, path: str, version: Version, value: str) -> None:
+        self.inner.publish(path, version, value)
+
 
 class CoreOnlyFixture:
     @pytest.fixture

@@ -6,8 +6,9 @@ overwritten) and repairs through the drift feature of
 :class:`rotatectl.ports.SecretStore` (``drift``, ``drift_many``, ``adopt``,
 ``restore``; defaults on :class:`rotatectl.ports.StoreBase`).
 While a credential has drift, ``run`` and ``rotate`` refuse to start a
-rotation on it (exit 3) until the operator adopts the store's state or
-restores rotatectl's.
+rotation on it (exit 3) until the operator adopts the store's state (the
+store's value becomes a new current version; the replaced key goes through the
+overlap and the usage gate: :func:`adopt`) or restores rotatectl's.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from . import redact
 from .errors import NotFoundError, RotatectlError, UsageError
-from .keyformat import fingerprint_matches
-from .machine import current_version
+from .keyformat import fingerprint_matches, fingerprint_of, key_id_of
+from .machine import current_version, plan_adoption
 
 if TYPE_CHECKING:
     from .model import Version
@@ -100,22 +101,61 @@ def detect_many(
 
 
 def resolve(target: Target, how: str, at: datetime) -> None:
-    """``adopt`` (take the store as truth) or ``restore`` (put rotatectl's state back),
-    under the credential's lease (taken here, never by the store), so no rotation
-    step interleaves. Raises LockedError when a run holds the lease, UsageError
-    when the store cannot repair."""
+    """``adopt`` (take the store as truth: :func:`adopt`) or ``restore`` (put
+    rotatectl's state back: the store's ``restore``), under the credential's lease
+    (taken here, never by the store), so no rotation step interleaves. Raises
+    LockedError when a run holds the lease, UsageError when the store has no "drift"
+    feature or the adoption is refused, ConflictError when the store cannot repair."""
     from .engine.lease import LeaseHolder, default_holder
     from .ports import SystemClock
 
     store = target.store
+    if "drift" not in store.features():
+        raise UsageError(f"{target.path}: this store cannot {how} drift")
     lease = LeaseHolder(store, target.path, default_holder(), timedelta(minutes=5), SystemClock())
     lease.acquire()
     try:
         if how == "adopt":
-            store.adopt(target.path, at)
+            adopt(target, at)
         elif how == "restore":
             store.restore(target.path, at)
         else:  # pragma: no cover - the CLI offers only these two
             raise UsageError(f"unknown drift resolution {how!r}")
     finally:
         lease.release()
+
+
+def adopt(target: Target, at: datetime) -> None:
+    """The one meaning of adopting drift, for every store (the caller holds the lease).
+
+    The value clients read (``client_value``), when it is not the current version's,
+    becomes a new current version (:func:`rotatectl.machine.plan_adoption`): recorded
+    (``adopt_value``), a rotation record in its overlap written, then promoted, so the
+    replaced key goes through the overlap and the usage gate like any old key and
+    ``run`` retires it. Each write is idempotent and the plan is made again from what
+    the store holds, so an adoption interrupted anywhere is finished by the next one.
+    Then the store takes the rest of its layout as the truth (``adopt``).
+    """
+    store, path = target.store, target.path
+    versions, rotation, revision = store.state(path)
+    value = store.client_value(path)
+    if value is not None:
+        redact.register(value)
+        fingerprint = fingerprint_of(value)
+        plan = plan_adoption(
+            target.name,
+            rotation,
+            versions,
+            lambda v: fingerprint_matches(v.fingerprint, value),
+            fingerprint,
+            key_id_of(value, fingerprint),
+            at,
+        )
+        if plan is not None:
+            if plan.new:
+                store.adopt_value(path, plan.target, value)
+            if plan.record is not None:
+                store.save_rotation(path, plan.record, revision)
+            store.promote(path, plan.target.version_id, plan.replaced.version_id, at)
+        del value
+    store.adopt(path, at)

@@ -186,6 +186,15 @@ def fingerprint_of(value: str) -> str:
         return value_fingerprint(value)
 
 
+def key_id_of(value: str, fingerprint: str) -> str:
+    """The public key id of ``value``: its own when it is in the generated format, else
+    a short, stable id derived from its ``fingerprint`` (never from the value)."""
+    try:
+        return parse(value).key_id
+    except KeyFormatError:
+        return "x" + hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:7]
+
+
 def fingerprint_matches(recorded: str, value: str) -> bool:
     """Whether ``value`` is the value ``recorded`` was taken of (constant-time compare)."""
     if recorded.startswith(_SCRYPT_PREFIX):

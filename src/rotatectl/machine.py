@@ -7,6 +7,7 @@ policy, the time and the usage observations are all arguments.
   and asks again.
 - Interventions: :func:`plan_start`, :func:`plan_abort`, :func:`plan_rollback`,
   :func:`plan_emergency` (which supersedes an in-flight rotation),
+  :func:`plan_adoption` (drift adopted: the store's value becomes a new current key),
   :func:`plan_overrides` (an operator's ``--overlap``/``--propagation`` on a
   rotation in flight) and :func:`retry_after` (run's backoff after a failure).
   Each returns the rotation record to write, or raises UsageError naming why not.
@@ -17,7 +18,7 @@ policy, the time and the usage observations are all arguments.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -176,6 +177,16 @@ def next_action(
         if requires_test and rotation.tested is None:
             return Action(ActionKind.TEST, "propagation elapsed: test the new key on every server")
         return Action(ActionKind.PROMOTE, "propagation elapsed")
+
+    if phase in (Phase.OVERLAP, Phase.RETIRE) and new.state is not VersionState.CURRENT:
+        # Promoted by the record, not in the store: an adoption interrupted between its
+        # record and its promotion (`check --adopt` finishes it), or a hand edit.
+        return Action(
+            ActionKind.ATTENTION,
+            f"the new version is {new.state.value}, expected current during phase "
+            f"{phase.value} (an interrupted `check --adopt` finishes it; else changed "
+            "outside rotatectl)",
+        )
 
     if phase is Phase.OVERLAP:
         if rotation.old_version_id is None:
@@ -528,6 +539,98 @@ def plan_rollback(
     )
     detail = f"rolling back to v{earlier.number} ({earlier.key_id}): {why}"
     return back.advance(Phase.ISSUE, now, detail=detail)
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """How drift adoption makes the client's key current, in this order: record
+    ``target`` (when ``new``: a version the store does not have yet), write ``record``
+    (None: the rotation in flight already is the adoption), then promote ``target``
+    over ``replaced``. The replaced key then goes through the overlap and the usage
+    gate like the old key of any rotation."""
+
+    target: Version
+    replaced: Version
+    new: bool
+    record: Rotation | None
+
+
+def plan_adoption(
+    name: str,
+    rotation: Rotation | None,
+    versions: Sequence[Version],
+    holds: Callable[[Version], bool],
+    fingerprint: str,
+    key_id: str,
+    now: datetime,
+) -> Adoption | None:
+    """Adopt the value clients read (``holds(v)``: whether version ``v`` is that value)
+    as a new current version; None when the current version holds it (or there is no
+    current version: nothing to replace). ``fingerprint``/``key_id``: the value's, for a
+    new version.
+
+    A pending or previous version holding the value is promoted instead of a new one
+    (the client was pointed at it by hand; or an interrupted adoption resumes).
+    UsageError when another rotation is in flight, or the value is a retired,
+    destroyed or compromised key, or its key id is an accepted key's.
+    """
+    current = current_version(versions)
+    if current is None or holds(current):
+        return None
+    held = next((v for v in versions if v is not current and holds(v)), None)
+    if held is not None and (not held.state.accepted or held.compromised):
+        why = "compromised" if held.compromised else held.state.value
+        raise UsageError(
+            f"{name}: clients read v{held.number} ({held.key_id}), which is {why}; it cannot "
+            "be adopted (`check --restore`, or `rotatectl emergency`)"
+        )
+    if rotation is not None and not rotation.phase.terminal:
+        if held is not None and held.version_id == rotation.new_version_id:
+            # That rotation's own key: its promotion (an adoption interrupted after its
+            # record, or a promotion done by hand ahead of the rotation).
+            return Adoption(held, current, new=False, record=None)
+        raise UsageError(
+            f"{name}: rotation {rotation.id} is in flight ({rotation.phase.value}); let it "
+            "finish (`rotatectl run`) or abort it before adopting the store's value, "
+            "or put rotatectl's back with `check --restore`"
+        )
+    if held is None:
+        clash = next((v for v in versions if v.state.accepted and v.key_id == key_id), None)
+        if clash is not None:
+            raise UsageError(
+                f"{name}: the store's value has key id {key_id}, which v{clash.number} already "
+                "uses; it cannot be adopted (`check --restore`, or `rotatectl emergency`)"
+            )
+        held = Version(
+            version_id=str(uuid.uuid4()),
+            number=max(v.number for v in versions) + 1,
+            key_id=key_id,
+            fingerprint=fingerprint,
+            state=VersionState.PENDING,
+            created=now,
+            scopes=current.scopes,
+        )
+        new = True
+    else:
+        new = False
+    detail = (
+        f"drift adopted: clients read v{held.number} ({held.key_id}); v{current.number} "
+        f"({current.key_id}) stays accepted for the overlap and the usage gate"
+    )
+    record = Rotation(
+        id=new_rotation_id(),
+        credential=name,
+        kind=RotationKind.MANUAL,
+        phase=Phase.OVERLAP,
+        started=now,
+        new_version_id=held.version_id,
+        new_version_number=held.number,
+        old_version_id=current.version_id,
+        published=now,
+        promoted=now,
+        reason="drift adopted",
+    ).advance(Phase.OVERLAP, now, detail=detail)
+    return Adoption(held, current, new=new, record=record)
 
 
 def plan_emergency(

@@ -172,12 +172,27 @@ class SecretStore(Protocol):
         """:meth:`drift` of many paths."""
         ...
 
-    def adopt(self, path: str, at: datetime) -> None:
-        """Take the store's state as the truth. UsageError when the store cannot."""
+    def client_value(self, path: str) -> str | None:
+        """The value a consumer reading ``path`` the ordinary way gets now (None: none),
+        whether or not rotatectl wrote it: what drift adoption takes."""
         ...
 
-    def restore(self, path: str, at: datetime) -> None:
-        """Put rotatectl's recorded state back. UsageError / ConflictError when it cannot."""
+    def adopt_value(self, path: str, version: Version, value: str) -> None:
+        """Record ``value``, which clients already read though rotatectl did not write
+        it, as the new PENDING ``version``, without changing what clients read. The
+        caller (:func:`rotatectl.drift.resolve`) then promotes it like any new key."""
+        ...
+
+    def adopt(self, path: str, at: datetime) -> None:
+        """After the client's key is adopted: take the rest of the store's layout as the
+        truth (labels, views, copies), never changing what clients read. ConflictError
+        when it cannot be recorded."""
+        ...
+
+    def restore(self, path: str, at: datetime, value: str | None = None) -> None:
+        """Put rotatectl's recorded state back. ``value``: the current version's value
+        from another copy (a fan-out's primary), for a store that keeps a single copy.
+        UsageError / ConflictError when it cannot."""
         ...
 
     def rotation_history(self, path: str) -> list[Rotation]:
@@ -220,7 +235,10 @@ class StoreBase:
     A store overrides a feature it does better and names it in ``FEATURES``;
     callers never probe for a method by name. The defaults: one-credential reads
     in a loop, no store-specific drift (the generic value check still runs), no
-    history, no destinations, no access problems; adopt/restore refused.
+    history, no destinations, no access problems; the client's value is
+    ``read_value``, an adopted value is published, no layout to adopt, restore
+    refused. Adopting and restoring need the "drift" feature
+    (:func:`rotatectl.drift.resolve` refuses them otherwise).
     """
 
     FEATURES: frozenset[str] = frozenset()
@@ -234,6 +252,9 @@ class StoreBase:
         raise NotImplementedError
 
     def read_value(self, path: str, version_id: str | None = None) -> str:
+        raise NotImplementedError
+
+    def publish(self, path: str, version: Version, value: str) -> None:
         raise NotImplementedError
 
     # The features, with defaults.
@@ -266,12 +287,21 @@ class StoreBase:
     def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
         return {p: self.drift(p) for p in paths}
 
+    def client_value(self, path: str) -> str | None:
+        from .errors import NotFoundError
+
+        try:
+            return self.read_value(path)
+        except NotFoundError:
+            return None
+
+    def adopt_value(self, path: str, version: Version, value: str) -> None:
+        self.publish(path, version, value)
+
     def adopt(self, path: str, at: datetime) -> None:
-        from .errors import UsageError
+        return None
 
-        raise UsageError(f"{path}: this store cannot adopt drift")
-
-    def restore(self, path: str, at: datetime) -> None:
+    def restore(self, path: str, at: datetime, value: str | None = None) -> None:
         from .errors import UsageError
 
         raise UsageError(f"{path}: this store cannot restore drift")

@@ -49,7 +49,7 @@ def _no_value_in(cli: Cli, *values: str) -> None:
 def test_a_version_put_outside_is_detected_and_adopted(
     cli: Cli, moto: MotoServer, tmp_path: Path
 ) -> None:
-    configure(cli, moto.url)
+    configure(cli, moto.url, credential='overlap = "0s"\nunknown_usage = "quiet"')
     sm = moto.client("secretsmanager")
     assert cli("rotate", NAME).code == 0
     assert cli("status").code == 0
@@ -68,7 +68,11 @@ def test_a_version_put_outside_is_detected_and_adopted(
     assert versions[1].key_id == keyformat.parse(outsider).key_id
     assert store.read_value(NAME) == outsider
     assert "drift-adopted" in _audit_actions(cli)
-    # A normal rotation works on the adopted state.
+    # The replaced key went through the overlap (0 s here) and the gate: `rotate`
+    # finishes the adoption's rotation, then a normal rotation works on it.
+    assert cli("rotate", NAME).code == 0
+    assert [str(v.state) for v in store.versions(NAME)] == ["retired", "current"]
+    assert label_value(sm, "AWSPREVIOUS") is None
     run = cli("rotate", NAME, "--propagation", "0s")
     assert run.code == 0, run.err
     assert label_value(sm, "AWSCURRENT") not in (outsider, ours)

@@ -119,8 +119,17 @@ def tamper(backend: Backend, path: str) -> None:
         finally:
             conn.close()
     elif isinstance(backend, AwsBackend):
-        # Without VersionStages, Secrets Manager moves AWSCURRENT to the new version.
-        backend.sm.put_secret_value(SecretId=path, SecretString=value)
+        # A new version, then AWSCURRENT moved onto it, as `aws secretsmanager` would.
+        sm = backend.sm
+        new = sm.put_secret_value(SecretId=path, SecretString=value, VersionStages=["outside"])
+        stages = sm.describe_secret(SecretId=path)["VersionIdsToStages"]
+        holder = next(v for v, labels in stages.items() if "AWSCURRENT" in labels)
+        sm.update_secret_version_stage(
+            SecretId=path,
+            VersionStage="AWSCURRENT",
+            MoveToVersionId=new["VersionId"],
+            RemoveFromVersionId=holder,
+        )
     elif isinstance(backend, VaultBackend):
         rel = backend.rel(path)
         data = dict(backend.read(rel) or {})

@@ -15,7 +15,7 @@ import hvac.exceptions
 import pytest
 
 from rotatectl import keyformat
-from rotatectl.drift import detect
+from rotatectl.drift import detect, resolve
 from rotatectl.engine import Target
 from rotatectl.errors import ConflictError, NotFoundError
 from rotatectl.model import Phase, Policy, Version, VersionState
@@ -414,7 +414,7 @@ def test_client_set_to_the_previous_value_adopts_that_version(vault: Vault) -> N
     add(store, 2)
     overwrite_client(vault, first)  # an outside rollback
     assert len(detect(target(store))) == 2
-    store.adopt(NAME, now())
+    resolve(target(store), "adopt", now())
     assert detect(target(store)) == []
     assert states(store) == [("v1", V.CURRENT), ("v2", V.PREVIOUS)]  # no third version
     assert store.read_value(NAME) == first
@@ -425,7 +425,7 @@ def test_adopting_a_foreign_value_derives_a_stable_key_id(vault: Vault) -> None:
     store = vault.store()
     add(store, 1)
     overwrite_client(vault, "hunter2-typed-by-hand")
-    store.adopt(NAME, now())
+    resolve(target(store), "adopt", now())
     assert detect(target(store)) == []
     _, adopted = store.versions(NAME)
     assert adopted.fingerprint.startswith("scrypt1:")

@@ -70,7 +70,6 @@ whose lease renewals write every ``lock_ttl / 3``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import random
 import re
@@ -1292,89 +1291,63 @@ class SecretsManagerStore(StoreBase):
             return False
         return holders == [record.aws_ids.get(rotation.new_version_id)]
 
-    def adopt(self, path: str, at: datetime) -> None:
-        """Take the key secret's labels as the truth and record them.
+    def client_value(self, path: str) -> str | None:
+        """The value of the version ``AWSCURRENT`` is on: what an ordinary reader gets
+        (``VersionStage`` passed: see the module note on moto). None when there is none."""
+        name = self.secret_name(path)
+        if self._describe(path) is None:
+            return None
+        try:
+            out = self._sm(
+                "get_secret_value",
+                name,
+                expect={"ResourceNotFoundException"},
+                SecretId=name,
+                VersionStage=CURRENT,
+            )
+        except AwsExpected:
+            return None
+        value = out.get("SecretString")
+        if not isinstance(value, str):
+            return None
+        from .. import redact
 
-        ``AWSCURRENT`` on a version rotatectl did not write: that version is
-        recorded as a new rotatectl version (next number; key id from the key
-        format, else derived from the fingerprint) and made current; on a
-        pending or previous version: that version is made current. The old
-        current stays accepted as previous. The other labels are then put back
-        where the record says. ConflictError when the label is on a retired or
-        destroyed version, or a rotation is in flight.
-        """
+        redact.register(value)
+        return value
+
+    def adopt_value(self, path: str, version: Version, value: str) -> None:
+        """Record the AWS version ``AWSCURRENT`` is on (put outside rotatectl) as the new
+        pending ``version``: no value is written, so what clients read cannot change.
+        ConflictError when ``AWSCURRENT`` moved since ``value`` was read."""
+        from .. import keyformat
+
         name = self.secret_name(path)
 
         def decide(record: _Record) -> _Record | None:
-            current = record.current()
+            if record.find(version.version_id) is not None:
+                return None  # recorded by an earlier, interrupted adoption
             desc = self._describe(path)
-            if desc is None or current is None:
-                return None
-            holders = self._holders(desc).get(CURRENT, [])
-            if len(holders) != 1 or holders == [record.aws_ids.get(current.version_id)]:
-                return None
+            holders = self._holders(desc).get(CURRENT, []) if desc is not None else []
+            if len(holders) != 1 or holders[0] in record.aws_ids.values():
+                raise ConflictError(f"{self._where(name)}: AWSCURRENT moved; look again")
             holder = holders[0]
-            if self._promotion_in_flight(record, holders):
-                return None
-            if record.rotation is not None and not record.rotation.phase.terminal:
-                raise ConflictError(
-                    f"{path}: rotation {record.rotation.id} is in flight "
-                    f"({record.rotation.phase}); let it finish or abort it before adopting "
-                    "AWSCURRENT (or --restore)"
-                )
-            by_aws = {record.aws_ids.get(v.version_id): v for v in record.versions}
-            target = by_aws.get(holder)
-            added: dict[str, str] = {}
-            versions = list(record.versions)
-            if target is None:
-                target = self._adopted_version(path, record, name, holder, current, at)
-                versions.append(target)
-                added[target.version_id] = holder
-            elif target.state not in (VersionState.PENDING, VersionState.PREVIOUS):
-                raise ConflictError(
-                    f"{path}: AWSCURRENT is on v{target.number} ({target.key_id}), which is "
-                    f"{target.state}; it cannot be adopted (--restore)"
-                )
-            changed = plan_promote(path, versions, target.version_id, current.version_id, at)
-            return replace(record, versions=versions).with_versions(changed, added)
+            out = self._sm("get_secret_value", name, SecretId=name, VersionId=holder)
+            held = out.get("SecretString")
+            if not isinstance(held, str) or not keyformat.fingerprint_matches(
+                version.fingerprint, held
+            ):
+                raise ConflictError(f"{self._where(name)}: AWSCURRENT moved; look again")
+            return record.with_versions([version], {version.version_id: holder})
 
-        committed = self._mutate(path, "adopt", decide)
-        self._sync_labels(path, committed)
+        self._mutate(path, "adopt", decide)
 
-    def _adopted_version(
-        self, path: str, record: _Record, name: str, aws_id: str, current: Version, at: datetime
-    ) -> Version:
-        """A new PENDING version for the out-of-band AWS version ``aws_id``."""
-        from .. import keyformat, redact
+    def adopt(self, path: str, at: datetime) -> None:
+        """After the client's key is adopted (``AWSCURRENT`` is where the record says):
+        put the other labels back where the record says."""
+        record, _ = self._read(path)
+        self._sync_labels(path, record)
 
-        out = self._sm("get_secret_value", name, SecretId=name, VersionId=aws_id)
-        value = out.get("SecretString")
-        if not isinstance(value, str):
-            raise ConflictError(f"{self._where(name)}: AWSCURRENT holds no string to adopt")
-        redact.register(value)
-        fingerprint = keyformat.fingerprint_of(value)
-        try:
-            key_id = keyformat.parse(value).key_id
-        except keyformat.KeyFormatError:
-            key_id = "x" + hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:7]
-        del value
-        clash = next((v for v in record.versions if v.state.accepted and v.key_id == key_id), None)
-        if clash is not None:
-            raise ConflictError(
-                f"{path}: AWSCURRENT's key has key id {key_id}, which v{clash.number} already "
-                "uses; it cannot be adopted (--restore, or `rotatectl emergency`)"
-            )
-        return Version(
-            version_id=str(uuid.uuid4()),
-            number=max((v.number for v in record.versions), default=0) + 1,
-            key_id=key_id,
-            fingerprint=fingerprint,
-            state=VersionState.PENDING,
-            created=at,
-            scopes=current.scopes,
-        )
-
-    def restore(self, path: str, at: datetime) -> None:
+    def restore(self, path: str, at: datetime, value: str | None = None) -> None:
         """Move the labels back to where the record says: ``AWSCURRENT`` with
         ``RemoveFromVersionId`` (a compare-and-swap), then the others. A version
         put outside rotatectl is left unlabeled (AWS deprecates it). ConflictError

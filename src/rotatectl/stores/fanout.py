@@ -215,15 +215,65 @@ class FanoutStore(StoreBase):
                 found[p] += [f"destination {name}: {x}" for x in mine]
         return found
 
-    def adopt(self, path: str, at: datetime) -> None:
-        for name, store in self.destinations:
-            if self._at(name, store.drift, path):
-                self._at(name, store.adopt, path, at)
+    def client_value(self, path: str) -> str | None:
+        """The first secondary's client value that is not the primary's current key
+        (drift made there), else the primary's: what adopting drift takes."""
+        from ..keyformat import fingerprint_matches
+        from ..machine import current_version
 
-    def restore(self, path: str, at: datetime) -> None:
+        current = current_version(self.primary.versions(path))
+        for name, store in self.secondaries:
+            value = self._at(name, store.client_value, path)
+            if value is not None and (
+                current is None or not fingerprint_matches(current.fingerprint, value)
+            ):
+                return value
+        return self._at(self.primary_name, self.primary.client_value, path)
+
+    def adopt_value(self, path: str, version: Version, value: str) -> None:
+        """The destinations whose clients read ``value`` record it in place; the others
+        get it published (the primary first, as :meth:`publish`)."""
         for name, store in self.destinations:
-            if self._at(name, store.drift, path):
-                self._at(name, store.restore, path, at)
+            if any(
+                v.version_id == version.version_id for v in self._at(name, store.versions, path)
+            ):
+                continue  # an interrupted adoption got this far
+            if self._at(name, store.client_value, path) == value:
+                self._at(name, store.adopt_value, path, version, value)
+            else:
+                self._at(name, store.publish, path, version, value)
+
+    def adopt(self, path: str, at: datetime) -> None:
+        """Every destination takes the rest of its layout as the truth."""
+        for name, store in self.destinations:
+            self._at(name, store.adopt, path, at)
+
+    def restore(self, path: str, at: datetime, value: str | None = None) -> None:
+        """Each drifted destination puts rotatectl's state back; one that keeps a single
+        copy gets the current value from the primary."""
+        for name, store in self.destinations:
+            if not self._at(name, store.drift, path) and not self._value_drifted(name, store, path):
+                continue
+            mine = value
+            if mine is None and store is not self.primary:
+                mine = self.primary.read_value(path, self._current_id(path))
+            self._at(name, store.restore, path, at, mine)
+
+    def _current_id(self, path: str) -> str | None:
+        from ..machine import current_version
+
+        current = current_version(self.primary.versions(path))
+        return current.version_id if current is not None else None
+
+    def _value_drifted(self, name: str, store: SecretStore, path: str) -> bool:
+        """Whether destination ``name``'s client value is not the primary's current key."""
+        from ..drift import value_problems
+
+        if store is self.primary:
+            return bool(value_problems(store.versions(path), store.client_value(path)))
+        return bool(
+            value_problems(self.primary.versions(path), self._at(name, store.client_value, path))
+        )
 
     def check_access(self, paths: Sequence[str] = ()) -> list[str]:
         return [

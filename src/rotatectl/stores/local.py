@@ -33,6 +33,7 @@ from ..errors import (
     StoreError,
     StoreUnavailableError,
 )
+from ..keyformat import fingerprint_matches
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
 from ..ports import StoreBase
 from ..registry import AdapterContext, check_settings
@@ -40,9 +41,10 @@ from .rules import (
     SINGLE_COPY,
     LockRow,
     accepted,
+    check_has_value,
     check_path,
+    lost_values,
     plan_acquire,
-    plan_adopt,
     plan_promote,
     plan_publish,
     plan_release,
@@ -403,9 +405,17 @@ class LocalStore(StoreBase):
         self, path: str, version_id: str, expected_current: str | None, at: datetime
     ) -> None:
         with self._op("promote", path, write=True) as conn:
-            for version in plan_promote(
+            changed = plan_promote(
                 path, self._versions(conn, path), version_id, expected_current, at
-            ):
+            )
+            if changed:
+                has_value = conn.execute(
+                    "SELECT 1 FROM versions WHERE path = ? AND version_id = ? "
+                    "AND value IS NOT NULL",
+                    (path, version_id),
+                ).fetchone()
+                check_has_value(path, version_id, has_value is not None)
+            for version in changed:
                 self._update(conn, path, version)
 
     def set_state(
@@ -426,24 +436,47 @@ class LocalStore(StoreBase):
                         (path, version_id),
                     )
 
-    # -- DriftAware: the generic value check covers this store's only layout --
+    # -- drift: the generic value check covers this store's only layout ----------
 
     def drift(self, path: str) -> list[str]:
         """Nothing beyond the value check: the file has no labels or fields to move."""
         return []
 
     def adopt(self, path: str, at: datetime) -> None:
-        """Re-record the current version's fingerprint and key id from its value."""
+        """After an adoption: a version other than the current one whose value is not
+        the one it was recorded with (the value changed in place, then was adopted as a
+        new version) has lost its value: wiped, so it is never handed out again. It
+        stays accepted by its fingerprint until it is retired; it cannot be promoted."""
         with self._op("adopt", path, write=True) as conn:
-            row = conn.execute(
-                "SELECT value FROM versions WHERE path = ? AND state = 'current'", (path,)
-            ).fetchone()
-            if row is None or row[0] is None:
-                raise NotFoundError(f"{path}: no current value to adopt")
-            self._update(conn, path, plan_adopt(path, self._versions(conn, path), row[0]))
+            values = dict(
+                conn.execute(
+                    "SELECT version_id, value FROM versions WHERE path = ? "
+                    "AND state != 'current' AND value IS NOT NULL",
+                    (path,),
+                ).fetchall()
+            )
+            for version_id in lost_values(self._versions(conn, path), values):
+                conn.execute(
+                    "UPDATE versions SET value = NULL WHERE path = ? AND version_id = ?",
+                    (path, version_id),
+                )
+            values.clear()
 
-    def restore(self, path: str, at: datetime) -> None:
-        raise ConflictError(f"{path}: {SINGLE_COPY}")
+    def restore(self, path: str, at: datetime, value: str | None = None) -> None:
+        """Put ``value`` (the current version's, from another copy) back as the current
+        value. Without one: ConflictError, this store keeps a single copy."""
+        with self._op("restore", path, write=True) as conn:
+            current = next(
+                (v for v in self._versions(conn, path) if v.state is VersionState.CURRENT), None
+            )
+            if value is None or current is None:
+                raise ConflictError(f"{path}: {SINGLE_COPY}")
+            if not fingerprint_matches(current.fingerprint, value):
+                raise ConflictError(f"{path}: the value to restore is not v{current.number}'s")
+            conn.execute(
+                "UPDATE versions SET value = ? WHERE path = ? AND version_id = ?",
+                (value, path, current.version_id),
+            )
 
     def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
         """Path -> the current version's value (None: none, or destroyed), in one read

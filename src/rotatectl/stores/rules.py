@@ -8,9 +8,8 @@ store and the remote stores in agreement about the SecretStore contract.
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -211,20 +210,32 @@ def plan_release(row: LockRow | None, lease: Lease) -> bool:
     return True
 
 
-def plan_adopt(path: str, existing: Sequence[Version], value: str) -> Version:
-    """The current version re-recorded to match ``value`` (drift adopted).
+def lost_values(versions: Sequence[Version], values: Mapping[str, str]) -> list[str]:
+    """The versions (ids) other than the current one whose value in ``values`` (by
+    version id) is not the one they were recorded with: in a store that keeps one copy
+    a value changed in place and then adopted as a new version. Their values are lost
+    (wiped, never handed out again); they stay accepted by fingerprint until retired."""
+    from .. import keyformat, redact  # pure; imported here to keep rules' imports small
 
-    Raises NotFoundError when there is no current version.
-    """
-    from .. import keyformat  # keyformat is pure; imported here to keep rules' imports small
+    lost = []
+    for v in versions:
+        value = values.get(v.version_id)
+        if v.state is VersionState.CURRENT or value is None:
+            continue
+        redact.register(value)
+        if not keyformat.fingerprint_matches(v.fingerprint, value):
+            lost.append(v.version_id)
+    return lost
 
-    current = next((v for v in existing if v.state is VersionState.CURRENT), None)
-    if current is None:
-        raise NotFoundError(f"{path}: no current version to adopt")
-    key_id = current.key_id
-    with contextlib.suppress(keyformat.KeyFormatError):  # a value not in our format keeps its id
-        key_id = keyformat.parse(value).key_id
-    return replace(current, fingerprint=keyformat.fingerprint_of(value), key_id=key_id)
+
+def check_has_value(path: str, version_id: str, has_value: bool) -> None:
+    """Promote's guard in a store that keeps one copy: ConflictError when the version
+    to make current has no value (lost: see :func:`lost_values`)."""
+    if not has_value:
+        raise ConflictError(
+            f"{path}: version {version_id} has no value (it was changed outside rotatectl "
+            "and then replaced); it cannot be current again"
+        )
 
 
 SINGLE_COPY = (

@@ -62,25 +62,21 @@ Drift (changes made outside rotatectl)
 --------------------------------------
 The index's version rows are rotatectl's record. The generic check compares
 the client path's ``current`` with the current version's fingerprint;
-:meth:`VaultStore.drift` checks everything else (see there). ``adopt`` takes
-what clients and verifiers see as the truth: a foreign client value becomes a
-new version, promoted with the old current left as previous, under a rotation
-record in its overlap phase (so the runner retires the old key as after any
-rotation); a key dropped from the verifier view is retired. ``restore``
-writes the records back over the client path, the view and the value paths.
-Both hold the lease lock and repair rotatectl's own copies of values from the
-KV history where they can.
+:meth:`VaultStore.drift` checks everything else (see there). A foreign client
+value is adopted as a new version by :func:`rotatectl.drift.adopt`, like on every
+store; :meth:`VaultStore.adopt` then takes what verifiers see as the truth (a key
+dropped from the verifier view is retired). ``restore`` writes the records back
+over the client path, the view and the value paths. Both repair rotatectl's own
+copies of values from the KV history where they can; the caller holds the lease.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -107,14 +103,10 @@ from ..errors import (
 from ..model import (
     AcceptedKey,
     Lease,
-    Phase,
     Rotation,
-    RotationEvent,
-    RotationKind,
     Version,
     VersionState,
     iso,
-    new_rotation_id,
     parse_iso,
 )
 from ..ports import StoreBase
@@ -311,11 +303,6 @@ class _Scan:
     def client_value(self) -> str | None:
         value = None if self.client is None else self.client.get(CLIENT_FIELD)
         return value if isinstance(value, str) else None
-
-
-def _derived_key_id(fingerprint: str) -> str:
-    """A short, stable, public key id for an adopted value not in rotatectl's key format."""
-    return "x" + hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:7]
 
 
 class VaultStore(StoreBase):
@@ -1010,16 +997,9 @@ class VaultStore(StoreBase):
         return problems
 
     def adopt(self, path: str, at: datetime) -> None:
-        """Take what clients and verifiers see as the truth and record it.
+        """After the client path's key is adopted (:func:`rotatectl.drift.adopt` made it
+        a new current version), take the rest of what verifiers see as the truth:
 
-        - The client path holds a value that is not the current version's: it is
-          published as a new version (next number; key id from the key format,
-          else derived from the fingerprint) and promoted; a value that is a
-          pending or previous version's is that version promoted instead. The
-          old current stays accepted as previous, and a rotation record in its
-          overlap phase is written first, so ``rotatectl run`` retires the old
-          key after the overlap and the usage gate like after any rotation.
-          Refused while another rotation is in flight.
         - The verifier view no longer lists a pending or previous version: that
           version is retired. Changed ``scopes``/``expires`` are taken over.
         - rotatectl's own copies are repaired where the store still has the
@@ -1027,16 +1007,17 @@ class VaultStore(StoreBase):
           version whose value is gone for good is recorded as lost: it stays
           accepted (verifiers need only its hash) but cannot be rolled back to.
         - check-and-set and ``max_versions`` are set again on the client path
-          and the index.
+          and the index; the client path's metadata fields are rewritten.
 
         ConflictError (nothing written) when the store's state cannot be
-        recorded: the index or the client path is gone, the view drops the
+        recorded: the index or the client path's key is gone, the client path
+        still holds a key that is not the current version's, the view drops the
         current key, or it lists keys rotatectl has no version for.
         """
         where = f"vault adopt {path}"
         self._optimistic(where, lambda: self._adopt(where, path, at))
 
-    def restore(self, path: str, at: datetime) -> None:
+    def restore(self, path: str, at: datetime, value: str | None = None) -> None:
         """Put the index's records back: undelete a deleted index, rewrite value
         paths from their KV history (or the client path), rebuild the verifier
         view from the version states, set check-and-set and ``max_versions``
@@ -1173,6 +1154,11 @@ class VaultStore(StoreBase):
                 f"{path}: the client path has no key, so there is nothing to adopt; "
                 f"--restore rewrites it from v{current.number}"
             )
+        if current is not None and not scan.client_matches:
+            raise ConflictError(
+                f"{path}: the client path holds a key that is not v{current.number}'s; "
+                "adopt it first (`check --adopt` does), or --restore"
+            )
         # The verifier view: what verifiers accept is the truth.
         view = scan.view
         if view.malformed or view.extra:
@@ -1209,23 +1195,6 @@ class VaultStore(StoreBase):
                 lost.append(v.version_id)
             else:
                 pins[v.version_id] = value
-        # The client's key.
-        target: Version | None = None
-        new: Version | None = None
-        record: int | None = None  # the rotation record's revision, when one is to be written
-        if current is not None and not scan.client_matches:
-            assert client_value is not None
-            target, new = self._adopted_version(path, scan, client_value, set(rows), at)
-            rotation, revision = self.load_rotation(path)
-            if rotation is None or rotation.phase.terminal:
-                record = revision
-            elif target is None or rotation.new_version_id != target.version_id:
-                # (The client holding the in-flight rotation's own new key, e.g. after a
-                # crash of an earlier adopt, is that rotation's promotion: done below.)
-                raise ConflictError(
-                    f"{path}: rotation {rotation.id} is in flight ({rotation.phase}); let it "
-                    "finish or abort it before adopting the client path's key (or --restore)"
-                )
         # Write: settings, value copies, the index, then the client path.
         self._fix_settings(where, scan)
         kv = {vid: self._rewrite_value(where, path, index.find(vid), v) for vid, v in pins.items()}
@@ -1233,94 +1202,9 @@ class VaultStore(StoreBase):
             updated = index.with_versions(list(rows.values()))
             value_kv = {k: n for k, n in {**updated.value_kv, **kv}.items() if k not in lost}
             index = self._write_index(where, path, replace(updated, value_kv=value_kv))
-        if current is None:
-            return
-        if target is None and new is None:
-            if scan.labels_wrong:
-                self._write_client(where, path, current, client_value or "")
-            return
-        if new is not None:
+        if current is not None and scan.labels_wrong:
             assert client_value is not None
-            self.publish(path, new, client_value)
-            target = new
-        assert target is not None
-        log.warning(
-            "%s: adopting the client path's key as v%s (%s); v%s stays accepted as previous",
-            path,
-            target.number,
-            target.key_id,
-            current.number,
-        )
-        if record is not None:
-            # Before the promotion: a crash in between leaves a rotation whose new key
-            # the client path holds, which the next adopt promotes (see above).
-            self.save_rotation(path, self._adoption(path, target, current, at), record)
-        self.promote(path, target.version_id, current.version_id, at)
-
-    def _adoption(self, path: str, target: Version, old: Version, at: datetime) -> Rotation:
-        """The rotation record of an adopted key: promoted now, in its overlap, so that
-        ``rotatectl run`` retires the old key after the overlap and the usage gate,
-        like any rotation (``rollback`` re-promotes it, ``emergency`` retires it now)."""
-        detail = (
-            f"drift adopted: the client path's key is v{target.number} ({target.key_id}); "
-            f"v{old.number} ({old.key_id}) stays accepted for the overlap"
-        )
-        return Rotation(
-            id=new_rotation_id(),
-            credential=path,
-            kind=RotationKind.MANUAL,
-            phase=Phase.OVERLAP,
-            started=at,
-            new_version_id=target.version_id,
-            new_version_number=target.number,
-            old_version_id=old.version_id,
-            published=at,
-            promoted=at,
-            reason="drift adopted",
-            history=(RotationEvent(at=at, what=Phase.OVERLAP.value, detail=detail),),
-        )
-
-    def _adopted_version(
-        self, path: str, scan: _Scan, value: str, retiring: set[str], at: datetime
-    ) -> tuple[Version | None, Version | None]:
-        """(an existing pending/previous version holding ``value``, or a new one to publish)."""
-        current = scan.current
-        assert current is not None
-        for v in scan.versions:
-            if (
-                v.state in (VersionState.PENDING, VersionState.PREVIOUS)
-                and v.version_id not in retiring
-                and keyformat.fingerprint_matches(v.fingerprint, value)
-            ):
-                return v, None
-        fingerprint = keyformat.fingerprint_of(value)
-        try:
-            key_id = keyformat.parse(value).key_id
-        except keyformat.KeyFormatError:
-            key_id = _derived_key_id(fingerprint)
-        clash = next(
-            (
-                v
-                for v in scan.versions
-                if v.state.accepted and v.version_id not in retiring and v.key_id == key_id
-            ),
-            None,
-        )
-        if clash is not None:
-            raise ConflictError(
-                f"{path}: the client path's key has key id {key_id}, which v{clash.number} "
-                "already uses; it cannot be adopted (--restore, or `rotatectl emergency`)"
-            )
-        new = Version(
-            version_id=str(uuid.uuid4()),
-            number=max((v.number for v in scan.versions), default=0) + 1,
-            key_id=key_id,
-            fingerprint=fingerprint,
-            state=VersionState.PENDING,
-            created=at,
-            scopes=current.scopes,
-        )
-        return None, new
+            self._write_client(where, path, current, client_value)
 
     def _view_fields(self, where: str, version: Version, entry: Mapping[str, Any]) -> Version:
         """``version`` with the scopes and expiry an outside edit gave its view entry."""

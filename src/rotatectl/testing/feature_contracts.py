@@ -366,6 +366,59 @@ class DriftContract(FeatureContract):
         assert current.key_id in {k.key_id for k in store.accepted_keys(PATH, PATH)}
         assert self.problems(engine, OTHER) == []
 
+    def test_adopt_puts_the_replaced_key_through_overlap_and_gate(
+        self, store: SecretStore
+    ) -> None:
+        """The one meaning of adopt: the store's value is a new current version, the
+        replaced key stays accepted as previous until the overlap has passed and the
+        usage gate says quiet, then the engine retires it."""
+        engine, ours, theirs = self.drifted(store)
+        if "drift" not in store.features():
+            return  # refused: test_adopt_takes_the_value_clients_read
+        replaced = current_of(store.versions(PATH))
+        resolve(engine.target(PATH), "adopt", engine.clock.now())
+        self.assert_destinations_agree(store)
+        adopted = current_of(store.versions(PATH))
+        assert adopted.version_id != replaced.version_id, "adopt rewrote the key in place"
+        assert adopted.number > replaced.number
+        old = next(v for v in store.versions(PATH) if v.version_id == replaced.version_id)
+        assert old.state is VersionState.PREVIOUS
+        assert {old.key_id, adopted.key_id} <= {k.key_id for k in store.accepted_keys(PATH, PATH)}
+        rotation, _ = store.load_rotation(PATH)
+        assert rotation is not None and rotation.phase is Phase.OVERLAP
+        assert (rotation.old_version_id, rotation.new_version_id) == (
+            replaced.version_id,
+            adopted.version_id,
+        )
+        # A second adopt finds nothing to do.
+        resolve(engine.target(PATH), "adopt", engine.clock.now())
+        assert [v.version_id for v in store.versions(PATH)].count(adopted.version_id) == 1
+        assert store.load_rotation(PATH)[0] == rotation
+
+        def advance() -> None:
+            result = engine.runner().advance(engine.target(PATH), start_if_due=False)
+            assert result.outcome is not Outcome.FAILED, result
+
+        advance()  # inside the overlap: kept
+        assert old.version_id in {v.version_id for v in store.versions(PATH) if v.state.accepted}
+        engine.clock.advance(POLICY.overlap + timedelta(seconds=1))
+        engine.probe.see(old.key_id, engine.clock.now())
+        advance()  # past the overlap, still presented: the gate holds
+        state = {v.version_id: v.state for v in store.versions(PATH)}
+        assert state[old.version_id] is VersionState.PREVIOUS
+        engine.clock.advance(POLICY.usage_quiet + timedelta(seconds=1))
+        advance()  # quiet: retired
+        state = {v.version_id: v.state for v in store.versions(PATH)}
+        assert state[old.version_id] is VersionState.RETIRED
+        assert state[adopted.version_id] is VersionState.CURRENT
+        assert store.read_value(PATH) == theirs
+        assert old.key_id not in {k.key_id for k in store.accepted_keys(PATH, PATH)}
+        rotation, _ = store.load_rotation(PATH)
+        assert rotation is not None and rotation.phase is Phase.COMPLETED
+        self.assert_destinations_agree(store)
+        assert self.problems(engine, PATH) == []
+        del ours
+
     def test_restore_puts_our_value_back(self, store: SecretStore) -> None:
         engine, ours, _ = self.drifted(store)
         before = store.versions(PATH)

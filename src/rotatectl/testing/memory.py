@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Self
 
 from ..errors import ConflictError, NotFoundError
+from ..keyformat import fingerprint_matches
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
 from ..ports import StoreBase
 from ..registry import AdapterContext, check_settings
@@ -25,8 +26,9 @@ from ..stores.rules import (
     SINGLE_COPY,
     LockRow,
     accepted,
+    check_has_value,
+    lost_values,
     plan_acquire,
-    plan_adopt,
     plan_promote,
     plan_publish,
     plan_release,
@@ -82,7 +84,10 @@ class MemoryStore(StoreBase):
         self, path: str, version_id: str, expected_current: str | None, at: datetime
     ) -> None:
         with self._mutex:
-            for version in plan_promote(path, self._sorted(path), version_id, expected_current, at):
+            changed = plan_promote(path, self._sorted(path), version_id, expected_current, at)
+            if changed:
+                check_has_value(path, version_id, (path, version_id) in self._values)
+            for version in changed:
                 self._put(path, version)
 
     def set_state(
@@ -114,17 +119,21 @@ class MemoryStore(StoreBase):
         return []
 
     def adopt(self, path: str, at: datetime) -> None:
+        """As the local store: a replaced version whose value changed in place loses it."""
         with self._mutex:
-            versions = sorted(self._versions.get(path, {}).values(), key=lambda v: v.number)
-            current = next((v for v in versions if v.state is VersionState.CURRENT), None)
-            value = self._values.get((path, current.version_id)) if current else None
-            if value is None:
-                raise NotFoundError(f"{path}: no current value to adopt")
-            adopted = plan_adopt(path, versions, value)
-            self._versions[path][adopted.version_id] = adopted
+            values = {vid: v for (p, vid), v in self._values.items() if p == path}
+            for version_id in lost_values(self._sorted(path), values):
+                self._values.pop((path, version_id), None)
 
-    def restore(self, path: str, at: datetime) -> None:
-        raise ConflictError(f"{path}: {SINGLE_COPY}")
+    def restore(self, path: str, at: datetime, value: str | None = None) -> None:
+        """As the local store: ``value`` (another copy's) put back, else ConflictError."""
+        with self._mutex:
+            current = next((v for v in self._sorted(path) if v.state is VersionState.CURRENT), None)
+            if value is None or current is None:
+                raise ConflictError(f"{path}: {SINGLE_COPY}")
+            if not fingerprint_matches(current.fingerprint, value):
+                raise ConflictError(f"{path}: the value to restore is not v{current.number}'s")
+            self._values[(path, current.version_id)] = value
 
     def read_value(self, path: str, version_id: str | None = None) -> str:
         with self._mutex:
