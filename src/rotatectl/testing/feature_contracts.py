@@ -366,9 +366,7 @@ class DriftContract(FeatureContract):
         assert current.key_id in {k.key_id for k in store.accepted_keys(PATH, PATH)}
         assert self.problems(engine, OTHER) == []
 
-    def test_adopt_puts_the_replaced_key_through_overlap_and_gate(
-        self, store: SecretStore
-    ) -> None:
+    def test_adopt_puts_the_replaced_key_through_overlap_and_gate(self, store: SecretStore) -> None:
         """The one meaning of adopt: the store's value is a new current version, the
         replaced key stays accepted as previous until the overlap has passed and the
         usage gate says quiet, then the engine retires it."""
