@@ -456,7 +456,7 @@ def test_unreadable(tmp_path: Path) -> None:
         (
             "[stores.s]\ntype = 'aws-secrets'",
             "[stores.s] type: ",
-            "unknown store type 'aws-secrets' (installed: aws-secretsmanager, local,",
+            "unknown store type 'aws-secrets' (installed: aws-secretsmanager, aws-ssm, local,",
         ),
         ("[stores]\ns = 'local'", "stores.s: ", "expected a table, got string"),
         (

@@ -35,6 +35,7 @@ _BUILTINS = {
     "store": {
         "local": "rotatectl.stores.local:LocalStore",
         "aws-secretsmanager": "rotatectl.stores.aws:SecretsManagerStore",
+        "aws-ssm": "rotatectl.stores.ssm:ParameterStore",
         "vault": "rotatectl.stores.vault:VaultStore",
     },
     "issuer": {
