@@ -270,7 +270,7 @@ class AwsConnection:
             if found is None:
                 config = botocore.config.Config(
                     region_name=self.region,
-                    retries={"mode": "standard", "max_attempts": self.settings.max_attempts},
+                    retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
                     connect_timeout=self.settings.connect_timeout.total_seconds(),
                     read_timeout=self.settings.read_timeout.total_seconds(),
                     user_agent_extra="rotatectl",
@@ -339,7 +339,17 @@ class AwsConnection:
         return f"{prefix}:{mapping.get(method, method)}"
 
     def translate(self, exc: Exception, *, service: str, method: str, where: str) -> RotatectlError:
-        """Map a botocore exception to this adapter's rotatectl error (one line, no values)."""
+        """Map a botocore exception to this adapter's rotatectl error (one line, no values).
+        A transient one was already retried by botocore's standard mode (``max_attempts``):
+        it is marked ``retried``, so the runner does not retry it again."""
+        error = self._translate(exc, service=service, method=method, where=where)
+        if error.retryable and self.settings.max_attempts > 1:
+            error.retried = True
+        return error
+
+    def _translate(
+        self, exc: Exception, *, service: str, method: str, where: str
+    ) -> RotatectlError:
         action = self.action(service, method)
         op = action.partition(":")[2]
         head = f"{where}: {op}"

@@ -21,10 +21,14 @@ class ExitCode(IntEnum):
 
 
 class RotatectlError(Exception):
-    """Base class. ``retryable`` marks transient failures worth another try."""
+    """Base class. ``retryable`` marks transient failures worth another try;
+    ``retried`` that they were already retried where the request was made (botocore,
+    :func:`rotatectl.retry.retry_call`), so no caller retries them again (retries
+    would multiply: one retry policy, applied once)."""
 
     exit_code: ExitCode = ExitCode.FAILED
     retryable: bool = False
+    retried: bool = False
 
     def __init__(self, message: str, *, retryable: bool | None = None) -> None:
         super().__init__(message)

@@ -1,4 +1,13 @@
-"""Bounded retries of retryable rotatectl errors: exponential backoff with jitter."""
+"""The one retry policy: bounded retries of retryable rotatectl errors, with
+exponential backoff and jitter, applied once.
+
+A transient failure is retried where the request is made: botocore's standard
+retry mode for AWS (``max_attempts``), :func:`retry_call` around each Vault request,
+and the runner's :func:`retry_call` around store calls that nothing below retried
+(the local store). An error that gave up after its retries is marked ``retried``
+and passes every outer :func:`retry_call` unretried, so attempts never multiply
+(they did: Vault's 3 x the runner's 4, botocore's 4 x the runner's 4).
+"""
 
 from __future__ import annotations
 
@@ -20,22 +29,27 @@ from .errors import RotatectlError
 T = TypeVar("T")
 
 
+ATTEMPTS = 4  # a request and three retries, as botocore's standard mode
+MAX_DELAY = 30.0  # seconds, all attempts together
+
+
 def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, RotatectlError) and exc.retryable
+    return isinstance(exc, RotatectlError) and exc.retryable and not exc.retried
 
 
 def retry_call(
     fn: Callable[[], T],
     *,
-    attempts: int = 4,
-    max_delay: float = 30.0,
+    attempts: int = ATTEMPTS,
+    max_delay: float = MAX_DELAY,
     first_wait: float = 0.2,
     max_wait: float = 5.0,
     jitter: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``fn``; retry a RotatectlError marked ``retryable``, at most ``attempts``
-    times and ``max_delay`` seconds in all. The last error is re-raised unchanged."""
+    """Call ``fn``; retry a RotatectlError marked ``retryable`` (and not ``retried``),
+    at most ``attempts`` times and ``max_delay`` seconds in all. The last error is
+    re-raised, marked ``retried`` when it was retryable."""
     retryer = Retrying(
         retry=retry_if_exception(_retryable),
         stop=stop_after_attempt(attempts) | stop_after_delay(max_delay),
@@ -43,4 +57,9 @@ def retry_call(
         sleep=sleep,
         reraise=True,
     )
-    return retryer(fn)
+    try:
+        return retryer(fn)
+    except RotatectlError as exc:
+        if exc.retryable:
+            exc.retried = True
+        raise

@@ -291,3 +291,33 @@ def test_chaos(cli: Cli, backend: Backend, proxy: FaultProxy, rotations: int, ra
     snap = inv.check("chaos over", settled=True, versions=rotations + 1)
     assert [s for _, s in snap.states()][-1] == "current"
     assert len(proxy.injected()) >= 5
+
+
+# -- one retry policy ---------------------------------------------------------------------
+
+# A request's attempts under FAST: botocore's `max_attempts` (total), Vault's policy.
+ATTEMPTS = {"moto_server": 3, "openbao": 4}
+
+
+@pytest.mark.parametrize("backend", REMOTE, indirect=True)
+def test_a_failing_write_is_retried_once_not_per_layer(
+    cli: Cli, backend: Backend, proxy: FaultProxy
+) -> None:
+    """One retry policy (issue 16 item 4): a publish the server keeps refusing with 503
+    is attempted as often as the adapter retries one request; the runner does not retry
+    it again (the attempts multiplied: Vault's 3 x the runner's 4, botocore's x 4).
+    The rotation holds, and `run` finishes it once the server answers."""
+    fault = (
+        Fault.aws_error(503, "ServiceUnavailable")
+        if isinstance(backend, AwsBackend)
+        else (Fault.vault_error(503))
+    )
+    proxy.add(writes(backend)["publish"], fault, times=None)
+    run = cli(*ROTATE)
+    assert run.code == 1, run.out + run.err
+    attempts = len(proxy.injected())
+    assert 1 < attempts <= ATTEMPTS[backend.kind], [e.fault.label for e in proxy.injected()]
+    proxy.clear()
+    run = cli("run")
+    assert run.code == 0, run.out + run.err
+    assert [v.state.value for v in backend.store().versions(NAME)] == ["current"]

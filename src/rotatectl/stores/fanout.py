@@ -60,7 +60,9 @@ class FanoutStore(StoreBase):
             return fn(*args)
         except RotatectlError as exc:
             if isinstance(exc, StoreError):
-                raise type(exc)(f"destination {name}: {exc}", retryable=exc.retryable) from exc
+                named = type(exc)(f"destination {name}: {exc}", retryable=exc.retryable)
+                named.retried = exc.retried
+                raise named from exc
             raise
 
     def views(self, path: str) -> list[tuple[str, list[Version] | str]]:

@@ -82,16 +82,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Self, TypeVar
 
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
-
-from .. import keyformat, redact
+from .. import keyformat, redact, retry
 from ..errors import (
     ConflictError,
     NotFoundError,
@@ -323,9 +314,9 @@ class VaultStore(StoreBase):
         mount: str = "secret",
         prefix: str = "",
         env: Mapping[str, str] | None = None,
-        # Modest: the runner retries whole steps as well, so the two multiply.
-        retry_attempts: int = 3,
-        retry_max_delay: float = 10.0,
+        # Each request is retried here, once (the runner does not retry it again).
+        retry_attempts: int = retry.ATTEMPTS,
+        retry_max_delay: float = retry.MAX_DELAY,
         cas_attempts: int = 8,
     ) -> None:
         self.connection = connection
@@ -448,16 +439,16 @@ class VaultStore(StoreBase):
         self._mount_checked = True
 
     def _retrying(self, fn: Callable[[], T]) -> T:
-        def retryable(exc: BaseException) -> bool:
-            return isinstance(exc, RotatectlError) and exc.retryable
-
-        retryer = Retrying(
-            retry=retry_if_exception(retryable),
-            stop=stop_after_attempt(self._retry_attempts) | stop_after_delay(self._retry_max_delay),
-            wait=wait_exponential(multiplier=0.1, max=2.0) + wait_random(0, 0.1),
-            reraise=True,
+        """One request under the one retry policy (:mod:`rotatectl.retry`): an error
+        that gives up is marked ``retried``, so the runner does not retry it again."""
+        return retry.retry_call(
+            fn,
+            attempts=self._retry_attempts,
+            max_delay=self._retry_max_delay,
+            first_wait=0.1,
+            max_wait=2.0,
+            jitter=0.1,
         )
-        return retryer(fn)
 
     def _call(
         self,
