@@ -292,7 +292,7 @@ def test_a_stale_writer_re_creating_a_deleted_number_loses(
     ]
     with pytest.raises(Exception) as info:
         stale._commit(PATH, base, base)
-    assert type(info.value).__name__ == "_CasLost"
+    assert type(info.value).__name__ == "CasLost"
     assert store.load_rotation(PATH)[1] == 1
     # Its junk was deleted, nothing else was.
     left = ssm.get_parameters_by_path(Path="/team/partners/acme/.rotatectl")["Parameters"]

@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import re
 import time
 import uuid
@@ -85,6 +84,7 @@ from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError, U
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
 from ..ports import StoreBase
 from ..registry import AdapterContext, check_settings
+from ._cas import RECORD_MAX_AGE, CasLost, RecordCache, mutate
 from .rules import (
     LockRow,
     accepted,
@@ -117,9 +117,7 @@ MAX_LABELS = 20  # Secrets Manager: staging labels per secret
 MAX_RECORD_BYTES = 65536  # SecretString limit
 HISTORY_KEEP = 10  # earlier rotation records kept in the record secret
 DESTROYED_KEEP = 50  # destroyed versions kept in the record (oldest pruned first)
-CAS_ATTEMPTS = 8
 RECORD_BUDGET = 12 * 1024  # what to_json aims for: compact, far below MAX_RECORD_BYTES
-RECORD_MAX_AGE = 60.0  # seconds a remembered record may serve (see the module docstring)
 OWN_WRITE_AGE = 20.0  # seconds :meth:`state` trusts a record this store wrote under a lease
 BATCH_SIZE = 20  # BatchGetSecretValue accepts at most 20 secret ids
 LIST_PAGE_SIZE = 100  # ListSecrets maximum
@@ -276,8 +274,7 @@ class _Record:
             raise StoreError(f"{where}: not a valid rotatectl record ({exc})") from None
 
 
-class _CasLost(Exception):
-    """Another writer moved the record's AWSCURRENT first."""
+_CasLost = CasLost  # the name the tests and earlier code know
 
 
 class SecretsManagerStore(StoreBase):
@@ -301,9 +298,10 @@ class SecretsManagerStore(StoreBase):
         self.conn = conn
         self.prefix = prefix
         self.kms_key_id = kms_key_id
-        # path -> (record, VersionId it came from, time.monotonic() when known,
-        # whether this store wrote it)
-        self._known: dict[str, tuple[_Record, str | None, float, bool]] = {}
+        # path -> (record, the VersionId it was read from, whether written here)
+        self._known: RecordCache[str, tuple[_Record, str | None, bool]] = RecordCache(
+            RECORD_MAX_AGE
+        )
         # key secret name -> (the drift check's DescribeSecret answer, time.monotonic()),
         # for the publish that follows it; dropped on any write to the secret
         self._described: dict[str, tuple[dict[str, Any], float]] = {}
@@ -404,7 +402,7 @@ class SecretsManagerStore(StoreBase):
     def _remember(
         self, path: str, record: _Record, read_from: str | None, *, written: bool = False
     ) -> None:
-        self._known[path] = (record, read_from, time.monotonic(), written)
+        self._known.put(path, (record, read_from, written))
 
     def _recent(
         self, path: str, *, remember: bool = False
@@ -416,7 +414,7 @@ class SecretsManagerStore(StoreBase):
         remembered: a long-lived reader (an SDK client) always asks AWS.
         """
         known = self._known.get(path)
-        if known is not None and time.monotonic() - known[2] < RECORD_MAX_AGE:
+        if known is not None:
             return (known[0], known[1]), True
         return self._read(path, remember=remember), False
 
@@ -464,8 +462,8 @@ class SecretsManagerStore(StoreBase):
                     SecretString=body,
                 )
         except AwsExpected as exc:
-            self._known.pop(path, None)
-            raise _CasLost from exc
+            self._known.forget(path)
+            raise CasLost from exc
         self._remember(path, record, token, written=True)
         return record
 
@@ -486,37 +484,16 @@ class SecretsManagerStore(StoreBase):
         confirmed on a fresh read, so nothing is skipped or refused on the word
         of a stale copy.
         """
-        if first is not None:
-            start: tuple[_Record, str | None] | None = first
-            remembered = False
-        else:
-            start, remembered = self._recent(path, remember=True)
-        for attempt in range(CAS_ATTEMPTS):
-            if start is not None:
-                (record, read_from), start = start, None
-            else:
-                record, read_from = self._read(path, remember=True)
-                remembered = False
-            try:
-                new = decide(record)
-            except RotatectlError:
-                if remembered:
-                    continue
-                raise
-            if new is None:
-                if remembered:
-                    continue
-                return record
-            try:
-                return self._commit(path, read_from, replace(new, seq=record.seq))
-            except _CasLost:
-                if not remembered:
-                    # Jitter spreads contending writers apart; no clock value is recorded.
-                    time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311
-        raise ConflictError(
-            f"{self._where(self.record_name(path))}: {op}: the record kept changing "
-            f"({CAS_ATTEMPTS} attempts); another process is writing it"
+        start = (first, False) if first is not None else self._recent(path, remember=True)
+        committed: _Record = mutate(
+            start,
+            lambda: self._read(path, remember=True),
+            lambda base: decide(base[0]),
+            lambda base, new: self._commit(path, base[1], replace(new, seq=base[0].seq)),
+            lambda base: base[0],
+            f"{self._where(self.record_name(path))}: {op}",
         )
+        return committed
 
     # -- the key secret -------------------------------------------------------
 
@@ -777,13 +754,12 @@ class SecretsManagerStore(StoreBase):
         less than OWN_WRITE_AGE ago: the lease's holder is the only writer, and
         the lease outlives that age (the runner's lease lasts minutes).
         """
-        known = self._known.get(path)
+        known = self._known.get(path, OWN_WRITE_AGE)
         if (
             known is not None
-            and known[3]
+            and known[2]
             and known[0].lock is not None
             and known[0].lock.holder is not None
-            and time.monotonic() - known[2] < OWN_WRITE_AGE
         ):
             record = known[0]
         else:

@@ -49,9 +49,7 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import re
-import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -65,6 +63,7 @@ from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError, U
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
 from ..ports import Snapshot, StoreBase
 from ..registry import AdapterContext, check_settings
+from ._cas import RECORD_MAX_AGE, CasLost, RecordCache, mutate
 from .rules import (
     LockRow,
     accepted,
@@ -85,8 +84,6 @@ STANDARD, ADVANCED = 4096, 8192  # SSM value limits in bytes (standard / advance
 TIER = "Intelligent-Tiering"  # SSM picks advanced only for a value over 4 KB
 HISTORY_KEEP = 10
 DESTROYED_KEEP = 20
-CAS_ATTEMPTS = 8
-RECORD_MAX_AGE = 60.0  # seconds a remembered record may start a write (it only loses if stale)
 BATCH = 10  # GetParameters: names per call; GetParametersByPath: results per page
 BATCH_FROM = 4  # more paths than this: records found with one DescribeParameters listing
 NOT_FOUND = frozenset({"ParameterNotFound", "ParameterVersionNotFound"})
@@ -242,10 +239,6 @@ class _Record:
             raise StoreError(f"{where}: not a valid rotatectl record ({exc})") from None
 
 
-class _CasLost(Exception):
-    """Another writer wrote the next record first."""
-
-
 class ParameterStore(StoreBase):
     """A SecretStore in AWS Systems Manager Parameter Store (layout: module docstring).
 
@@ -263,7 +256,7 @@ class ParameterStore(StoreBase):
         self.conn = conn
         self.prefix = prefix
         self.kms_key_id = kms_key_id
-        self._known: dict[str, tuple[_Record, float]] = {}  # path -> (record, monotonic)
+        self._known: RecordCache[str, _Record] = RecordCache(RECORD_MAX_AGE)
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
@@ -394,62 +387,48 @@ class ParameterStore(StoreBase):
         """The record of ``path`` from SSM (remembered for the writes that follow)."""
         records = self._records(path)
         record = self._parse(path, records[max(records)]) if records else _Record(path)
-        self._known[path] = (record, time.monotonic())
+        self._known.put(path, record)
         return record
 
     def _recent(self, path: str) -> tuple[_Record, bool]:
         """The remembered record while younger than RECORD_MAX_AGE, else a fresh one;
         and whether it was remembered."""
         known = self._known.get(path)
-        if known is not None and time.monotonic() - known[1] < RECORD_MAX_AGE:
-            return known[0], True
+        if known is not None:
+            return known, True
         return self._read(path), False
 
     def _commit(self, path: str, base: _Record, new: _Record) -> _Record:
-        """Write ``new`` (decided on ``base``) at ``base.seq + 1``; _CasLost when another
+        """Write ``new`` (decided on ``base``) at ``base.seq + 1``; CasLost when another
         writer got there first (see the module docstring)."""
         new = replace(new, seq=base.seq + 1, parent=base.nonce, nonce=uuid.uuid4().hex[:12])
         name = self._record_name(path, new.seq)
         try:
             self._put(name, new.encode(), overwrite=False)
         except AwsExpected:
-            self._known.pop(path, None)
-            raise _CasLost from None
+            self._known.forget(path)
+            raise CasLost from None
         records = self._records(path)
         top = max(records, default=new.seq)
         after = records.get(new.seq + 1)
         if top != new.seq and (after is None or self._parse(path, after).parent != new.nonce):
-            self._known.pop(path, None)
+            self._known.forget(path)
             self._delete([name])  # a stale writer's re-created number: nobody reads it
-            raise _CasLost
+            raise CasLost
         self._delete([self._record_name(path, s) for s in records if s < new.seq - 1])
-        self._known[path] = (new, time.monotonic())
+        self._known.put(path, new)
         return new
 
     def _mutate(self, path: str, op: str, decide: Callable[[_Record], _Record | None]) -> _Record:
         """Read-decide-write with compare-and-set; re-decide on a lost race. A no-op or
         an error decided on the remembered record is confirmed on a fresh read."""
-        record, remembered = self._recent(path)
-        for attempt in range(CAS_ATTEMPTS):
-            if attempt:
-                record, remembered = self._read(path), False
-            try:
-                new = decide(record)
-            except RotatectlError:
-                if remembered:
-                    continue
-                raise
-            if new is None:
-                if remembered:
-                    continue
-                return record
-            try:
-                return self._commit(path, record, new)
-            except _CasLost:
-                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311
-        raise ConflictError(
-            f"parameter {self.parameter_name(path)}{RECORDS}: {op}: the record kept changing "
-            f"({CAS_ATTEMPTS} attempts); another process is writing it"
+        return mutate(
+            self._recent(path),
+            lambda: self._read(path),
+            decide,
+            lambda base, new: self._commit(path, base, new),
+            lambda base: base,
+            f"parameter {self.parameter_name(path)}{RECORDS}: {op}",
         )
 
     # -- SecretStore: versions and values --------------------------------------
@@ -504,9 +483,8 @@ class ParameterStore(StoreBase):
         if len(unique) <= BATCH_FROM:
             return {p: self._read(p) for p in unique}
         listed = self._listed_records(unique)
-        now = time.monotonic()
         for path, record in listed.items():
-            self._known[path] = (record, now)
+            self._known.put(path, record)
         return {p: listed.get(p) or _Record(p) for p in unique}
 
     def snapshot_many(self, paths: Sequence[str], *, locks: bool = True) -> dict[str, Snapshot]:
@@ -750,11 +728,7 @@ class ParameterStore(StoreBase):
         GetParameters calls per 10 paths. Never names a value."""
         unique = list(dict.fromkeys(paths))
         known = {p: self._known.get(p) for p in unique}
-        records = {
-            p: k[0]
-            for p, k in known.items()
-            if k is not None and time.monotonic() - k[1] < RECORD_MAX_AGE
-        }
+        records = {p: k for p, k in known.items() if k is not None}
         records |= self._records_many([p for p in unique if p not in records])
         tracked = {p: self.parameter_name(p) for p in unique if records[p].current() is not None}
         names = list(tracked.values())

@@ -76,7 +76,6 @@ import contextlib
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -110,6 +109,7 @@ from ..vault_auth import (
     parse_connection,
     translate,
 )
+from ._cas import RECORD_MAX_AGE, RecordCache, again_while_lost, confirmed
 from .rules import (
     RESERVED,
     LockRow,
@@ -132,7 +132,6 @@ CLIENT_FIELD = "current"
 MAX_VERSIONS = {"client": 1, "value": 5, "index": 10, "rotation": 50, "lock": 1}
 # What the store remembers of what it read or wrote (never a value; see _recall).
 REMEMBERED_KINDS = frozenset({"index", "rotation", "lock"})
-RECORD_MAX_AGE = 60.0  # seconds a remembered copy may serve
 OWN_WRITE_AGE = 20.0  # seconds :meth:`VaultStore.state` trusts copies under a lease it wrote
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Slack added to a wait when deciding whether the token would outlive it.
@@ -331,9 +330,10 @@ class VaultStore(StoreBase):
         self._client_obj: Any = None
         self._mount_checked = False
         self._closed = False
-        # rel -> (data, KV version, time.monotonic() when known, whether written here);
-        # see _recall.
-        self._known: dict[str, tuple[dict[str, Any] | None, int, float, bool]] = {}
+        # rel -> (data, KV version, whether written here), timed: see _recall.
+        self._known: RecordCache[str, tuple[dict[str, Any] | None, int, bool]] = RecordCache(
+            RECORD_MAX_AGE
+        )
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
@@ -492,7 +492,7 @@ class VaultStore(StoreBase):
         deleted. ``remember``: keep the latest for :meth:`_recall`."""
         if remember:
             found = self._read(where, rel, version, retry=retry)
-            self._known[rel] = (*found, time.monotonic(), False)
+            self._known.put(rel, (*found, False))
             return found
         try:
             resp = self._call(
@@ -523,11 +523,7 @@ class VaultStore(StoreBase):
         reader (an SDK client) always asks the server.
         """
         known = self._known.get(rel)
-        if (
-            known is not None
-            and not (read_only and known[3])
-            and time.monotonic() - known[2] < RECORD_MAX_AGE
-        ):
+        if known is not None and not (read_only and known[2]):
             return (known[0], known[1]), True
         return self._read(where, rel, remember=remember), False
 
@@ -604,10 +600,10 @@ class VaultStore(StoreBase):
         try:
             version = self._retrying(once)
         except CasMismatch:
-            self._known.pop(rel, None)
+            self._known.forget(rel)
             raise
         if kind in REMEMBERED_KINDS:
-            self._known[rel] = (data, version, time.monotonic(), True)
+            self._known.put(rel, (data, version, True))
         return version
 
     def _list(self, where: str, rel: str) -> list[str]:
@@ -653,14 +649,7 @@ class VaultStore(StoreBase):
 
     def _optimistic(self, where: str, fn: Callable[[], T]) -> T:
         """Run a read-plan-write step again while its check-and-set loses a race."""
-        for _ in range(self._cas_attempts):
-            try:
-                return fn()
-            except CasMismatch:
-                continue
-        raise ConflictError(
-            f"{where}: still changing concurrently after {self._cas_attempts} tries"
-        )
+        return again_while_lost(fn, where, self._cas_attempts, lost=CasMismatch)
 
     # -- index and client path --------------------------------------------------
 
@@ -728,16 +717,11 @@ class VaultStore(StoreBase):
     def _plan(self, where: str, path: str, plan: Callable[[_Index], T]) -> tuple[_Index, T]:
         """``plan`` on the settled index; when that is the remembered copy and the plan
         is a no-op (falsy) or refuses (raises), again on a fresh read."""
-        index, remembered = self._settled(where, path)
-        if remembered:
-            try:
-                result = plan(index)
-            except RotatectlError:
-                result = None
-            if result:
-                return index, result
-            index, _ = self._settled(where, path, fresh=True)
-        return index, plan(index)
+        return confirmed(
+            self._settled(where, path),
+            lambda: self._settled(where, path, fresh=True)[0],
+            plan,
+        )
 
     # -- SecretStore --------------------------------------------------------------
 
@@ -798,28 +782,29 @@ class VaultStore(StoreBase):
         of both made since, with no promotion pending.
         """
         lock, index, rotation = (
-            self._known.get(self._rel(path, leaf)) for leaf in ("lock", "index", "rotation")
+            self._known.stamped(self._rel(path, leaf)) for leaf in ("lock", "index", "rotation")
         )
-        now = time.monotonic()
         if (
             lock is not None
-            and lock[3]
-            and lock[0] is not None
-            and lock[0].get("holder")
-            and now - lock[2] < OWN_WRITE_AGE
+            and lock[0][2]
+            and lock[0][0] is not None
+            and lock[0][0].get("holder")
+            and lock[1] < OWN_WRITE_AGE
             and index is not None
             and rotation is not None
             # Copies from before the lease was taken may predate another holder's work.
-            and min(index[2], rotation[2]) >= lock[2]
-            and now - min(index[2], rotation[2]) < RECORD_MAX_AGE
+            and max(index[1], rotation[1]) <= lock[1]
+            and max(index[1], rotation[1]) < RECORD_MAX_AGE
         ):
+            (index_data, index_kv, _), _ = index
+            (rotation_data, rotation_kv, _), _ = rotation
             where = f"vault read state of {path}"
-            remembered = _Index.decode(index[0], index[1], where)
+            remembered = _Index.decode(index_data, index_kv, where)
             if remembered.promotion is None:
                 versions = list(remembered.versions)
-                if rotation[0] is None:
+                if rotation_data is None:
                     return versions, None, 0
-                return versions, Rotation.from_dict(rotation[0]), rotation[1]
+                return versions, Rotation.from_dict(rotation_data), rotation_kv
         return self._state(path)
 
     def _state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
