@@ -22,13 +22,13 @@ from rotatectl.errors import (
     StoreUnavailableError,
 )
 from rotatectl.model import Phase, VersionState
-from rotatectl.stores import aws as aws_store
 from rotatectl.stores.aws import (
     RECORD_SUFFIX,
     SecretsManagerStore,
     _CasLost,
     aws_version_id,
 )
+from rotatectl.stores.aws import store as aws_store
 from rotatectl.testing.store_contract import (
     PATH,
     T0,

@@ -1,94 +1,39 @@
-"""AWS Secrets Manager store (``type = "aws-secretsmanager"``).
+"""The Secrets Manager store itself: :class:`SecretsManagerStore`.
 
-Layout (see also examples/aws/README.md)
-----------------------------------------
+The SecretStore methods, the reads (one record with GetSecretValue, many with
+BatchGetSecretValue, paths with ListSecrets), the key secret's labels and the
+record writes (a compare-and-set, :mod:`rotatectl.stores._cas`; the document and
+its write rule: :mod:`rotatectl.stores.aws.record`). Where things are kept:
+:mod:`rotatectl.stores.aws.layout`. Drift is in :mod:`rotatectl.stores.aws.drift`,
+the access check in :mod:`rotatectl.stores.aws.access`.
 
-* **Key secret** ``<prefix><path>``: one secret per credential. Each rotatectl
-  version is one secret version; its ``SecretString`` is the key value exactly
-  and its ``VersionId`` is the rotatectl version id (used as
-  ``ClientRequestToken``, so a retried publish never adds a version). Staging
-  labels follow the version states, so a client that knows nothing of
-  rotatectl reads the current key with
-  ``get_secret_value(SecretId=..., VersionStage="AWSCURRENT")``:
-
-  - ``AWSCURRENT``: the current version, moved only by :meth:`promote` with
-    ``RemoveFromVersionId`` (a compare-and-swap: an out-of-band move makes the
-    next promotion a ConflictError, never an overwrite);
-  - ``AWSPREVIOUS``: the most recently demoted PREVIOUS version;
-  - ``AWSPENDING``: the newest PENDING version;
-  - ``rotatectl-v<N>``: one label per version that is not destroyed, so that
-    AWS never treats a tracked value as deprecated (it purges unlabeled
-    versions once a secret has more than 100). Secrets Manager allows 20
-    labels per secret: when that would be exceeded the oldest *retired*
-    versions lose theirs first; too many accepted versions is a StoreError.
-
-* **Record secret** ``<prefix><path>/.rotatectl``: one JSON document with
-  every version's metadata (state, key id, fingerprint, dates, scopes,
-  issuer reference), the rotation record and its history, and the lease lock.
-  Each document carries a write sequence number ``seq``; a write is one
-  ``PutSecretValue`` of the document at ``seq + 1`` (which moves
-  ``AWSCURRENT`` to it) with ``ClientRequestToken`` derived from the secret
-  name and that number. Secrets Manager refuses a token that is already a
-  version holding other data (``ResourceExistsException``), so of several
-  writers that read the same document exactly one wins; a retried request
-  with the same document succeeds without a second version (verified against
-  moto in process and moto_server). AWS keeps every version younger than 24
-  hours, and a document is never written from a read older than
-  :data:`RECORD_MAX_AGE`, so a used token cannot have been purged. Every
-  record operation (save_rotation's revision check, lock acquire/steal/renew/
-  release, publish/promote/set_state) re-reads and re-decides with the shared
-  rules of :mod:`rotatectl.stores.rules` when it loses that race.
-
-  The store remembers the document it last read with :meth:`state` or the
-  batched reads, or wrote itself, for :data:`RECORD_MAX_AGE`: its own writes
-  start from it (a stale one only loses the race and is re-read), and so do
-  the reads a runner step makes after its :meth:`state` read (the value's
-  VersionId, the drift check). The public reads (:meth:`versions`,
-  :meth:`load_rotation`, :meth:`accepted_keys`) always ask AWS.
-
-* **Destroyed** means: every label is removed from the version, so Secrets
-  Manager treats it as deprecated and deletes it in the background (it cannot
-  delete a single version on request); the record says DESTROYED and
-  :meth:`read_value` refuses it. Until AWS purges it, a principal allowed
-  ``GetSecretValue`` on the secret can still fetch it by ``VersionId``: for
-  IAM keys the key itself is deleted at the issuer, and verifiers never
-  accept a destroyed version.
-
-Both secrets are created with the tags ``rotatectl:managed-by=rotatectl``,
-``rotatectl:path=<path>`` and ``rotatectl:role=key|record``; :meth:`list_paths`
-finds them with a paginated ``ListSecrets`` tag filter, and
-:meth:`versions_many` reads many records with ``BatchGetSecretValue`` (20 per
-call) for ``status`` over many credentials.
-
-Every record write creates a version of the record secret; AWS recommends at
-most one write per secret every 10 minutes on average (it keeps versions
-younger than 24 hours), so run ``rotatectl run`` from cron no more often than
-about every 30 minutes and prefer ``--no-wait`` over long ``--wait`` sessions,
-whose lease renewals write every ``lock_ttl / 3``.
+The store remembers the document it last read with :meth:`state` or the
+batched reads, or wrote itself, for :data:`RECORD_MAX_AGE`: its own writes
+start from it (a stale one only loses the race and is re-read), and so do
+the reads a runner step makes after its :meth:`state` read (the value's
+VersionId, the drift check). The public reads (:meth:`versions`,
+:meth:`load_rotation`, :meth:`accepted_keys`) always ask AWS.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Self
 
-from ..aws_common import AwsConnection, AwsExpected
-from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
-from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
-from ..ports import StoreBase
-from ..registry import AdapterContext, check_settings
-from ._cas import RECORD_MAX_AGE, CasLost, RecordCache, mutate
-from .rules import (
+from ...aws_common import AwsConnection, AwsExpected
+from ...errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
+from ...model import AcceptedKey, Lease, Rotation, Version, VersionState
+from ...ports import StoreBase
+from ...registry import AdapterContext, check_settings
+from .._cas import RECORD_MAX_AGE, CasLost, RecordCache, mutate
+from ..rules import (
     LockRow,
     accepted,
-    check_path,
     plan_acquire,
     plan_promote,
     plan_publish,
@@ -96,191 +41,41 @@ from .rules import (
     plan_renew,
     plan_set_state,
 )
+from .access import AccessMixin
+from .drift import DriftMixin
+from .layout import (
+    _NAME,
+    _TOKEN_NS,
+    _VERSION_LABEL,
+    CURRENT,
+    PENDING,
+    PREVIOUS,
+    RECORD_SUFFIX,
+    ROLE_KEY,
+    ROLE_RECORD,
+    TAG_PATH,
+    TAG_ROLE,
+    aws_version_id,
+    desired_labels,
+    key_secret_name,
+    label_holders,
+    secret_tags,
+    version_label,
+)
+from .record import HISTORY_KEEP, MAX_RECORD_BYTES, _Record
 
-RECORD_SUFFIX = "/.rotatectl"
-RECORD_FORMAT = 1
-
-TAG_MANAGED = "rotatectl:managed-by"
-TAG_PATH = "rotatectl:path"
-TAG_ROLE = "rotatectl:role"
-ROLE_KEY = "key"
-ROLE_RECORD = "record"
-
-CURRENT = "AWSCURRENT"
-PREVIOUS = "AWSPREVIOUS"
-PENDING = "AWSPENDING"
-STAGED = "rotatectl-next"  # a record version written but not (yet) made current
-_VERSION_LABEL = re.compile(r"rotatectl-v(\d+)")
-AWS_LABELS = (CURRENT, PREVIOUS, PENDING)
-MAX_LABELS = 20  # Secrets Manager: staging labels per secret
-
-MAX_RECORD_BYTES = 65536  # SecretString limit
-HISTORY_KEEP = 10  # earlier rotation records kept in the record secret
-DESTROYED_KEEP = 50  # destroyed versions kept in the record (oldest pruned first)
-RECORD_BUDGET = 12 * 1024  # what to_json aims for: compact, far below MAX_RECORD_BYTES
 OWN_WRITE_AGE = 20.0  # seconds :meth:`state` trusts a record this store wrote under a lease
 BATCH_SIZE = 20  # BatchGetSecretValue accepts at most 20 secret ids
 LIST_PAGE_SIZE = 100  # ListSecrets maximum
-LIST_FOR_LABELS = 5  # drift of more paths than this lists the key secrets' labels
-
-_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]+")
-_TOKEN = re.compile(r"[A-Za-z0-9-]{32,64}")
-# A fixed namespace: derived version ids must be the same on every host and run.
-_TOKEN_NS = uuid.UUID("5b0c6f0e-54f1-4a43-9d6e-7a6f74617465")
-
-
-def version_label(number: int) -> str:
-    return f"rotatectl-v{number}"
-
-
-def aws_version_id(version_id: str) -> str:
-    """The Secrets Manager VersionId (ClientRequestToken) for a rotatectl version id.
-
-    Secrets Manager wants 32-64 characters; a uuid4 version id (what the
-    runner uses) is taken as is, anything else maps to a stable uuid5.
-    """
-    if _TOKEN.fullmatch(version_id):
-        return version_id
-    return str(uuid.uuid5(_TOKEN_NS, version_id))
-
-
-def _compact(record: dict[str, Any]) -> dict[str, Any]:
-    """An earlier rotation record with only its first and last events."""
-    events = record.get("history") or []
-    if len(events) <= 2:
-        return record
-    return {**record, "history": [events[0], events[-1]]}
-
-
-@dataclass
-class _Record:
-    """The record secret's document (see module docstring)."""
-
-    path: str
-    versions: list[Version] = field(default_factory=list)
-    aws_ids: dict[str, str] = field(default_factory=dict)
-    rotation: Rotation | None = None
-    revision: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    lock: LockRow | None = None
-    seq: int = 0  # write sequence number: the compare-and-set of the next write
-
-    @property
-    def is_credential(self) -> bool:
-        """A lock alone does not make a credential (only versions or a rotation)."""
-        return bool(self.versions) or self.rotation is not None
-
-    def find(self, version_id: str) -> Version | None:
-        return next((v for v in self.versions if v.version_id == version_id), None)
-
-    def current(self) -> Version | None:
-        return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
-
-    def with_versions(
-        self, changed: Iterable[Version], aws_ids: Mapping[str, str] | None = None
-    ) -> _Record:
-        by_id = {v.version_id: v for v in self.versions}
-        for v in changed:
-            by_id[v.version_id] = v
-        ids = {**self.aws_ids, **(aws_ids or {})}
-        return replace(self, versions=sorted(by_id.values(), key=lambda v: v.number), aws_ids=ids)
-
-    def to_json(self) -> str:
-        """The record document, kept under MAX_RECORD_BYTES: earlier rotation
-        records keep only their first and last events (the audit log has the
-        rest); when still too large, the oldest earlier records and then the
-        oldest destroyed versions are dropped, so no history can block a write
-        (an emergency's least of all). Live versions are never dropped."""
-        lock = None
-        if self.lock is not None:
-            lock = {
-                "holder": self.lock.holder,
-                "token": self.lock.token,
-                "acquired": iso(self.lock.acquired),
-                "expires": iso(self.lock.expires),
-            }
-        destroyed = [v.version_id for v in self.versions if v.state is VersionState.DESTROYED]
-        # Bounded size: forget the oldest destroyed versions (their numbers stay
-        # below every live one, so the next number is unaffected).
-        forget = max(0, len(destroyed) - DESTROYED_KEEP)
-        history = [_compact(r) for r in self.history[-HISTORY_KEEP:]]
-        while True:
-            drop = set(destroyed[:forget])
-            versions = [v for v in self.versions if v.version_id not in drop]
-            doc = {
-                "rotatectl": RECORD_FORMAT,
-                "path": self.path,
-                "versions": [v.to_dict() for v in versions],
-                "aws_version_ids": {
-                    v.version_id: self.aws_ids[v.version_id]
-                    for v in versions
-                    if v.version_id in self.aws_ids
-                },
-                "rotation": self.rotation.to_dict() if self.rotation else None,
-                "revision": self.revision,
-                "history": history,
-                "lock": lock,
-                "seq": self.seq,
-            }
-            text = json.dumps(doc, separators=(",", ":"), sort_keys=True)
-            if len(text.encode("utf-8")) <= RECORD_BUDGET:
-                return text
-            if history:
-                history = history[1:]
-            elif forget < len(destroyed):
-                forget += 1
-            else:
-                return text  # live versions alone: the write names the limit
-
-    @classmethod
-    def parse(cls, path: str, text: str, where: str) -> _Record:
-        try:
-            doc = json.loads(text)
-            if not isinstance(doc, dict) or doc.get("rotatectl") is None:
-                raise ValueError("not a rotatectl record")
-            if int(doc["rotatectl"]) > RECORD_FORMAT:
-                raise StoreError(
-                    f"{where}: record format {doc['rotatectl']} is newer than this "
-                    f"rotatectl supports ({RECORD_FORMAT}); upgrade rotatectl"
-                )
-            if doc.get("path") != path:
-                raise ValueError(f"it belongs to path {doc.get('path')!r}")
-            raw_lock = doc.get("lock")
-            lock = None
-            if raw_lock is not None:
-                lock = LockRow(
-                    raw_lock.get("holder"),
-                    int(raw_lock["token"]),
-                    parse_iso(raw_lock.get("acquired")),
-                    parse_iso(raw_lock.get("expires")),
-                )
-            rotation = doc.get("rotation")
-            return cls(
-                path=path,
-                versions=sorted(
-                    (Version.from_dict(v) for v in doc.get("versions", [])),
-                    key=lambda v: v.number,
-                ),
-                aws_ids={str(k): str(v) for k, v in doc.get("aws_version_ids", {}).items()},
-                rotation=Rotation.from_dict(rotation) if rotation else None,
-                revision=int(doc.get("revision", 0)),
-                history=list(doc.get("history", [])),
-                lock=lock,
-                seq=int(doc.get("seq", 0)),
-            )
-        except StoreError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"{where}: not a valid rotatectl record ({exc})") from None
 
 
 _CasLost = CasLost  # the name the tests and earlier code know
 
 
-class SecretsManagerStore(StoreBase):
+class SecretsManagerStore(DriftMixin, AccessMixin, StoreBase):
     FEATURES = frozenset({"state", "batched-reads", "drift", "history", "access-check"})
 
-    """A SecretStore in AWS Secrets Manager (see the module docstring for the layout).
+    """A SecretStore in AWS Secrets Manager (the layout: :mod:`rotatectl.stores.aws`).
 
     Raises only rotatectl errors: PermissionDeniedError naming the denied
     action, NotFoundError, StoreUnavailableError (retryable: throttling, 5xx,
@@ -314,7 +109,7 @@ class SecretsManagerStore(StoreBase):
         name, e.g. ``"rotatectl/"``) and ``kms_key_id`` (for secrets it creates).
         The standard AWS environment variables and profiles apply.
         """
-        from ..aws_common import SETTINGS
+        from ...aws_common import SETTINGS
 
         check_settings(settings, ctx, {**SETTINGS, "prefix": str, "kms_key_id": str})
         prefix = settings.get("prefix", "")
@@ -336,20 +131,13 @@ class SecretsManagerStore(StoreBase):
     # -- names and calls ------------------------------------------------------
 
     def secret_name(self, path: str) -> str:
-        """The key secret's name for ``path``.
+        """The key secret's name for ``path`` (:func:`~.layout.key_secret_name`).
 
         StoreError for a name Secrets Manager refuses; UsageError for a path the
         rule of every store refuses (:func:`~rotatectl.stores.rules.check_path`),
         such as ``svc/a/.rotatectl``, the record secret of ``svc/a``.
         """
-        name = f"{self.prefix}{path}"
-        if not _NAME.fullmatch(name) or len(name) + len(RECORD_SUFFIX) > 512:
-            raise StoreError(
-                f"{path!r} cannot be a Secrets Manager secret name "
-                "(1-500 characters of A-Z a-z 0-9 / _ + = . @ -)"
-            )
-        check_path(path)
-        return name
+        return key_secret_name(self.prefix, path)
 
     def record_name(self, path: str) -> str:
         """The record secret's name for ``path``."""
@@ -366,13 +154,6 @@ class SecretsManagerStore(StoreBase):
         return self.conn.call(
             "secretsmanager", method, where=self._where(name), expect=expect, **params
         )
-
-    def _tags(self, path: str, role: str) -> list[dict[str, str]]:
-        return [
-            {"Key": TAG_MANAGED, "Value": "rotatectl"},
-            {"Key": TAG_PATH, "Value": path},
-            {"Key": TAG_ROLE, "Value": role},
-        ]
 
     # -- the record secret ----------------------------------------------------
 
@@ -428,7 +209,7 @@ class SecretsManagerStore(StoreBase):
         ``record`` is built from the one read (``read_from``: the VersionId it came
         from, None when there was none) and still carries its ``seq``; it is
         written at ``seq + 1``. _CasLost when another writer wrote that sequence
-        number first (see the module docstring).
+        number first (see :mod:`rotatectl.stores.aws.record`).
         """
         name = self.record_name(path)
         record = replace(record, seq=record.seq + 1)
@@ -445,7 +226,7 @@ class SecretsManagerStore(StoreBase):
                     "SecretString": body,
                     "ClientRequestToken": token,
                     "Description": f"rotatectl record of {path}: version metadata, rotation, lock",
-                    "Tags": self._tags(path, ROLE_RECORD),
+                    "Tags": secret_tags(path, ROLE_RECORD),
                 }
                 if self.kms_key_id:
                     params["KmsKeyId"] = self.kms_key_id
@@ -517,6 +298,38 @@ class SecretsManagerStore(StoreBase):
             self._described[name] = (desc, time.monotonic())
         return desc
 
+    def _listed(self, paths: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Key secrets' descriptions (their labels) by path, from ListSecrets; a path
+        missing from it (eventually consistent, or deleted) is left out."""
+        by_name = {self.secret_name(p): p for p in paths}
+        filters: list[dict[str, Any]] = [
+            {"Key": "tag-key", "Values": [TAG_ROLE]},
+            {"Key": "tag-value", "Values": [ROLE_KEY]},
+        ]
+        if self.prefix:
+            filters.append({"Key": "name", "Values": [self.prefix]})
+        found: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {"Filters": filters, "MaxResults": LIST_PAGE_SIZE}
+        while True:
+            page = self.conn.call(
+                "secretsmanager",
+                "list_secrets",
+                where=f"secrets tagged {TAG_ROLE}={ROLE_KEY} ({self.conn.region})",
+                **params,
+            )
+            for entry in page.get("SecretList", []):
+                path = by_name.get(str(entry.get("Name")))
+                if path is not None and not entry.get("DeletedDate"):
+                    found[path] = {
+                        **entry,
+                        "VersionIdsToStages": entry.get("SecretVersionsToStages") or {},
+                    }
+            token = page.get("NextToken")
+            if not token or len(found) == len(by_name):
+                break
+            params["NextToken"] = token
+        return found
+
     def _check_key_secret(self, path: str, desc: Mapping[str, Any]) -> None:
         name = self.secret_name(path)
         tags = {t.get("Key"): t.get("Value") for t in desc.get("Tags", [])}
@@ -540,7 +353,7 @@ class SecretsManagerStore(StoreBase):
             params: dict[str, Any] = {
                 "Name": name,
                 "Description": f"API key {path}, rotated by rotatectl",
-                "Tags": self._tags(path, ROLE_KEY),
+                "Tags": secret_tags(path, ROLE_KEY),
             }
             if self.kms_key_id:
                 params["KmsKeyId"] = self.kms_key_id
@@ -556,64 +369,6 @@ class SecretsManagerStore(StoreBase):
                 raise StoreError(f"{self._where(name)}: created, but not visible yet; try again")
         self._check_key_secret(path, desc)
         return desc, False
-
-    def _holders(self, desc: Mapping[str, Any]) -> dict[str, list[str]]:
-        """Label -> the VersionIds carrying it (normally one)."""
-        found: dict[str, list[str]] = {}
-        for version_id, labels in (desc.get("VersionIdsToStages") or {}).items():
-            for label in labels:
-                found.setdefault(label, []).append(version_id)
-        return found
-
-    def _desired_labels(
-        self, path: str, record: _Record, holders: Mapping[str, list[str]]
-    ) -> dict[str, str | None]:
-        """Label -> VersionId it should be on (None: nowhere), except AWSCURRENT.
-
-        Raises StoreError when the accepted versions alone need more labels
-        than Secrets Manager allows.
-        """
-        ids = record.aws_ids
-        known = [v for v in record.versions if v.version_id in ids]
-        want: dict[str, str | None] = {PENDING: None, PREVIOUS: None}
-        pending = [v for v in known if v.state is VersionState.PENDING]
-        if pending:
-            newest = ids[max(pending, key=lambda v: v.number).version_id]
-            # Not on a secret's first version, which AWS made AWSCURRENT by itself:
-            # it is what clients read already. (Also, moto drops AWSCURRENT when a
-            # retried first PutSecretValue carries AWSPENDING.)
-            if holders.get(CURRENT) != [newest]:
-                want[PENDING] = newest
-        previous = [v for v in known if v.state is VersionState.PREVIOUS]
-        if previous:
-            latest = max(previous, key=lambda v: (v.demoted or v.created, v.number))
-            want[PREVIOUS] = ids[latest.version_id]
-        foreign = [
-            label
-            for label in holders
-            if label not in (*AWS_LABELS, STAGED) and not _VERSION_LABEL.fullmatch(label)
-        ]
-        budget = MAX_LABELS - len(AWS_LABELS) - len(foreign)
-        live = [v for v in known if v.state is not VersionState.DESTROYED]
-        keep = [v for v in live if v.state is not VersionState.RETIRED]
-        if len(keep) > budget:
-            raise StoreError(
-                f"{self._where(self.secret_name(path))}: {len(keep)} accepted versions need "
-                f"more staging labels than Secrets Manager allows ({MAX_LABELS} per secret); "
-                "retire or destroy old versions first"
-            )
-        retired = sorted(
-            (v for v in live if v.state is VersionState.RETIRED),
-            key=lambda v: v.number,
-            reverse=True,
-        )
-        keep += retired[: budget - len(keep)]
-        for label in holders:
-            if _VERSION_LABEL.fullmatch(label):
-                want[label] = None  # unless kept below: labels of unknown/destroyed versions
-        for v in keep:
-            want[version_label(v.number)] = ids[v.version_id]
-        return want
 
     def _sync_labels(
         self, path: str, record: _Record, known: Mapping[str, Any] | None = None
@@ -631,8 +386,8 @@ class SecretsManagerStore(StoreBase):
             desc = known if known is not None and attempt == 0 else self._describe(path)
             if desc is None:
                 return
-            holders = self._holders(desc)
-            want = self._desired_labels(path, record, holders)
+            holders = label_holders(desc)
+            want = desired_labels(record, holders, self._where(name))
             try:
                 for label, target in sorted(want.items()):
                     have = holders.get(label, [])
@@ -874,8 +629,8 @@ class SecretsManagerStore(StoreBase):
                 [replace(version, state=VersionState.PENDING)], {version.version_id: aws_id}
             )
             # The first version of a secret becomes AWSCURRENT by itself.
-            holders = self._holders(desc) or {CURRENT: [aws_id]}
-            want = self._desired_labels(path, planned, holders)
+            holders = label_holders(desc) or {CURRENT: [aws_id]}
+            want = desired_labels(planned, holders, self._where(name))
             labels = [version_label(version.number)]
             if want.get(PENDING) == aws_id:
                 labels.append(PENDING)  # PutSecretValue moves it off the older pending version
@@ -923,7 +678,7 @@ class SecretsManagerStore(StoreBase):
     def _free_labels(
         self, name: str, desc: Mapping[str, Any], want: Mapping[str, str | None]
     ) -> None:
-        for label, holders in self._holders(desc).items():
+        for label, holders in label_holders(desc).items():
             if _VERSION_LABEL.fullmatch(label) and want.get(label) is None:
                 for version_id in holders:
                     with contextlib.suppress(AwsExpected):  # already gone
@@ -966,7 +721,7 @@ class SecretsManagerStore(StoreBase):
                 f"{self._where(name)}: the key secret is gone (deleted outside rotatectl?)"
             )
         self._check_key_secret(path, desc)
-        holders = self._holders(desc).get(CURRENT, [])
+        holders = label_holders(desc).get(CURRENT, [])
         if holders == [target]:
             return desc  # a resumed promotion: AWS already moved, the record had not
         holder = holders[0] if len(holders) == 1 else None
@@ -1003,7 +758,7 @@ class SecretsManagerStore(StoreBase):
             # Either AWSCURRENT moved under us, or our own move landed and its reply
             # was lost (botocore then retried it, and AWS refused the repeat): look which.
             after = self._describe(path)
-            if after is not None and self._holders(after).get(CURRENT, []) == [target]:
+            if after is not None and label_holders(after).get(CURRENT, []) == [target]:
                 return after
             raise ConflictError(
                 f"{self._where(name)}: AWSCURRENT moved while promoting ({exc.code}); "
@@ -1158,273 +913,3 @@ class SecretsManagerStore(StoreBase):
             return replace(record, lock=LockRow(None, record.lock.token, None, None))
 
         self._mutate(lease.credential, "release lock of", decide)
-
-    # -- DriftAware: changes made outside rotatectl (e.g. with boto3) ------------
-
-    def drift(self, path: str) -> list[str]:
-        """Differences of the key secret's labels from the record, one line each.
-
-        :meth:`read_value` reads the current version by the VersionId the record
-        holds, so the generic check cannot see a new version a client reads;
-        this looks at where ``AWSCURRENT``, ``AWSPREVIOUS`` and ``AWSPENDING``
-        are (e.g. after ``put_secret_value(..., VersionStages=["AWSCURRENT"])``
-        or ``update_secret_version_stage``). Never names a value.
-        """
-        (record, _), _ = self._recent(path)
-        if not record.is_credential:
-            return []
-        return self._drift_of(path, record, self._describe(path, keep=True))
-
-    def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
-        """:meth:`drift` of many paths: the key secrets' labels come from ListSecrets
-        (100 a page) when there are more than a few paths, DescribeSecret otherwise."""
-        unique = list(dict.fromkeys(paths))
-        records = {p: self._recent(p)[0][0] for p in unique}
-        tracked = [p for p in unique if records[p].is_credential]
-        descs = self._listed(tracked) if len(tracked) > LIST_FOR_LABELS else {}
-        return {
-            p: self._drift_of(p, records[p], descs[p] if p in descs else self._describe(p))
-            if p in tracked
-            else []
-            for p in unique
-        }
-
-    def _listed(self, paths: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Key secrets' descriptions (their labels) by path, from ListSecrets; a path
-        missing from it (eventually consistent, or deleted) is left out."""
-        by_name = {self.secret_name(p): p for p in paths}
-        filters: list[dict[str, Any]] = [
-            {"Key": "tag-key", "Values": [TAG_ROLE]},
-            {"Key": "tag-value", "Values": [ROLE_KEY]},
-        ]
-        if self.prefix:
-            filters.append({"Key": "name", "Values": [self.prefix]})
-        found: dict[str, dict[str, Any]] = {}
-        params: dict[str, Any] = {"Filters": filters, "MaxResults": LIST_PAGE_SIZE}
-        while True:
-            page = self.conn.call(
-                "secretsmanager",
-                "list_secrets",
-                where=f"secrets tagged {TAG_ROLE}={ROLE_KEY} ({self.conn.region})",
-                **params,
-            )
-            for entry in page.get("SecretList", []):
-                path = by_name.get(str(entry.get("Name")))
-                if path is not None and not entry.get("DeletedDate"):
-                    found[path] = {
-                        **entry,
-                        "VersionIdsToStages": entry.get("SecretVersionsToStages") or {},
-                    }
-            token = page.get("NextToken")
-            if not token or len(found) == len(by_name):
-                break
-            params["NextToken"] = token
-        return found
-
-    def _drift_of(self, path: str, record: _Record, desc: Mapping[str, Any] | None) -> list[str]:
-        current = record.current()
-        if desc is None:
-            return ["the key secret is gone (deleted outside rotatectl?)"] if current else []
-        holders = self._holders(desc)
-        ours = {aws: v for v in record.versions if (aws := record.aws_ids.get(v.version_id))}
-
-        def name_of(aws_ids: list[str]) -> str:
-            if not aws_ids:
-                return "no version"
-            return ", ".join(
-                f"v{ours[h].number} ({ours[h].key_id}, {ours[h].state})"
-                if h in ours
-                else "a version rotatectl did not write"
-                for h in aws_ids
-            )
-
-        problems: list[str] = []
-        if current is not None:
-            expected = record.aws_ids.get(current.version_id)
-            have = holders.get(CURRENT, [])
-            if have != [expected] and not self._promotion_in_flight(record, have):
-                problems.append(
-                    f"AWSCURRENT is on {name_of(have)}, not on v{current.number} "
-                    f"({current.key_id}): it was moved outside rotatectl"
-                )
-        want = self._desired_labels(path, record, holders)
-        for label in (PREVIOUS, PENDING):
-            target = want.get(label)
-            have = holders.get(label, [])
-            if have != ([target] if target else []):
-                should = name_of([target]) if target else "no version"
-                problems.append(
-                    f"{label} is on {name_of(have)}, not on {should}: it was moved outside "
-                    "rotatectl"
-                )
-        return problems
-
-    def _promotion_in_flight(self, record: _Record, holders: list[str]) -> bool:
-        """AWSCURRENT is on the in-flight rotation's new version (a promotion the
-        record has not caught up with yet; the resumed run finishes it)."""
-        rotation = record.rotation
-        if rotation is None or rotation.phase.terminal or not rotation.new_version_id:
-            return False
-        return holders == [record.aws_ids.get(rotation.new_version_id)]
-
-    def client_value(self, path: str) -> str | None:
-        """The value of the version ``AWSCURRENT`` is on: what an ordinary reader gets
-        (``VersionStage`` passed: see the module note on moto). None when there is none."""
-        name = self.secret_name(path)
-        if self._describe(path) is None:
-            return None
-        try:
-            out = self._sm(
-                "get_secret_value",
-                name,
-                expect={"ResourceNotFoundException"},
-                SecretId=name,
-                VersionStage=CURRENT,
-            )
-        except AwsExpected:
-            return None
-        value = out.get("SecretString")
-        if not isinstance(value, str):
-            return None
-        from .. import redact
-
-        redact.register(value)
-        return value
-
-    def adopt_value(self, path: str, version: Version, value: str) -> None:
-        """Record the AWS version ``AWSCURRENT`` is on (put outside rotatectl) as the new
-        pending ``version``: no value is written, so what clients read cannot change.
-        ConflictError when ``AWSCURRENT`` moved since ``value`` was read."""
-        from .. import keyformat
-
-        name = self.secret_name(path)
-
-        def decide(record: _Record) -> _Record | None:
-            if record.find(version.version_id) is not None:
-                return None  # recorded by an earlier, interrupted adoption
-            desc = self._describe(path)
-            holders = self._holders(desc).get(CURRENT, []) if desc is not None else []
-            if len(holders) != 1 or holders[0] in record.aws_ids.values():
-                raise ConflictError(f"{self._where(name)}: AWSCURRENT moved; look again")
-            holder = holders[0]
-            out = self._sm("get_secret_value", name, SecretId=name, VersionId=holder)
-            held = out.get("SecretString")
-            if not isinstance(held, str) or not keyformat.fingerprint_matches(
-                version.fingerprint, held
-            ):
-                raise ConflictError(f"{self._where(name)}: AWSCURRENT moved; look again")
-            return record.with_versions([version], {version.version_id: holder})
-
-        self._mutate(path, "adopt", decide)
-
-    def adopt(self, path: str, at: datetime) -> None:
-        """After the client's key is adopted (``AWSCURRENT`` is where the record says):
-        put the other labels back where the record says."""
-        record, _ = self._read(path)
-        self._sync_labels(path, record)
-
-    def restore(self, path: str, at: datetime, value: str | None = None) -> None:
-        """Move the labels back to where the record says: ``AWSCURRENT`` with
-        ``RemoveFromVersionId`` (a compare-and-swap), then the others. A version
-        put outside rotatectl is left unlabeled (AWS deprecates it). ConflictError
-        when the recorded current version is gone from Secrets Manager.
-        """
-        record, _ = self._read(path)
-        current = record.current()
-        name = self.secret_name(path)
-        if current is not None:
-            expected = record.aws_ids.get(current.version_id)
-            desc = self._describe(path)
-            if desc is None or expected is None:
-                raise ConflictError(
-                    f"{self._where(name)}: the key secret or v{current.number}'s AWS version "
-                    "is gone; it cannot be restored"
-                )
-            if expected not in (desc.get("VersionIdsToStages") or {}):
-                raise ConflictError(
-                    f"{self._where(name)}: v{current.number}'s AWS version is gone; it "
-                    "cannot be restored (--adopt, or `rotatectl emergency`)"
-                )
-            holders = self._holders(desc).get(CURRENT, [])
-            if holders != [expected] and not self._promotion_in_flight(record, holders):
-                params: dict[str, Any] = {"MoveToVersionId": expected}
-                if holders:
-                    params["RemoveFromVersionId"] = holders[0]
-                try:
-                    self._stage(name, CURRENT, **params)
-                except AwsExpected as exc:
-                    raise ConflictError(
-                        f"{self._where(name)}: AWSCURRENT moved while restoring "
-                        f"({exc.code}); look again"
-                    ) from exc
-        self._sync_labels(path, record)
-
-    # -- AccessCheck --------------------------------------------------------
-
-    def check_access(self, paths: Sequence[str] = ()) -> list[str]:
-        """Which Secrets Manager calls rotatectl needs are denied, one line each.
-
-        Probes each action with a harmless call whose answer tells "allowed"
-        (e.g. ResourceNotFound for a name that does not exist) from "denied",
-        so it needs no permission beyond the ones it checks. CreateSecret can
-        only be probed against an existing secret (it then fails harmlessly
-        with ResourceExists); with none yet it is not checked.
-        """
-        problems: list[str] = []
-        try:
-            paths = self.list_paths()
-        except RotatectlError as exc:
-            return [str(exc)]
-        base = paths[0] if paths else "rotatectl-access-check"
-        probe = self.secret_name(base) + "/.rotatectl-access-check"
-        existing = self.secret_name(paths[0]) if paths else None
-        token = str(uuid.uuid4())
-        tags = self._tags("rotatectl-access-check", ROLE_KEY)
-        calls: list[tuple[str, dict[str, Any]]] = [
-            ("describe_secret", {"SecretId": probe}),
-            ("get_secret_value", {"SecretId": probe, "VersionStage": CURRENT}),
-            ("batch_get_secret_value", {"SecretIdList": [probe]}),
-            (
-                "update_secret_version_stage",
-                {"SecretId": probe, "VersionStage": STAGED, "MoveToVersionId": token},
-            ),
-            ("tag_resource", {"SecretId": probe, "Tags": tags}),
-        ]
-        try:
-            self._sm("describe_secret", probe, expect={"ResourceNotFoundException"}, SecretId=probe)
-            exists = True
-        except AwsExpected:
-            exists = False
-        except RotatectlError as exc:
-            problems.append(str(exc))
-            exists = True  # unknown: do not risk a write probe
-        if not exists:
-            calls.append(
-                (
-                    "put_secret_value",
-                    {"SecretId": probe, "ClientRequestToken": token, "SecretString": "-"},
-                )
-            )
-        if existing is not None:
-            calls.append(("create_secret", {"Name": existing, "SecretString": "-", "Tags": tags}))
-        harmless = {
-            "ResourceNotFoundException",
-            "ResourceExistsException",
-            "InvalidParameterException",
-            "InvalidRequestException",
-        }
-        for method, params in calls:
-            if method == "describe_secret":
-                continue  # done above
-            try:
-                self._sm(
-                    method,
-                    existing if method == "create_secret" and existing else probe,
-                    expect=harmless,
-                    **params,
-                )
-            except AwsExpected:
-                continue
-            except RotatectlError as exc:
-                problems.append(str(exc))
-        return problems
