@@ -599,3 +599,24 @@ def test_state_is_free_while_the_store_holds_the_lease_it_wrote(store: SecretsMa
     counts.clear()
     store.state(PATH)  # no lease held: ask AWS
     assert counts == {"GetSecretValue": 1}
+
+
+def test_check_access_probes_under_the_paths_it_is_given(store: SecretsManagerStore) -> None:
+    """A policy scoped to the configured credentials' names is checked as it applies to
+    them: the probes name secrets under the given paths, not under another credential's."""
+    store.publish("other/held", make_version(1), value_for(1))
+    named: list[str] = []
+
+    def note(params: dict[str, Any], **_: Any) -> None:
+        body = json.loads(params.get("body") or b"{}")  # the request as sent
+        name = body.get("SecretId") or body.get("Name")
+        if isinstance(name, str):
+            named.append(name)
+
+    store.conn.client("secretsmanager").meta.events.register("before-call", note)
+    assert store.check_access(["svc/new"]) == []
+    assert named, "no probe named a secret"
+    assert all(n.startswith(store.secret_name("svc/new")) for n in named), named
+    named.clear()
+    assert store.check_access() == []  # no paths: under a path the store holds
+    assert named and all(n.startswith(store.secret_name("other/held")) for n in named), named

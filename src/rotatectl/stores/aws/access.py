@@ -35,18 +35,23 @@ class AccessMixin:
 
         Probes each action with a harmless call whose answer tells "allowed"
         (e.g. ResourceNotFound for a name that does not exist) from "denied",
-        so it needs no permission beyond the ones it checks. CreateSecret can
-        only be probed against an existing secret (it then fails harmlessly
-        with ResourceExists); with none yet it is not checked.
+        so it needs no permission beyond the ones it checks. The probes name
+        secrets under ``paths`` (the configured credentials': a policy scoped to
+        their names is checked as it applies to them), else under a path the
+        store holds. CreateSecret can only be probed against an existing secret
+        (it then fails harmlessly with ResourceExists); with none yet it is not
+        checked.
         """
         problems: list[str] = []
         try:
-            paths = self.list_paths()
+            held = self.list_paths()  # ListSecrets: status and run need it too
         except RotatectlError as exc:
             return [str(exc)]
-        base = paths[0] if paths else "rotatectl-access-check"
+        wanted = list(paths) or held
+        base = wanted[0] if wanted else "rotatectl-access-check"
         probe = self.secret_name(base) + "/.rotatectl-access-check"
-        existing = self.secret_name(paths[0]) if paths else None
+        exists_here = [p for p in wanted if p in set(held)]
+        existing = self.secret_name(exists_here[0]) if exists_here else None
         token = str(uuid.uuid4())
         tags = secret_tags("rotatectl-access-check", ROLE_KEY)
         calls: list[tuple[str, dict[str, Any]]] = [
