@@ -1,0 +1,90 @@
+"""Where a credential's records live in the KV v2 mount: the path rules.
+
+Layout
+------
+A credential stored at ``path`` lives under ``<mount>/<prefix>/<path>``
+(``prefix`` is optional; below, ``P`` is the full path inside the mount)::
+
+    P                              client path: {"current": <key>, "key_id", "version_id"}
+    P/.rotatectl/index             verifier view + version metadata (no values):
+                                     {"format": 1,
+                                      "accepted": {<key_id>: {"version_id", "number",
+                                                   "fingerprint", "state", "scopes", "expires"}},
+                                      "versions": [<Version.to_dict()> + "value_kv_version"],
+                                      "promotion": null | {"target", "expected", "at"}}
+    P/.rotatectl/versions/<id>     one key value per version: {"value": <key>}
+    P/.rotatectl/rotation          the rotation record; its KV version is the revision
+    P/.rotatectl/lock              the lease: {"holder", "token", "acquired", "expires"};
+                                   the KV version written by an acquisition is its fencing token
+
+- A client reads the current key with one read of one field:
+  ``bao kv get -field=current <mount>/P`` (or ``vault kv get ...``).
+- A verifier reads every accepted key, hashes only, with one read:
+  ``bao kv get -field=accepted <mount>/P/.rotatectl/index``. Its policy needs
+  no access to ``P`` or ``P/.rotatectl/versions/*``, where the values are.
+- Version metadata lives in the index's data, not in custom_metadata, so it
+  is not bound by KV v2's 64-key/512-character limits, and one check-and-set
+  write changes states and the verifier view together.
+- Every data write passes ``cas``; every path gets ``cas_required`` and a
+  ``max_versions`` bound (client 1, so an old key does not linger in its
+  history; values 5; index 10; rotation 50; lock 1). Destroying a version
+  soft-deletes then destroys (KV v2 ``destroy``) every KV version of its value
+  path; the metadata stays, showing ``destroyed``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ...errors import UsageError
+from ...registry import AdapterContext
+from ..rules import RESERVED, check_path, path_problem
+
+CLIENT_FIELD = "current"
+MAX_VERSIONS = {"client": 1, "value": 5, "index": 10, "rotation": 50, "lock": 1}
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def mount_and_prefix(settings: Mapping[str, Any], ctx: AdapterContext) -> tuple[str, str]:
+    """The ``mount`` and ``prefix`` settings, stripped of slashes; ConfigError naming
+    the key when the mount names no mount or the prefix is not a valid path."""
+    mount = settings.get("mount", "secret").strip("/")
+    if not mount or any(not part for part in mount.split("/")):
+        raise ctx.error("mount", "must name a KV v2 mount, e.g. 'secret'")
+    prefix = settings.get("prefix", "").strip("/")
+    problem = path_problem(prefix) if prefix else None
+    if problem:
+        raise ctx.error("prefix", f"invalid path prefix {prefix!r}: {problem}")
+    return mount, prefix
+
+
+class Layout:
+    """The paths of a credential's records under ``mount`` (and ``prefix``)."""
+
+    mount: str
+    prefix: str
+
+    def _full(self, path: str) -> str:
+        check_path(path)  # the rule every store applies: no `.rotatectl` segment, among others
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def _rel(self, path: str, leaf: str) -> str:
+        return f"{self._full(path)}/{RESERVED}/{leaf}"
+
+    def _value_rel(self, path: str, version_id: str) -> str:
+        if not _ID.match(version_id):
+            raise UsageError(f"{path}: version id {version_id!r} cannot be stored in vault")
+        return self._rel(path, f"versions/{version_id}")
+
+    def client_path(self, path: str) -> str:
+        """``<mount>/<P>``: what ``bao kv get -field=current`` reads."""
+        return f"{self.mount}/{self._full(path)}"
+
+    def index_path(self, path: str) -> str:
+        """``<mount>/<P>/.rotatectl/index``: what a verifier reads."""
+        return f"{self.mount}/{self._rel(path, 'index')}"
+
+    def _api(self, kind: str, rel: str) -> str:
+        return f"{self.mount}/{kind}/{rel}"
