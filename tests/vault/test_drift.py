@@ -163,11 +163,10 @@ def test_client_field_overwritten_then_adopted(cli: Cli, vault: Vault) -> None:
     assert run.code == 0, run.out + run.err
     assert [(v.number, v.state) for v in store.versions(NAME)] == [(1, V.RETIRED), (2, V.CURRENT)]
     rotate_completes(cli)
-    assert [(v.number, v.state) for v in store.versions(NAME)] == [
-        (1, V.RETIRED),
-        (2, V.RETIRED),
-        (3, V.CURRENT),
-    ]
+    states = [(v.number, v.state) for v in store.versions(NAME)]
+    # v1 may be destroyed by now (retain = 1s, on a loaded machine).
+    assert states[0] in ((1, V.RETIRED), (1, V.DESTROYED)), states
+    assert states[1:] == [(2, V.RETIRED), (3, V.CURRENT)]
     assert cli("status").code == 0
     assert_no_leak(cli, seen | values(store) | {outsider})
 
