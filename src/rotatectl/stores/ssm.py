@@ -60,10 +60,11 @@ from typing import Any, Self
 from .. import keyformat
 from ..aws_common import AwsConnection, AwsExpected
 from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
-from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
+from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
 from ..ports import Snapshot, StoreBase
 from ..registry import AdapterContext, check_settings
 from ._cas import RECORD_MAX_AGE, CasLost, RecordCache, mutate
+from ._record import RecordDocument, check_header, compact, decode_lock, encode_lock
 from .rules import (
     LockRow,
     accepted,
@@ -71,7 +72,6 @@ from .rules import (
     plan_acquire,
     plan_promote,
     plan_publish,
-    plan_release,
     plan_renew,
     plan_set_state,
 )
@@ -91,37 +91,16 @@ _NAME = re.compile(r"[A-Za-z0-9/_.-]+")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-def _compact(record: dict[str, Any]) -> dict[str, Any]:
-    events = record.get("history") or []
-    return record if len(events) <= 2 else {**record, "history": [events[0], events[-1]]}
-
-
 @dataclass
-class _Record:
+class _Record(RecordDocument):
     """The record (see the module docstring); ``seq``/``nonce`` name the parameter it
     was read from (0/"": none yet)."""
 
-    path: str
-    versions: list[Version] = field(default_factory=list)
     ssm: dict[str, int] = field(default_factory=dict)  # version id -> NAME's version
     pend: dict[str, int] = field(default_factory=dict)  # version id -> companion's version
-    rotation: Rotation | None = None
-    revision: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    lock: LockRow | None = None
     seq: int = 0
     nonce: str = ""
     parent: str = ""
-
-    @property
-    def is_credential(self) -> bool:
-        return bool(self.versions) or self.rotation is not None
-
-    def find(self, version_id: str) -> Version | None:
-        return next((v for v in self.versions if v.version_id == version_id), None)
-
-    def current(self) -> Version | None:
-        return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
 
     def labels(self) -> dict[str, int | None]:
         """Label -> the SSM version it belongs on (None: nowhere)."""
@@ -150,17 +129,10 @@ class _Record:
 
     def encode(self) -> str:
         """The parameter value: see the module docstring for the size rules."""
-        lock = None
-        if self.lock is not None:
-            lock = {
-                "holder": self.lock.holder,
-                "token": self.lock.token,
-                "acquired": iso(self.lock.acquired),
-                "expires": iso(self.lock.expires),
-            }
+        lock = encode_lock(self.lock)
         destroyed = [v.version_id for v in self.versions if v.state is VersionState.DESTROYED]
         forget = max(0, len(destroyed) - DESTROYED_KEEP)
-        history = [_compact(r) for r in self.history[-HISTORY_KEEP:]]
+        history = [compact(r) for r in self.history[-HISTORY_KEEP:]]
         while True:
             versions = [v for v in self.versions if v.version_id not in destroyed[:forget]]
             ids = {v.version_id for v in versions}
@@ -200,25 +172,8 @@ class _Record:
         try:
             if text.startswith("z:"):
                 text = zlib.decompress(base64.b64decode(text[2:])).decode()
-            doc = json.loads(text)
-            if not isinstance(doc, dict) or doc.get("rotatectl") is None:
-                raise ValueError("not a rotatectl record")
-            if int(doc["rotatectl"]) > RECORD_FORMAT:
-                raise StoreError(
-                    f"{where}: record format {doc['rotatectl']} is newer than this rotatectl "
-                    f"supports ({RECORD_FORMAT}); upgrade rotatectl"
-                )
-            if doc.get("path") != path:
-                raise ValueError(f"it belongs to path {doc.get('path')!r}")
-            raw = doc.get("lock")
-            lock = None
-            if raw is not None:
-                lock = LockRow(
-                    raw.get("holder"),
-                    int(raw["token"]),
-                    parse_iso(raw.get("acquired")),
-                    parse_iso(raw.get("expires")),
-                )
+            doc = check_header(json.loads(text), path, where, RECORD_FORMAT)
+            lock = decode_lock(doc.get("lock"))
             rotation = doc.get("rotation")
             return cls(
                 path=path,
@@ -659,15 +614,7 @@ class ParameterStore(StoreBase):
 
     def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
         def decide(record: _Record) -> _Record:
-            if record.revision != expected_revision:
-                raise ConflictError(
-                    f"{path}: rotation record is at revision {record.revision}, "
-                    f"not {expected_revision}"
-                )
-            history = record.history
-            if record.rotation is not None and record.rotation.id != rotation.id:
-                history = [*history, record.rotation.to_dict()][-HISTORY_KEEP:]
-            return replace(record, rotation=rotation, revision=record.revision + 1, history=history)
+            return record.with_rotation(rotation, expected_revision, HISTORY_KEEP)
 
         return self._mutate(path, "save rotation of", decide).revision
 
@@ -678,11 +625,8 @@ class ParameterStore(StoreBase):
         leases: list[Lease] = []
 
         def decide(record: _Record) -> _Record:
-            lease = plan(record.lock)
-            leases.append(lease)
-            return replace(
-                record, lock=LockRow(lease.holder, lease.token, lease.acquired, lease.expires)
-            )
+            leases.append(plan(record.lock))
+            return record.with_lease(leases[-1])
 
         self._mutate(path, op, decide)
         return leases[-1]
@@ -705,13 +649,7 @@ class ParameterStore(StoreBase):
         )
 
     def release_lock(self, lease: Lease) -> None:
-        def decide(record: _Record) -> _Record | None:
-            if not plan_release(record.lock, lease):
-                return None
-            # Keep the token: the next lease must get a larger one.
-            return replace(record, lock=LockRow(None, lease.token, None, None))
-
-        self._mutate(lease.credential, "release lock of", decide)
+        self._mutate(lease.credential, "release lock of", lambda record: record.released(lease))
 
     # -- drift: changes made with the AWS console, CLI or SDK ------------------
 

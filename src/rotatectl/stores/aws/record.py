@@ -26,11 +26,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from ...errors import StoreError
-from ...model import Rotation, Version, VersionState, iso, parse_iso
-from ..rules import LockRow
+from ...model import Rotation, Version, VersionState
+from .._record import RecordDocument, check_header, compact, decode_lock, encode_lock
 
 RECORD_FORMAT = 1
 
@@ -40,37 +39,12 @@ DESTROYED_KEEP = 50  # destroyed versions kept in the record (oldest pruned firs
 RECORD_BUDGET = 12 * 1024  # what to_json aims for: compact, far below MAX_RECORD_BYTES
 
 
-def _compact(record: dict[str, Any]) -> dict[str, Any]:
-    """An earlier rotation record with only its first and last events."""
-    events = record.get("history") or []
-    if len(events) <= 2:
-        return record
-    return {**record, "history": [events[0], events[-1]]}
-
-
 @dataclass
-class _Record:
+class _Record(RecordDocument):
     """The record secret's document (see module docstring)."""
 
-    path: str
-    versions: list[Version] = field(default_factory=list)
     aws_ids: dict[str, str] = field(default_factory=dict)
-    rotation: Rotation | None = None
-    revision: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    lock: LockRow | None = None
     seq: int = 0  # write sequence number: the compare-and-set of the next write
-
-    @property
-    def is_credential(self) -> bool:
-        """A lock alone does not make a credential (only versions or a rotation)."""
-        return bool(self.versions) or self.rotation is not None
-
-    def find(self, version_id: str) -> Version | None:
-        return next((v for v in self.versions if v.version_id == version_id), None)
-
-    def current(self) -> Version | None:
-        return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
 
     def with_versions(
         self, changed: Iterable[Version], aws_ids: Mapping[str, str] | None = None
@@ -87,19 +61,12 @@ class _Record:
         rest); when still too large, the oldest earlier records and then the
         oldest destroyed versions are dropped, so no history can block a write
         (an emergency's least of all). Live versions are never dropped."""
-        lock = None
-        if self.lock is not None:
-            lock = {
-                "holder": self.lock.holder,
-                "token": self.lock.token,
-                "acquired": iso(self.lock.acquired),
-                "expires": iso(self.lock.expires),
-            }
+        lock = encode_lock(self.lock)
         destroyed = [v.version_id for v in self.versions if v.state is VersionState.DESTROYED]
         # Bounded size: forget the oldest destroyed versions (their numbers stay
         # below every live one, so the next number is unaffected).
         forget = max(0, len(destroyed) - DESTROYED_KEEP)
-        history = [_compact(r) for r in self.history[-HISTORY_KEEP:]]
+        history = [compact(r) for r in self.history[-HISTORY_KEEP:]]
         while True:
             drop = set(destroyed[:forget])
             versions = [v for v in self.versions if v.version_id not in drop]
@@ -131,25 +98,8 @@ class _Record:
     @classmethod
     def parse(cls, path: str, text: str, where: str) -> _Record:
         try:
-            doc = json.loads(text)
-            if not isinstance(doc, dict) or doc.get("rotatectl") is None:
-                raise ValueError("not a rotatectl record")
-            if int(doc["rotatectl"]) > RECORD_FORMAT:
-                raise StoreError(
-                    f"{where}: record format {doc['rotatectl']} is newer than this "
-                    f"rotatectl supports ({RECORD_FORMAT}); upgrade rotatectl"
-                )
-            if doc.get("path") != path:
-                raise ValueError(f"it belongs to path {doc.get('path')!r}")
-            raw_lock = doc.get("lock")
-            lock = None
-            if raw_lock is not None:
-                lock = LockRow(
-                    raw_lock.get("holder"),
-                    int(raw_lock["token"]),
-                    parse_iso(raw_lock.get("acquired")),
-                    parse_iso(raw_lock.get("expires")),
-                )
+            doc = check_header(json.loads(text), path, where, RECORD_FORMAT)
+            lock = decode_lock(doc.get("lock"))
             rotation = doc.get("rotation")
             return cls(
                 path=path,

@@ -37,7 +37,6 @@ from ..rules import (
     plan_acquire,
     plan_promote,
     plan_publish,
-    plan_release,
     plan_renew,
     plan_set_state,
 )
@@ -852,15 +851,7 @@ class SecretsManagerStore(DriftMixin, AccessMixin, StoreBase):
 
     def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
         def decide(record: _Record) -> _Record:
-            if record.revision != expected_revision:
-                raise ConflictError(
-                    f"{path}: rotation record is at revision {record.revision}, "
-                    f"not {expected_revision}"
-                )
-            history = record.history
-            if record.rotation is not None and record.rotation.id != rotation.id:
-                history = [*history, record.rotation.to_dict()][-HISTORY_KEEP:]
-            return replace(record, rotation=rotation, revision=record.revision + 1, history=history)
+            return record.with_rotation(rotation, expected_revision, HISTORY_KEEP)
 
         return self._mutate(path, "save rotation of", decide).revision
 
@@ -880,36 +871,24 @@ class SecretsManagerStore(DriftMixin, AccessMixin, StoreBase):
         now: datetime,
         steal_token: int | None = None,
     ) -> Lease:
-        leases: list[Lease] = []
-
-        def decide(record: _Record) -> _Record:
-            lease = plan_acquire(path, record.lock, holder, ttl, now, steal_token)
-            leases.append(lease)
-            return replace(record, lock=LockRow(holder, lease.token, lease.acquired, lease.expires))
-
-        self._mutate(path, "lock", decide)
-        return leases[-1]
+        return self._lease(
+            path, "lock", lambda row: plan_acquire(path, row, holder, ttl, now, steal_token)
+        )
 
     def renew_lock(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
+        return self._lease(
+            lease.credential, "renew lock of", lambda row: plan_renew(row, lease, ttl, now)
+        )
+
+    def _lease(self, path: str, op: str, plan: Callable[[LockRow | None], Lease]) -> Lease:
         leases: list[Lease] = []
 
         def decide(record: _Record) -> _Record:
-            renewed = plan_renew(record.lock, lease, ttl, now)
-            leases.append(renewed)
-            return replace(
-                record,
-                lock=LockRow(renewed.holder, renewed.token, renewed.acquired, renewed.expires),
-            )
+            leases.append(plan(record.lock))
+            return record.with_lease(leases[-1])
 
-        self._mutate(lease.credential, "renew lock of", decide)
+        self._mutate(path, op, decide)
         return leases[-1]
 
     def release_lock(self, lease: Lease) -> None:
-        def decide(record: _Record) -> _Record | None:
-            if not plan_release(record.lock, lease):
-                return None
-            assert record.lock is not None
-            # Keep the token: the next lease must get a larger one.
-            return replace(record, lock=LockRow(None, record.lock.token, None, None))
-
-        self._mutate(lease.credential, "release lock of", decide)
+        self._mutate(lease.credential, "release lock of", lambda record: record.released(lease))

@@ -1,0 +1,114 @@
+"""The record document a remote store keeps beside a credential when its server has
+no place of its own for rotatectl's metadata (AWS Secrets Manager, SSM Parameter
+Store): every version's metadata, the rotation record with its earlier ones, and
+the lease lock, in one JSON document written with compare-and-set (:mod:`._cas`).
+
+:class:`RecordDocument` holds what such documents share: the fields, the reads, the
+rotation-record and lease changes (decided with :mod:`.rules`), and the parts of the
+JSON form (the lock, the format header, compacted earlier rotations). Each store's
+document is a dataclass subclass adding where its values live and its write sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Self
+
+from ..errors import ConflictError, StoreError
+from ..model import Lease, Rotation, Version, VersionState, iso, parse_iso
+from .rules import LockRow, plan_release
+
+
+@dataclass
+class RecordDocument:
+    """A credential's record (see the module docstring)."""
+
+    path: str
+    versions: list[Version] = field(default_factory=list)
+    rotation: Rotation | None = None
+    revision: int = 0  # the rotation record's: save_rotation's compare-and-set
+    history: list[dict[str, Any]] = field(default_factory=list)  # earlier rotations
+    lock: LockRow | None = None
+
+    @property
+    def is_credential(self) -> bool:
+        """A lock alone does not make a credential (only versions or a rotation)."""
+        return bool(self.versions) or self.rotation is not None
+
+    def find(self, version_id: str) -> Version | None:
+        return next((v for v in self.versions if v.version_id == version_id), None)
+
+    def current(self) -> Version | None:
+        return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
+
+    def with_rotation(self, rotation: Rotation, expected_revision: int, keep: int) -> Self:
+        """``rotation`` saved as the latest record at the next revision; the one it
+        replaces (another id) joins the ``keep`` earlier ones. ConflictError when the
+        revision is not ``expected_revision``."""
+        if self.revision != expected_revision:
+            raise ConflictError(
+                f"{self.path}: rotation record is at revision {self.revision}, "
+                f"not {expected_revision}"
+            )
+        history = self.history
+        if self.rotation is not None and self.rotation.id != rotation.id:
+            history = [*history, self.rotation.to_dict()][-keep:]
+        return replace(self, rotation=rotation, revision=self.revision + 1, history=history)
+
+    def with_lease(self, lease: Lease) -> Self:
+        """The lock held as ``lease`` (acquired, stolen or renewed by the rules)."""
+        return replace(self, lock=LockRow(lease.holder, lease.token, lease.acquired, lease.expires))
+
+    def released(self, lease: Lease) -> Self | None:
+        """The lock released by ``lease``'s holder, keeping its token (the next lease
+        must get a larger one); None when it already is. ConflictError (the rules')
+        when the lease is stale."""
+        if not plan_release(self.lock, lease):
+            return None
+        return replace(self, lock=LockRow(None, lease.token, None, None))
+
+
+def encode_lock(lock: LockRow | None) -> dict[str, Any] | None:
+    if lock is None:
+        return None
+    return {
+        "holder": lock.holder,
+        "token": lock.token,
+        "acquired": iso(lock.acquired),
+        "expires": iso(lock.expires),
+    }
+
+
+def decode_lock(raw: dict[str, Any] | None) -> LockRow | None:
+    if raw is None:
+        return None
+    return LockRow(
+        raw.get("holder"),
+        int(raw["token"]),
+        parse_iso(raw.get("acquired")),
+        parse_iso(raw.get("expires")),
+    )
+
+
+def check_header(doc: Any, path: str, where: str, supported: int) -> dict[str, Any]:
+    """``doc`` when it is a record of ``path`` in a format this rotatectl reads.
+    ValueError when it is not a record of ``path``; StoreError when it is newer."""
+    if not isinstance(doc, dict) or doc.get("rotatectl") is None:
+        raise ValueError("not a rotatectl record")
+    if int(doc["rotatectl"]) > supported:
+        raise StoreError(
+            f"{where}: record format {doc['rotatectl']} is newer than this rotatectl "
+            f"supports ({supported}); upgrade rotatectl"
+        )
+    if doc.get("path") != path:
+        raise ValueError(f"it belongs to path {doc.get('path')!r}")
+    return doc
+
+
+def compact(record: dict[str, Any]) -> dict[str, Any]:
+    """An earlier rotation record with only its first and last events (the audit log
+    has the rest)."""
+    events = record.get("history") or []
+    if len(events) <= 2:
+        return record
+    return {**record, "history": [events[0], events[-1]]}
