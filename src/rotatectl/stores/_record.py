@@ -11,12 +11,14 @@ document is a dataclass subclass adding where its values live and its write sequ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Self
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import ConflictError, StoreError
 from ..model import Lease, Rotation, Version, VersionState, iso, parse_iso
-from .rules import LockRow, plan_release
+from .rules import LockRow, plan_acquire, plan_release, plan_renew
 
 
 @dataclass
@@ -66,6 +68,47 @@ class RecordDocument:
         if not plan_release(self.lock, lease):
             return None
         return replace(self, lock=LockRow(None, lease.token, None, None))
+
+
+class RecordLease:
+    """The lease lock of a store that keeps it in its :class:`RecordDocument`
+    (SecretStore's acquire/renew/release), decided by the shared rules and written
+    by the store's compare-and-set ``_mutate``."""
+
+    if TYPE_CHECKING:
+        # The store's read-decide-write (see _cas.mutate); ``decide`` maps its record
+        # document to a new one or None.
+        def _mutate(self, path: str, op: str, decide: Any) -> Any: ...
+
+    def acquire_lock(
+        self,
+        path: str,
+        holder: str,
+        ttl: timedelta,
+        now: datetime,
+        steal_token: int | None = None,
+    ) -> Lease:
+        return self._lease(
+            path, "lock", lambda row: plan_acquire(path, row, holder, ttl, now, steal_token)
+        )
+
+    def renew_lock(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
+        return self._lease(
+            lease.credential, "renew lock of", lambda row: plan_renew(row, lease, ttl, now)
+        )
+
+    def release_lock(self, lease: Lease) -> None:
+        self._mutate(lease.credential, "release lock of", lambda record: record.released(lease))
+
+    def _lease(self, path: str, op: str, plan: Callable[[LockRow | None], Lease]) -> Lease:
+        leases: list[Lease] = []
+
+        def decide(record: RecordDocument) -> RecordDocument:
+            leases.append(plan(record.lock))
+            return record.with_lease(leases[-1])
+
+        self._mutate(path, op, decide)
+        return leases[-1]
 
 
 def encode_lock(lock: LockRow | None) -> dict[str, Any] | None:

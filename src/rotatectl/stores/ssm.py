@@ -54,25 +54,22 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Self
 
 from .. import keyformat
 from ..aws_common import AwsConnection, AwsExpected
 from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
-from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
+from ..model import AcceptedKey, Rotation, Version, VersionState
 from ..ports import Snapshot, StoreBase
 from ..registry import AdapterContext, check_settings
 from ._cas import RECORD_MAX_AGE, CasLost, RecordCache, mutate
-from ._record import RecordDocument, check_header, compact, decode_lock, encode_lock
+from ._record import RecordDocument, RecordLease, check_header, compact, decode_lock, encode_lock
 from .rules import (
-    LockRow,
     accepted,
     check_path,
-    plan_acquire,
     plan_promote,
     plan_publish,
-    plan_renew,
     plan_set_state,
 )
 
@@ -194,7 +191,7 @@ class _Record(RecordDocument):
             raise StoreError(f"{where}: not a valid rotatectl record ({exc})") from None
 
 
-class ParameterStore(StoreBase):
+class ParameterStore(RecordLease, StoreBase):
     """A SecretStore in AWS Systems Manager Parameter Store (layout: module docstring).
 
     Raises only rotatectl errors, translated by :class:`~rotatectl.aws_common.AwsConnection`.
@@ -620,36 +617,6 @@ class ParameterStore(StoreBase):
 
     def rotation_history(self, path: str) -> list[Rotation]:
         return [Rotation.from_dict(r) for r in self._read(path).history]
-
-    def _lease(self, path: str, op: str, plan: Callable[[LockRow | None], Lease]) -> Lease:
-        leases: list[Lease] = []
-
-        def decide(record: _Record) -> _Record:
-            leases.append(plan(record.lock))
-            return record.with_lease(leases[-1])
-
-        self._mutate(path, op, decide)
-        return leases[-1]
-
-    def acquire_lock(
-        self,
-        path: str,
-        holder: str,
-        ttl: timedelta,
-        now: datetime,
-        steal_token: int | None = None,
-    ) -> Lease:
-        return self._lease(
-            path, "lock", lambda row: plan_acquire(path, row, holder, ttl, now, steal_token)
-        )
-
-    def renew_lock(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
-        return self._lease(
-            lease.credential, "renew lock of", lambda row: plan_renew(row, lease, ttl, now)
-        )
-
-    def release_lock(self, lease: Lease) -> None:
-        self._mutate(lease.credential, "release lock of", lambda record: record.released(lease))
 
     # -- drift: changes made with the AWS console, CLI or SDK ------------------
 

@@ -22,22 +22,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Self
 
 from ...aws_common import AwsConnection, AwsExpected
 from ...errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
-from ...model import AcceptedKey, Lease, Rotation, Version, VersionState
+from ...model import AcceptedKey, Rotation, Version, VersionState
 from ...ports import StoreBase
 from ...registry import AdapterContext, check_settings
 from .._cas import RECORD_MAX_AGE, CasLost, RecordCache, mutate
+from .._record import RecordLease
 from ..rules import (
-    LockRow,
     accepted,
-    plan_acquire,
     plan_promote,
     plan_publish,
-    plan_renew,
     plan_set_state,
 )
 from .access import AccessMixin
@@ -71,7 +69,7 @@ LIST_PAGE_SIZE = 100  # ListSecrets maximum
 _CasLost = CasLost  # the name the tests and earlier code know
 
 
-class SecretsManagerStore(DriftMixin, AccessMixin, StoreBase):
+class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
     FEATURES = frozenset({"state", "batched-reads", "drift", "history", "access-check"})
 
     """A SecretStore in AWS Secrets Manager (the layout: :mod:`rotatectl.stores.aws`).
@@ -861,34 +859,4 @@ class SecretsManagerStore(DriftMixin, AccessMixin, StoreBase):
         record, _ = self._read(path)
         return [Rotation.from_dict(r) for r in record.history]
 
-    # -- SecretStore: lease lock ------------------------------------------
-
-    def acquire_lock(
-        self,
-        path: str,
-        holder: str,
-        ttl: timedelta,
-        now: datetime,
-        steal_token: int | None = None,
-    ) -> Lease:
-        return self._lease(
-            path, "lock", lambda row: plan_acquire(path, row, holder, ttl, now, steal_token)
-        )
-
-    def renew_lock(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
-        return self._lease(
-            lease.credential, "renew lock of", lambda row: plan_renew(row, lease, ttl, now)
-        )
-
-    def _lease(self, path: str, op: str, plan: Callable[[LockRow | None], Lease]) -> Lease:
-        leases: list[Lease] = []
-
-        def decide(record: _Record) -> _Record:
-            leases.append(plan(record.lock))
-            return record.with_lease(leases[-1])
-
-        self._mutate(path, op, decide)
-        return leases[-1]
-
-    def release_lock(self, lease: Lease) -> None:
-        self._mutate(lease.credential, "release lock of", lambda record: record.released(lease))
+    # The lease lock: RecordLease (the lock lives in the record).
