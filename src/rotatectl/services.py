@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .ports import STORE_FEATURES
+from .ports import STORE_FEATURES, Target
 
 if TYPE_CHECKING:
     from .audit import AuditLog
@@ -75,7 +75,24 @@ def check_drift(ws: Workspace, name: str, how: str | None, audit: Callable[[], A
     left = detect(target)
     if left:
         raise AttentionError(f"still drifting after {how}: " + "; ".join(left))
-    return f"{done}: " + "; ".join(problems)
+    return f"{done}: " + "; ".join(problems) + (_adoption_note(target) if how == "adopt" else "")
+
+
+def _adoption_note(target: Target) -> str:
+    """What an adoption left to do, for the operator: the replaced key's way out."""
+    from .machine import find_version
+
+    versions, rotation, _ = target.store.state(target.path)
+    if rotation is None or rotation.phase.terminal or rotation.reason != "drift adopted":
+        return ""
+    new = find_version(versions, rotation.new_version_id)
+    old = find_version(versions, rotation.old_version_id)
+    if new is None or old is None:
+        return ""
+    return (
+        f"; v{new.number} ({new.key_id}) is current; v{old.number} ({old.key_id}) stays "
+        "accepted through the overlap and the usage gate, then `rotatectl run` retires it"
+    )
 
 
 def _denied(adapter: object) -> None:

@@ -66,6 +66,10 @@ def test_adopt_puts_the_replaced_key_through_overlap_and_gate(cli: Cli, backend:
 
     adopted = ok(cli("check", NAME, "--adopt"))
     assert "adopted" in text(adopted).lower(), text(adopted)
+    # The operator is told the replaced key's way out.
+    assert lines_with(adopted, "v2", "is current", "v1", "stays accepted", "rotatectl run"), text(
+        adopted
+    )
 
     # The store's value is a new current version; the replaced key stays accepted.
     assert states(backend) == {1: "previous", 2: "current"}, "adopt did not add a version"
