@@ -287,7 +287,7 @@ def test_get_and_exec_reveal_the_current_key_only_on_purpose(cli: Cli) -> None:
     run = cli("exec", NAME, "--env", "API_KEY", "--", "python3", "-c", script, "arg")
     assert run.code == 0, run.err
     assert run.out.splitlines() == [str(len(value)), "['arg']"]
-    one_line_error(cli("exec", NAME, "--", "no-such-program-xyz"), 2)
+    one_line_error(cli("exec", NAME, "--", "no-such-program-xyz"), 127)
 
 
 def test_status_table_run_dry_run_check_and_plugins(cli: Cli) -> None:
@@ -381,3 +381,31 @@ def test_example_config_is_valid(cli: Cli) -> None:
         "credential internal/batch",
         "notifier events",
     }
+
+
+# -- issue 17: an operator's mistakes get the exit code a shell user expects -------------
+
+
+def test_get_of_a_version_that_does_not_exist_is_bad_usage(cli: Cli) -> None:
+    assert cli("rotate", NAME).code == 0
+    run = cli("get", NAME, "-V", "9")
+    one_line_error(run, 2)
+    assert "no version v9" in run.err and "v1" in run.err, run.err  # names what there is
+
+
+def test_exec_of_a_missing_command_exits_127_as_shells_do(cli: Cli) -> None:
+    assert cli("rotate", NAME).code == 0
+    run = cli("exec", NAME, "--", "no-such-program-xyz")
+    one_line_error(run, 127)
+    assert "command not found: no-such-program-xyz" in run.err
+
+
+def test_bare_rotatectl_shows_help_and_says_what_is_missing(cli: Cli) -> None:
+    run = cli()
+    assert run.code == 2
+    assert "Usage:" in run.out + run.err
+    errors = [line for line in run.err.splitlines() if line.startswith("rotatectl: error:")]
+    assert errors, run.err
+    for line in errors:
+        message = line.removeprefix("rotatectl: error:").strip()
+        assert message and not message.startswith("("), f"an empty error line: {line!r}"

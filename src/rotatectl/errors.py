@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     ATTENTION = 3
     LOCKED = 4
+    COMMAND_NOT_FOUND = 127  # `exec` of a program that is not there, as shells say
 
 
 class RotatectlError(Exception):
@@ -50,6 +51,12 @@ class UsageError(RotatectlError):
     """The command was asked for something that cannot be done as asked."""
 
     exit_code = ExitCode.USAGE
+
+
+class CommandNotFoundError(UsageError):
+    """``exec`` was given a program that is not on PATH (exit 127, as shells do)."""
+
+    exit_code = ExitCode.COMMAND_NOT_FOUND
 
 
 class UnknownCredentialError(UsageError):

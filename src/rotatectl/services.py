@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 def read_value(ws: Workspace, name: str, number: int | None, via: str, audit: AuditLog) -> str:
     """The value of version ``number`` (default: current), audited in ``audit``
     before it is revealed: an audit log that cannot be written refuses (AuditError).
-    UnknownCredentialError / NotFoundError for a credential or version that is not there."""
-    from .errors import NotFoundError, UnknownCredentialError
+    UnknownCredentialError for a credential that is not there, UsageError for a version
+    number it does not have, NotFoundError for a value that is gone (destroyed)."""
+    from .errors import UnknownCredentialError, UsageError
 
     target = ws.target(name)
     versions = target.store.versions(target.path)
@@ -34,7 +35,8 @@ def read_value(ws: Workspace, name: str, number: int | None, via: str, audit: Au
     if number is not None:
         match = [v for v in versions if v.number == number]
         if not match:
-            raise NotFoundError(f"{name}: no version v{number}")
+            known = ", ".join(f"v{v.number}" for v in versions)
+            raise UsageError(f"{name}: no version v{number} (it has {known})")
         version_id = match[0].version_id
     value: str = target.store.read_value(target.path, version_id)
     wanted = version_id or next(

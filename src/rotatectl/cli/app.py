@@ -426,7 +426,9 @@ def exec_(
         value = services.read_value(ws, validate_single(name), None, "exec", _audit_log(ws.config))
     program = shutil.which(command[0])
     if program is None:
-        raise UsageError(f"exec: command not found: {command[0]}")
+        from ..errors import CommandNotFoundError
+
+        raise CommandNotFoundError(f"exec: command not found: {command[0]}")
     child_env = dict(os.environ)
     child_env[env] = value
     sys.stdout.flush()
@@ -714,7 +716,8 @@ def main() -> None:
             if debug:
                 raise
             message = exc.format_message().replace("\n", " ")  # type: ignore[attr-defined]
-            error_exit(f"{message} (see --help)", ExitCode.USAGE)
+            # click prints the help of a bare `rotatectl` and raises with no message.
+            error_exit(f"{message or 'no command given'} (see --help)", ExitCode.USAGE)
         return rv if isinstance(rv, int) else 0
 
     guarded(call, debug=debug)
