@@ -119,9 +119,12 @@ def load(kind: str, type_name: str, ctx: AdapterContext) -> type[Any]:
         module = __import__(module_name, fromlist=[attr])
         cls: type[Any] = getattr(module, attr)
     except ImportError as exc:
-        raise ctx.error(
-            "type", f"{kind} type {type_name!r} cannot be loaded: {exc}; is its extra installed?"
-        ) from exc
+        from .extras import missing
+
+        extra = missing(exc, f"{kind} type {type_name!r}")
+        if extra is not None:
+            raise ctx.error("type", str(extra)) from None
+        raise ctx.error("type", f"{kind} type {type_name!r} cannot be loaded: {exc}") from exc
     return cls
 
 

@@ -497,12 +497,16 @@ def check(
     if opts.output == "json":
         emit_json({"config": where, "ok": not problems, "checks": report})
     elif not opts.quiet or problems:
+        from rich.markup import escape
+
         out = console(stderr=bool(problems))
-        out.print(f"config: {where}")
+        out.print(f"config: {escape(where)}")
         for row in report:
             mark = "[green]ok[/green]" if row["status"] == "ok" else "[bold red]error[/bold red]"
-            detail = f" - {row['detail']}" if row["detail"] else ""
-            out.print(f"  {mark} {row['item']}{detail}", markup=True)
+            # Escaped: messages hold table names ("[stores.aws]") and extras
+            # ("rotatectl[aws]") that rich would take for markup and drop.
+            detail = f" - {escape(row['detail'])}" if row["detail"] else ""
+            out.print(f"  {mark} {escape(row['item'])}{detail}", markup=True)
     if problems:
         # A settings mistake first (2), then an operation failure such as an
         # unreachable store (1), then drift that needs a decision (3).

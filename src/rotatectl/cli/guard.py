@@ -32,6 +32,13 @@ def guarded(call: Callable[[], int], *, debug: bool) -> NoReturn:
         error_exit(str(exc).replace("\n", " "), exc.exit_code)
     except KeyboardInterrupt:
         error_exit("interrupted; run `rotatectl run` to resume", 130)
+    except ImportError as exc:  # an optional dependency an adapter imports late
+        from ..extras import missing
+
+        extra = missing(exc, "this command")
+        if extra is None or debug:
+            raise
+        error_exit(str(extra), extra.exit_code)
     except Exception as exc:  # an unexpected bug: still one line unless --debug
         if debug:
             raise

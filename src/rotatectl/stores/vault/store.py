@@ -69,6 +69,12 @@ class VaultStore(VaultDrift, LeaseLock, VaultAccess):
         client_cert, client_key, timeout. Raises ConfigError naming the key.
         No network call happens here: the first store call authenticates.
         """
+        from ...extras import MissingExtraError, require
+
+        try:
+            require("hvac", "store type 'vault'")  # imported at the first request
+        except MissingExtraError as exc:
+            raise ctx.error("type", str(exc)) from None
         check_connection_settings(settings, ctx, {"mount": str, "prefix": str})
         mount, prefix = mount_and_prefix(settings, ctx)
         return cls(parse_connection(settings, ctx), mount=mount, prefix=prefix, env=ctx.env)
