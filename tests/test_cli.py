@@ -409,3 +409,32 @@ def test_bare_rotatectl_shows_help_and_says_what_is_missing(cli: Cli) -> None:
     for line in errors:
         message = line.removeprefix("rotatectl: error:").strip()
         assert message and not message.startswith("("), f"an empty error line: {line!r}"
+
+
+# -- issue 17: where state lives ----------------------------------------------------------
+
+
+def test_check_names_the_config_it_found_or_where_it_looked_and_the_state(cli: Cli) -> None:
+    run = cli("check")
+    assert run.code == 0, run.err
+    looked = f"config: none found (looked at {cli.cwd / 'rotatectl.toml'}, "
+    assert looked in run.out, run.out
+    assert f"state: {cli.state_dir}" in run.out
+    assert f"audit: {cli.state_dir / 'audit.jsonl'}" in run.out
+    doc = json.loads(cli("check", "-o", "json").out)
+    assert doc["state_dir"] == str(cli.state_dir)
+    assert doc["audit_log"] == str(cli.state_dir / "audit.jsonl")
+    (cli.cwd / "rotatectl.toml").write_text(f'[credentials."{NAME}"]\n')
+    assert f"config: {cli.cwd / 'rotatectl.toml'}" in cli("check").out
+
+
+def test_a_new_ad_hoc_credential_is_announced_once(cli: Cli) -> None:
+    first = cli("rotate", "typo/acme")
+    assert first.code == 0, first.err
+    notes = [line for line in first.err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1, first.err
+    assert "typo/acme: a new ad-hoc credential (no config file: none found" in notes[0]
+    assert str(cli.state_dir) in notes[0] and "'local'" in notes[0]
+    again = cli("rotate", "typo/acme")
+    assert again.code == 0 and "note:" not in again.err, again.err  # it exists now
+    assert "note:" not in cli("rotate", "other/one", "-q").err  # quiet: problems only

@@ -142,6 +142,7 @@ class Config:
     credentials: dict[str, CredentialConfig]
     audit_path: Path | None = None  # None: <state_dir>/audit.jsonl
     audit_key_env: str = "ROTATECTL_AUDIT_KEY"
+    looked_at: tuple[Path, ...] = ()  # where a config file was looked for, when none was found
     # Kept out of repr and equality: the environment may hold secrets.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -180,13 +181,24 @@ class Config:
             declared=False,
         )
 
+    @property
+    def audit_file(self) -> Path:
+        """Where the audit log is written."""
+        return self.audit_path or self.state_dir / "audit.jsonl"
+
+    def source(self) -> str:
+        """The config file, or that none was found and where it was looked for."""
+        if self.file is not None:
+            return str(self.file)
+        places = ", ".join(str(p) for p in self.looked_at)
+        return f"none found (looked at {places})" if places else "none found"
+
     def audit_log(self) -> AuditLog:
         """The audit log this config names; HMAC-keyed when its key variable is set."""
         from .audit import AuditLog
 
         key = self.env.get(self.audit_key_env)
-        path = self.audit_path or self.state_dir / "audit.jsonl"
-        return AuditLog(path, key.encode() if key else None)
+        return AuditLog(self.audit_file, key.encode() if key else None)
 
     def context(self, table: str) -> AdapterContext:
         """The AdapterContext for building the adapter written at ``table``."""
@@ -251,13 +263,15 @@ def find_config_file(explicit: str | Path | None, env: Mapping[str, str], cwd: P
         if not path.exists():
             raise ConfigError(f"$ROTATECTL_CONFIG: config file {path} not found")
         return path
-    for candidate in (
-        cwd / CONFIG_NAME,
-        _xdg(env, "XDG_CONFIG_HOME", ".config") / "rotatectl" / CONFIG_NAME,
-    ):
+    for candidate in config_places(env, cwd):
         if candidate.is_file():
             return candidate
     return None
+
+
+def config_places(env: Mapping[str, str], cwd: Path) -> tuple[Path, ...]:
+    """Where a config file is looked for when none is named, in order."""
+    return (cwd / CONFIG_NAME, _xdg(env, "XDG_CONFIG_HOME", ".config") / "rotatectl" / CONFIG_NAME)
 
 
 def _state_dir(file: Path | None, env: Mapping[str, str], cwd: Path) -> Path:
@@ -294,7 +308,10 @@ def load_config(
             message = " ".join(str(exc).split())
             raise ConfigError(f"{file}: invalid TOML: {message}") from None
     base_dir = file.parent if file is not None else cwd
-    return _Builder(file, env).build(data, base_dir, _state_dir(file, env, cwd))
+    config = _Builder(file, env).build(data, base_dir, _state_dir(file, env, cwd))
+    if file is None:
+        config = replace(config, looked_at=config_places(env, cwd))
+    return config
 
 
 def _table_name(*parts: str) -> str:

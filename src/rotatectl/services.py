@@ -55,6 +55,30 @@ def read_value(ws: Workspace, name: str, number: int | None, via: str, audit: Au
     return value
 
 
+def adhoc_notes(ws: Workspace, names: list[str]) -> list[str]:
+    """One line for each of ``names`` that is an ad-hoc credential (declared nowhere)
+    with no key yet, saying so and where its state will live: run from the wrong
+    directory, ``rotate`` would otherwise silently start a new credential."""
+    notes = []
+    for name in names:
+        credential = ws.config.credential(name)
+        if credential.declared:
+            continue
+        target = ws.target(name)
+        if target.store.versions(target.path):
+            continue
+        why = (
+            f"not declared in {ws.config.file}"
+            if ws.config.file is not None
+            else f"no config file: {ws.config.source()}"
+        )
+        notes.append(
+            f"{name}: a new ad-hoc credential ({why}); its keys go to store "
+            f"{target.store_name!r}, state in {ws.config.state_dir}"
+        )
+    return notes
+
+
 def check_drift(ws: Workspace, name: str, how: str | None, audit: Callable[[], AuditLog]) -> str:
     """Report drift (AttentionError); with ``how`` (adopt or restore), resolve it and
     check again. The repair is audited before the store is touched, so an audit

@@ -180,6 +180,11 @@ def rotate(
     names = _validated_names(names)
     with _workspace(opts) as ws:
         targets = [ws.target(n) for n in names]
+        if not opts.quiet:
+            from .. import services
+
+            for note in services.adhoc_notes(ws, names):
+                sys.stderr.write(f"note: {note}\n")
         runner = _runner(ws)
         if dry_run:
             results = [
@@ -493,14 +498,24 @@ def check(
                 f"drift {name}",
                 lambda n=name: services.check_drift(ws, n, how, lambda: _audit_log(ws.config)),
             )
-    where = str(cfg.file) if cfg.file else "no config file (defaults)"
+    where = cfg.source()
     if opts.output == "json":
-        emit_json({"config": where, "ok": not problems, "checks": report})
+        emit_json(
+            {
+                "config": where,
+                "state_dir": str(cfg.state_dir),
+                "audit_log": str(cfg.audit_file),
+                "ok": not problems,
+                "checks": report,
+            }
+        )
     elif not opts.quiet or problems:
         from rich.markup import escape
 
         out = console(stderr=bool(problems))
         out.print(f"config: {escape(where)}")
+        out.print(f"state: {escape(str(cfg.state_dir))}")
+        out.print(f"audit: {escape(str(cfg.audit_file))}")
         for row in report:
             mark = "[green]ok[/green]" if row["status"] == "ok" else "[bold red]error[/bold red]"
             # Escaped: messages hold table names ("[stores.aws]") and extras
