@@ -245,3 +245,26 @@ def test_denied_permissions_are_named(cli: Cli, moto_auth: AuthServer) -> None:
     run = cli("check")
     assert run.code == 1
     assert "secretsmanager:PutSecretValue denied" in run.err
+
+
+def test_the_sdk_endpoint_variables_reach_every_aws_adapter(cli: Cli, moto: MotoServer) -> None:
+    """No `endpoint_url` in the config: the AWS SDK's own `AWS_ENDPOINT_URL` (and the
+    per-service `AWS_ENDPOINT_URL_<SERVICE>`) point the stores at moto_server, as the
+    README documents (issue 17)."""
+    cli.env.update(aws_env())
+    (cli.cwd / "rotatectl.toml").write_text(
+        f'[defaults]\nstore = "aws"\n\n[stores.aws]\ntype = "aws-secretsmanager"\n'
+        f'region = "{REGION}"\n\n[stores.ssm]\ntype = "aws-ssm"\nregion = "{REGION}"\n\n'
+        f'[credentials."{NAME}"]\n\n[credentials."params/one"]\nstore = "ssm"\n'
+    )
+    cli.env["AWS_ENDPOINT_URL"] = moto.url
+    run = cli("rotate", NAME, "params/one")
+    assert run.code == 0, run.out + run.err
+    sm = moto.client("secretsmanager")
+    assert sm.get_secret_value(SecretId=NAME, VersionStage="AWSCURRENT")["SecretString"]
+    assert moto.client("ssm").get_parameter(Name="/params/one", WithDecryption=True)["Parameter"]
+    # A service's own variable wins over the general one.
+    cli.env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{_free_port()}"
+    cli.env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = moto.url
+    cli.env["AWS_ENDPOINT_URL_SSM"] = moto.url
+    assert cli("status").code == 0
