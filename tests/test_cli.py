@@ -438,3 +438,36 @@ def test_a_new_ad_hoc_credential_is_announced_once(cli: Cli) -> None:
     again = cli("rotate", "typo/acme")
     assert again.code == 0 and "note:" not in again.err, again.err  # it exists now
     assert "note:" not in cli("rotate", "other/one", "-q").err  # quiet: problems only
+
+
+# -- issue 17: an interrupt says where the rotation stands and how to resume it -----------
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_rotate_wait_says_where_it_stands_and_how_to_resume(cli: Cli) -> None:
+    import signal
+
+    assert cli("rotate", NAME).code == 0
+    proc = cli.popen("rotate", NAME, "--propagation", "0s", "--overlap", "60s", "--wait")
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # the follow display, line by line to a pipe
+            seen.append(line)
+            if "waiting (overlap)" in line:
+                break
+        else:
+            raise AssertionError("".join(seen))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    lines = [line for line in err.splitlines() if line.startswith("rotatectl: error: ")]
+    assert len(lines) == 1, err
+    assert "interrupted" in lines[0] and NAME in lines[0] and "overlap" in lines[0], lines[0]
+    assert f"rotatectl rotate {NAME} --wait" in lines[0] and "rotatectl run" in lines[0]
+    # Nothing was lost: the rotation goes on where it was.
+    assert states(cli) == [(1, "previous"), (2, "current")]
+    assert "lock" not in cli("status").err

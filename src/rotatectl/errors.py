@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     ATTENTION = 3
     LOCKED = 4
     COMMAND_NOT_FOUND = 127  # `exec` of a program that is not there, as shells say
+    INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells say
 
 
 class RotatectlError(Exception):
@@ -51,6 +52,12 @@ class UsageError(RotatectlError):
     """The command was asked for something that cannot be done as asked."""
 
     exit_code = ExitCode.USAGE
+
+
+class Interrupted(RotatectlError):
+    """The operator pressed Ctrl-C; the message says where things stand (exit 130)."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 class CommandNotFoundError(UsageError):

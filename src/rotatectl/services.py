@@ -55,6 +55,30 @@ def read_value(ws: Workspace, name: str, number: int | None, via: str, audit: Au
     return value
 
 
+def where_it_stands(ws: Workspace, names: list[str]) -> str:
+    """For an interrupted ``rotate --wait``: each credential's rotation in flight (its
+    phase) or that none is, read from the store, and the commands that go on."""
+    from .errors import RotatectlError
+
+    parts = []
+    for name in names:
+        try:
+            target = ws.target(name)
+            _, rotation, _ = target.store.state(target.path)
+        except RotatectlError as exc:
+            parts.append(f"{name}: state unknown ({exc})")
+            continue
+        if rotation is None or rotation.phase.terminal:
+            parts.append(f"{name}: no rotation in flight")
+        else:
+            parts.append(
+                f"{name}: rotation {rotation.id} is in its {rotation.phase.value} phase "
+                f"(v{rotation.new_version_number}); `rotatectl rotate {name} --wait` "
+                "follows it again, `rotatectl run` (cron) finishes it"
+            )
+    return "interrupted; nothing was lost. " + "; ".join(parts)
+
+
 def adhoc_notes(ws: Workspace, names: list[str]) -> list[str]:
     """One line for each of ``names`` that is an ad-hoc credential (declared nowhere)
     with no key yet, saying so and where its state will live: run from the wrong

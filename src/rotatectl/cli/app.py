@@ -192,9 +192,16 @@ def rotate(
             ]
             _finish(opts, results, summary=False)
         display = TerminalDisplay(speak=opts.output == "table" and not opts.quiet)
-        results = follow(
-            runner, targets, propagation=prop, overlap=over, wait=wait, display=display
-        )
+        try:
+            results = follow(
+                runner, targets, propagation=prop, overlap=over, wait=wait, display=display
+            )
+        except KeyboardInterrupt:
+            # The session released its lease on the way out; say where each stands.
+            from .. import services
+            from ..errors import Interrupted
+
+            raise Interrupted(services.where_it_stands(ws, names)) from None
         if wait and opts.output == "table" and not opts.quiet:
             _print_status(ws, names, opts)
         _finish(opts, results, summary=True, printed=opts.output == "table" and not opts.quiet)
@@ -730,13 +737,16 @@ def main() -> None:
         except typer.Exit as exc:  # pragma: no cover - click returns it instead
             return int(exc.exit_code)
         except typer.Abort:
-            error_exit("aborted", 130)
+            error_exit("aborted", ExitCode.INTERRUPTED)
         except _CLICK_ERROR as exc:
             if debug:
                 raise
             message = exc.format_message().replace("\n", " ")  # type: ignore[attr-defined]
             # click prints the help of a bare `rotatectl` and raises with no message.
             error_exit(f"{message or 'no command given'} (see --help)", ExitCode.USAGE)
+        if rv == ExitCode.INTERRUPTED:
+            # Typer turns Ctrl-C in a command into a silent exit 130.
+            error_exit("interrupted; `rotatectl run` resumes anything left in flight", rv)
         return rv if isinstance(rv, int) else 0
 
     guarded(call, debug=debug)

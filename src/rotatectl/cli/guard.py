@@ -31,7 +31,7 @@ def guarded(call: Callable[[], int], *, debug: bool) -> NoReturn:
             raise
         error_exit(str(exc).replace("\n", " "), exc.exit_code)
     except KeyboardInterrupt:
-        error_exit("interrupted; run `rotatectl run` to resume", 130)
+        error_exit("interrupted; `rotatectl run` resumes anything left in flight", 130)
     except ImportError as exc:  # an optional dependency an adapter imports late
         from ..extras import missing
 
