@@ -471,3 +471,36 @@ def test_ctrl_c_during_rotate_wait_says_where_it_stands_and_how_to_resume(cli: C
     # Nothing was lost: the rotation goes on where it was.
     assert states(cli) == [(1, "previous"), (2, "current")]
     assert "lock" not in cli("status").err
+
+
+# -- issue 17: -q on status, before or after the command -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("status", "-q"), ("-q", "status"), ("status", "--quiet", "-o", "json")],
+    ids=["after", "before", "json"],
+)
+def test_quiet_status_shows_only_what_needs_attention(cli: Cli, argv: tuple[str, ...]) -> None:
+    import sqlite3
+
+    assert cli("rotate", "fine/one", "drifted/two").code == 0
+    quiet = cli(*argv)
+    assert quiet.code == 0, quiet.err
+    if "json" in argv:
+        assert json.loads(quiet.out)["credentials"] == []
+    else:
+        assert quiet.out == "", quiet.out  # nothing needs attention: nothing printed
+    with sqlite3.connect(cli.state_dir / "state.db") as conn:  # behind rotatectl's back
+        conn.execute(
+            "UPDATE versions SET value = 'hunter2-outside-qx' WHERE path = 'drifted/two' "
+            "AND state = 'current'"
+        )
+    quiet = cli(*argv)
+    assert quiet.code == 3, quiet.err
+    text = quiet.out
+    if "json" in argv:
+        assert [c["name"] for c in json.loads(text)["credentials"]] == ["drifted/two"]
+    else:
+        assert "drifted/two" in text and "fine/one" not in text, text
+    assert "fine/one" in cli("status").out  # without -q: everything

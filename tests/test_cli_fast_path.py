@@ -34,15 +34,16 @@ def via_typer(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("argv", "parsed"),
     [
-        (["status"], (None, "table", [])),
-        (["status", "a", "b"], (None, "table", ["a", "b"])),
-        (["-c", "x.toml", "status", "a", "-o", "json"], ("x.toml", "json", ["a"])),
-        (["--config=x.toml", "-q", "--output=json", "status"], ("x.toml", "json", [])),
-        (["-o", "json", "status", "--output", "table"], (None, "table", [])),
+        (["status"], (None, "table", [], False)),
+        (["status", "a", "b"], (None, "table", ["a", "b"], False)),
+        (["-c", "x.toml", "status", "a", "-o", "json"], ("x.toml", "json", ["a"], False)),
+        (["--config=x.toml", "-q", "--output=json", "status"], ("x.toml", "json", [], True)),
+        (["-o", "json", "status", "--output", "table"], (None, "table", [], False)),
+        (["status", "-q"], (None, "table", [], True)),
+        (["status", "a", "--quiet"], (None, "table", ["a"], True)),
         (["status", "-o", "status"], None),  # not a valid output: Typer says so
         (["-o", "yaml", "status", "-o", "json"], None),
         (["status", "--help"], None),
-        (["status", "-q"], None),
         (["status", "-c", "x.toml"], None),
         (["status", "--", "a"], None),
         (["-o", "status"], None),
@@ -52,7 +53,7 @@ def via_typer(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_only_plain_status_command_lines_take_the_fast_path(
-    argv: list[str], parsed: tuple[str | None, str, list[str]] | None
+    argv: list[str], parsed: tuple[str | None, str, list[str], bool] | None
 ) -> None:
     assert _plain_status(argv) == parsed
 
@@ -68,6 +69,8 @@ def test_only_plain_status_command_lines_take_the_fast_path(
         ("status", "a//b"),
         ("-c", "missing.toml", "status"),
         ("status", "-o", "yaml"),
+        ("status", "-q"),
+        ("-q", "status", "-o", "json"),
     ],
 )
 def test_fast_path_answers_as_typer_does(cli: Cli, args: tuple[str, ...]) -> None:

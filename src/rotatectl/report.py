@@ -58,6 +58,12 @@ class CredentialStatus:
         return self.rotation is not None and not self.rotation.phase.terminal
 
     @property
+    def needs_attention(self) -> bool:
+        """What ``status -q`` shows: an error, drift, destinations that disagree, or a
+        failed rotation that ``run`` retries after its backoff."""
+        return bool(self.error or self.drift or self.disagree or self.retry_after is not None)
+
+    @property
     def current(self) -> Version | None:
         return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
 

@@ -370,9 +370,10 @@ def status(
         list[str] | None, typer.Argument(help="Credential names (default: all).")
     ] = None,
     output: OutputOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Credentials, versions, states, ages, next due time and in-flight phase."""
-    opts = _opts(ctx, output)
+    opts = _opts(ctx, output, quiet)
     with _workspace(opts) as ws:
         _print_status(ws, _validated_names(names or []) or None, opts, strict=bool(names))
 
@@ -382,7 +383,7 @@ def _print_status(
 ) -> None:
     from .status import print_statuses
 
-    code = print_statuses(ws, names, opts.output, strict)
+    code = print_statuses(ws, names, opts.output, strict, quiet=opts.quiet)
     if code:
         raise typer.Exit(code)
 

@@ -19,11 +19,13 @@ from .guard import guarded
 _OUTPUTS = ("table", "json")
 
 
-def _plain_status(argv: list[str]) -> tuple[str | None, str, list[str]] | None:
-    """(config, output, names) for ``[-c FILE] [-o OUT] [-q] [--debug] status [NAME|-o OUT]...``
-    with valid output values; None for anything else."""
+def _plain_status(argv: list[str]) -> tuple[str | None, str, list[str], bool] | None:
+    """(config, output, names, quiet) for
+    ``[-c FILE] [-o OUT] [-q] [--debug] status [NAME|-o OUT|-q]...`` with valid output
+    values; None for anything else."""
     config: str | None = None
     outputs: list[str] = []
+    quiet = False
     i, seen_status = 0, False
     names: list[str] = []
     while i < len(argv):
@@ -42,7 +44,9 @@ def _plain_status(argv: list[str]) -> tuple[str | None, str, list[str]] | None:
             outputs.append(arg.partition("=")[2])
         elif not seen_status and arg.startswith("--config="):
             config = arg.partition("=")[2]
-        elif not seen_status and arg in ("-q", "--quiet", "--debug"):
+        elif arg in ("-q", "--quiet"):
+            quiet = True
+        elif not seen_status and arg == "--debug":
             pass
         elif arg.startswith("-"):
             return None
@@ -55,10 +59,10 @@ def _plain_status(argv: list[str]) -> tuple[str | None, str, list[str]] | None:
         i += 1
     if not seen_status or any(o not in _OUTPUTS for o in outputs):
         return None
-    return config, (outputs[-1] if outputs else "table"), names
+    return config, (outputs[-1] if outputs else "table"), names, quiet
 
 
-def _status(config: str | None, output: str, names: list[str]) -> int:
+def _status(config: str | None, output: str, names: list[str], quiet: bool = False) -> int:
     """What the Typer ``status`` command does, without Typer."""
     from ..config import load_config, validate_name
     from ..workspace import Workspace
@@ -66,7 +70,7 @@ def _status(config: str | None, output: str, names: list[str]) -> int:
 
     with Workspace(load_config(config)) as ws:
         checked = [validate_name(n) for n in names]
-        return print_statuses(ws, checked or None, output, strict=bool(names))
+        return print_statuses(ws, checked or None, output, strict=bool(names), quiet=quiet)
 
 
 def main() -> None:

@@ -13,12 +13,17 @@ if TYPE_CHECKING:
 
 
 def print_statuses(
-    ws: Workspace, names: list[str] | None, output: str, strict: bool = False
+    ws: Workspace,
+    names: list[str] | None,
+    output: str,
+    strict: bool = False,
+    quiet: bool = False,
 ) -> int:
     """Print the status of ``names`` (default: all); the exit code (0, 1 or 3).
 
     ``strict``: the names were given, so an undeclared one with nothing in its
-    store is an error (UnknownCredentialError), not an empty row.
+    store is an error (UnknownCredentialError), not an empty row. ``quiet``: only
+    the credentials that need attention (nothing at all when none does).
     """
     from ..errors import UnknownCredentialError
     from ..ports import SystemClock
@@ -41,7 +46,9 @@ def print_statuses(
             raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
     if failed is not None:
         raise failed
-    print_status(statuses, now, output)
+    shown = [st for st in statuses if st.needs_attention] if quiet else statuses
+    if shown or not quiet or output == "json":
+        print_status(shown, now, output)
     broken = [st for st in statuses if st.error]
     if broken:
         for st in broken:
