@@ -504,3 +504,26 @@ def test_quiet_status_shows_only_what_needs_attention(cli: Cli, argv: tuple[str,
     else:
         assert "drifted/two" in text and "fine/one" not in text, text
     assert "fine/one" in cli("status").out  # without -q: everything
+
+
+# -- issue 17: a dangling symlink as the state file --------------------------------------
+
+
+def test_a_dangling_symlink_as_the_state_file_is_refused_not_followed(cli: Cli) -> None:
+    """SQLite would create the link's target 0644, holding key values."""
+    import stat
+
+    cli.state_dir.mkdir(parents=True)
+    target = cli.root / "elsewhere.db"
+    (cli.state_dir / "state.db").symlink_to(target)
+    run = cli("rotate", NAME)
+    assert run.code == 2, (run.code, run.out, run.err)
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1 and "dangling link" in lines[0] and str(target) in lines[0], run.err
+    assert not target.exists(), "a key file was created through the link"
+    # A link to a private file that exists is followed: the file stays 0600.
+    target.touch(mode=0o600)
+    target.chmod(0o600)
+    assert cli("rotate", NAME).code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert states(cli) == [(1, "current")]

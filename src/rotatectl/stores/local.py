@@ -117,10 +117,20 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 
 
 def _create_private(file: Path) -> None:
-    """Create ``file`` 0600 if it does not exist; an existing file is left alone."""
+    """Create ``file`` 0600 if it does not exist; an existing file is left alone.
+
+    ConfigError for a dangling symbolic link: SQLite would create its target with the
+    umask's mode (0644), holding key values.
+    """
     try:
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        if file.is_symlink() and not file.exists():
+            raise ConfigError(
+                f"{file}: a symbolic link to {os.readlink(file)}, which does not exist; "
+                "rotatectl does not create key storage through a dangling link (create "
+                "the target 0600, or point the store at another path)"
+            ) from None
         return
     try:
         os.fchmod(fd, 0o600)  # exact mode, whatever the umask
