@@ -527,3 +527,20 @@ def test_a_dangling_symlink_as_the_state_file_is_refused_not_followed(cli: Cli) 
     assert cli("rotate", NAME).code == 0
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert states(cli) == [(1, "current")]
+
+
+# -- issue 17: messages that say what they mean ------------------------------------------
+
+
+def test_audit_verify_and_run_help_say_what_they_mean(cli: Cli) -> None:
+    assert cli("rotate", NAME).code == 0
+    verify = cli("audit", "verify")
+    assert verify.code == 0, verify.err
+    assert "chain intact (not keyed: set $ROTATECTL_AUDIT_KEY to key it)" in verify.out
+    assert "hash-chained chain" not in verify.out
+    env = {"ROTATECTL_AUDIT_KEY": "k" * 32, "ROTATECTL_STATE_DIR": str(cli.root / "keyed")}
+    assert cli("rotate", NAME, env=env).code == 0
+    keyed = cli("audit", "verify", env=env)
+    assert keyed.code == 0 and "chain intact (HMAC-keyed)" in keyed.out, keyed.out + keyed.err
+    helptext = " ".join(cli("run", "--help").out.replace("│", " ").split())
+    assert "(e.g. 5m; default: no sleep)" in helptext, helptext

@@ -218,7 +218,10 @@ def run(
     ] = 1,
     jitter: Annotated[
         str | None,
-        typer.Option(help="First sleep a random time up to this, when not on a terminal (5m)."),
+        typer.Option(
+            help="Before starting, sleep a random time up to this (e.g. 5m; default: no "
+            "sleep), unless on a terminal.",
+        ),
     ] = None,
     output: OutputOption = None,
     quiet: QuietOption = False,
@@ -634,8 +637,8 @@ def audit_verify(ctx: typer.Context, output: OutputOption = None) -> None:
             }
         )
     elif problem is None and not opts.quiet:
-        keyed = "HMAC-keyed" if log.key else "hash-chained"
-        sys.stdout.write(f"audit log {log.path}: {count} records, {keyed} chain intact\n")
+        keyed = "HMAC-keyed" if log.key else "not keyed: set $ROTATECTL_AUDIT_KEY to key it"
+        sys.stdout.write(f"audit log {log.path}: {count} records, chain intact ({keyed})\n")
     if problem is not None:
         if opts.output != "json":
             sys.stderr.write(f"rotatectl: audit log {log.path}: {problem}\n")
