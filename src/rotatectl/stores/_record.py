@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 from ..errors import ConflictError, StoreError
-from ..model import Lease, Rotation, Version, VersionState, iso, parse_iso
+from ..machine import current_version, find_version
+from ..model import Lease, Rotation, Version, iso, parse_iso
 from .rules import LockRow, plan_acquire, plan_release, plan_renew
 
 
@@ -38,10 +39,10 @@ class RecordDocument:
         return bool(self.versions) or self.rotation is not None
 
     def find(self, version_id: str) -> Version | None:
-        return next((v for v in self.versions if v.version_id == version_id), None)
+        return find_version(self.versions, version_id)
 
     def current(self) -> Version | None:
-        return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
+        return current_version(self.versions)
 
     def with_rotation(self, rotation: Rotation, expected_revision: int, keep: int) -> Self:
         """``rotation`` saved as the latest record at the next revision; the one it

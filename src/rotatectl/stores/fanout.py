@@ -253,29 +253,19 @@ class FanoutStore(StoreBase):
     def restore(self, path: str, at: datetime, value: str | None = None) -> None:
         """Each drifted destination puts rotatectl's state back; one that keeps a single
         copy gets the current value from the primary."""
-        for name, store in self.destinations:
-            if not self._at(name, store.drift, path) and not self._value_drifted(name, store, path):
-                continue
-            mine = value
-            if mine is None and store is not self.primary:
-                mine = self.primary.read_value(path, self._current_id(path))
-            self._at(name, store.restore, path, at, mine)
-
-    def _current_id(self, path: str) -> str | None:
+        from ..drift import value_problems
         from ..machine import current_version
 
-        current = current_version(self.primary.versions(path))
-        return current.version_id if current is not None else None
-
-    def _value_drifted(self, name: str, store: SecretStore, path: str) -> bool:
-        """Whether destination ``name``'s client value is not the primary's current key."""
-        from ..drift import value_problems
-
-        if store is self.primary:
-            return bool(value_problems(store.versions(path), store.client_value(path)))
-        return bool(
-            value_problems(self.primary.versions(path), self._at(name, store.client_value, path))
-        )
+        versions = self.primary.versions(path)
+        current = current_version(versions)
+        for name, store in self.destinations:
+            seen = self._at(name, store.client_value, path)
+            if not self._at(name, store.drift, path) and not value_problems(versions, seen):
+                continue
+            mine = value
+            if mine is None and store is not self.primary and current is not None:
+                mine = self.primary.read_value(path, current.version_id)
+            self._at(name, store.restore, path, at, mine)
 
     def check_access(self, paths: Sequence[str] = ()) -> list[str]:
         return [

@@ -34,6 +34,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..keyformat import fingerprint_matches
+from ..machine import current_version
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
 from ..ports import StoreBase
 from ..registry import AdapterContext, check_settings
@@ -476,9 +477,7 @@ class LocalStore(StoreBase):
         """Put ``value`` (the current version's, from another copy) back as the current
         value. Without one: ConflictError, this store keeps a single copy."""
         with self._op("restore", path, write=True) as conn:
-            current = next(
-                (v for v in self._versions(conn, path) if v.state is VersionState.CURRENT), None
-            )
+            current = current_version(self._versions(conn, path))
             if value is None or current is None:
                 raise ConflictError(f"{path}: {SINGLE_COPY}")
             if not fingerprint_matches(current.fingerprint, value):

@@ -19,6 +19,7 @@ from typing import Any, Self
 
 from ..errors import ConflictError, NotFoundError
 from ..keyformat import fingerprint_matches
+from ..machine import current_version
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
 from ..ports import StoreBase
 from ..registry import AdapterContext, check_settings
@@ -128,7 +129,7 @@ class MemoryStore(StoreBase):
     def restore(self, path: str, at: datetime, value: str | None = None) -> None:
         """As the local store: ``value`` (another copy's) put back, else ConflictError."""
         with self._mutex:
-            current = next((v for v in self._sorted(path) if v.state is VersionState.CURRENT), None)
+            current = current_version(self._sorted(path))
             if value is None or current is None:
                 raise ConflictError(f"{path}: {SINGLE_COPY}")
             if not fingerprint_matches(current.fingerprint, value):

@@ -144,9 +144,7 @@ class DriftMixin:
         """The value of the version ``AWSCURRENT`` is on: what an ordinary reader gets
         (``VersionStage`` passed: see the note on moto in ``_read``). None when there is none."""
         name = self.secret_name(path)
-        if self._describe(path) is None:
-            return None
-        try:
+        try:  # a missing secret, or one with no AWSCURRENT: ResourceNotFound
             out = self._sm(
                 "get_secret_value",
                 name,
