@@ -32,13 +32,6 @@ from .errors import AuditError
 from .model import iso, parse_iso, utcnow
 
 GENESIS = "0" * 64
-_invocation = "api"
-
-
-def set_invocation(command: str) -> None:
-    """Name how rotatectl was invoked (the CLI subcommand), for the actor field."""
-    global _invocation
-    _invocation = command
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
@@ -46,13 +39,14 @@ def canonical(record: Mapping[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def actor() -> dict[str, Any]:
-    """Who acts: user, host, process, and how rotatectl was invoked."""
+def actor(via: str = "api") -> dict[str, Any]:
+    """Who acts: user, host, process, and how rotatectl was invoked (``via``: the CLI
+    subcommand, or "api")."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return {"user": user, "host": socket.gethostname(), "pid": os.getpid(), "via": _invocation}
+    return {"user": user, "host": socket.gethostname(), "pid": os.getpid(), "via": via}
 
 
 TORN = "an interrupted write (crash or full disk)"
@@ -144,8 +138,9 @@ class AuditLog:
     between records that no ``torn`` field acknowledges is tampering, as before.
     """
 
-    def __init__(self, path: Path, key: bytes | None = None) -> None:
+    def __init__(self, path: Path, key: bytes | None = None, via: str = "api") -> None:
         self.path = Path(path)
+        self.via = via
         self.head = self.path.with_name(self.path.name + ".head")
         self.key = key
 
@@ -172,7 +167,7 @@ class AuditLog:
             record: dict[str, Any] = {
                 "seq": tail.seq + 1,
                 "ts": iso(utcnow()),
-                "actor": actor(),
+                "actor": actor(self.via),
                 "credential": credential,
                 "action": action,
                 **{k: v for k, v in fields.items() if v is not None},

@@ -193,12 +193,13 @@ class Config:
         places = ", ".join(str(p) for p in self.looked_at)
         return f"none found (looked at {places})" if places else "none found"
 
-    def audit_log(self) -> AuditLog:
-        """The audit log this config names; HMAC-keyed when its key variable is set."""
+    def audit_log(self, via: str = "api") -> AuditLog:
+        """The audit log this config names; HMAC-keyed when its key variable is set.
+        ``via`` names who writes (the CLI subcommand) in each record's actor."""
         from .audit import AuditLog
 
         key = self.env.get(self.audit_key_env)
-        return AuditLog(self.audit_file, key.encode() if key else None)
+        return AuditLog(self.audit_file, key.encode() if key else None, via)
 
     def context(self, table: str) -> AdapterContext:
         """The AdapterContext for building the adapter written at ``table``."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -247,6 +247,16 @@ class History:
     versions: tuple[tuple[Version, tuple[Span, ...]], ...]
     rotations: tuple[Rotation, ...]
     now: datetime
+
+    def only(
+        self, version: Callable[[Version], bool], rotation: Callable[[Rotation], bool]
+    ) -> History:
+        """The same history with only the versions and rotations the predicates keep."""
+        return replace(
+            self,
+            versions=tuple((v, spans) for v, spans in self.versions if version(v)),
+            rotations=tuple(r for r in self.rotations if rotation(r)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -4,15 +4,18 @@ parses and renders, these decide and act. Each raises rotatectl errors only.
 - :func:`read_value`: a key value for ``get``/``exec``, audited before it is revealed.
 - :func:`check_drift`: drift of one credential, and its repair (``check --adopt``
   or ``--restore``), audited.
-- :func:`check_store`, :func:`check_target`, :func:`check_notifier`: what ``check``
+- :func:`check`: everything ``check`` checks, as a list of :class:`CheckItem`;
+  :func:`check_store`, :func:`check_target`, :func:`check_notifier` are what it
   asks of each adapter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .errors import ExitCode, RotatectlError
 from .ports import STORE_FEATURES, Target
 
 if TYPE_CHECKING:
@@ -58,8 +61,6 @@ def read_value(ws: Workspace, name: str, number: int | None, via: str, audit: Au
 def where_it_stands(ws: Workspace, names: list[str]) -> str:
     """For an interrupted ``rotate --wait``: each credential's rotation in flight (its
     phase) or that none is, read from the store, and the commands that go on."""
-    from .errors import RotatectlError
-
     parts = []
     for name in names:
         try:
@@ -195,3 +196,52 @@ def check_notifier(ws: Workspace, name: str) -> str:
     if problems:
         raise NotifierError("; ".join(problems))
     return kind
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One line of ``check``'s report: what was checked, and its error if it failed."""
+
+    item: str
+    detail: str = ""
+    error: RotatectlError | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        status = "error" if self.error else "ok"
+        return {"item": self.item, "status": status, "detail": self.detail}
+
+
+def check(
+    ws: Workspace, names: list[str], how: str | None, audit: Callable[[], AuditLog]
+) -> list[CheckItem]:
+    """Everything ``check`` checks, in order: every store, notifier and declared
+    credential, then drift of ``names`` (default: every credential), resolved as
+    ``how`` says ("adopt", "restore" or None). Each failure is an item, not raised."""
+    items: list[CheckItem] = []
+
+    def probe(item: str, fn: Callable[[], str | None]) -> None:
+        try:
+            items.append(CheckItem(item, fn() or ""))
+        except RotatectlError as exc:
+            items.append(CheckItem(item, str(exc), exc))
+
+    cfg = ws.config
+    for name in sorted(cfg.stores):
+        probe(f"store {name}", lambda n=name: check_store(ws, n))  # type: ignore[misc]
+    for name in sorted(cfg.notifiers):
+        probe(f"notifier {name}", lambda n=name: check_notifier(ws, n))  # type: ignore[misc]
+    for name in sorted(cfg.credentials):
+        probe(f"credential {name}", lambda n=name: check_target(ws, n))  # type: ignore[misc]
+    for name in names or ws.names():
+        probe(f"drift {name}", lambda n=name: check_drift(ws, n, how, audit))  # type: ignore[misc]
+    return items
+
+
+def check_exit(items: list[CheckItem]) -> int:
+    """``check``'s exit code: a settings mistake first (2), then an operation failure
+    such as an unreachable store (1), a lock (4), then drift that needs a decision (3)."""
+    codes = {item.error.exit_code for item in items if item.error is not None}
+    for code in (ExitCode.USAGE, ExitCode.FAILED, ExitCode.LOCKED, ExitCode.ATTENTION):
+        if code in codes:
+            return int(code)
+    return int(ExitCode.OK)

@@ -19,13 +19,14 @@ from ..redact import ScrubbingWriter, scrub
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
+    from ..config import Config
     from ..engine import Result
     from ..machine import Action
-    from ..model import KeyUsage, Version
+    from ..model import KeyUsage, Rotation, Version
     from ..report import CredentialStatus, History
+    from ..services import CheckItem
 
 # rich is imported only where it renders: output to a pipe or a file (cron, scripts)
 # that rich would print without any escape code is written directly (see _plain).
@@ -52,11 +53,40 @@ _OUTCOME_STYLE = {
 
 
 def console(stderr: bool = False) -> Console:
-    """A console that honours NO_COLOR (rich does), never wraps JSON, and scrubs secrets."""
+    """A console that honours NO_COLOR (rich does), never wraps JSON, and scrubs secrets.
+
+    To a pipe or a file it is as wide as any line: rich would otherwise cut a table
+    to 80 columns, and a script must find every name, id and time whole.
+    """
     from rich.console import Console
 
-    stream = ScrubbingWriter(sys.stderr if stderr else sys.stdout)
-    return Console(file=stream, highlight=False, soft_wrap=True)  # type: ignore[arg-type]
+    raw = sys.stderr if stderr else sys.stdout
+    width = None if not _plain(raw) else _UNLIMITED
+    stream = ScrubbingWriter(raw)
+    return Console(file=stream, highlight=False, soft_wrap=True, width=width)  # type: ignore[arg-type]
+
+
+_UNLIMITED = 1_000_000  # columns: "no limit" for rich, whose tables take their natural width
+
+# A table cell: its text, or (text, rich style).
+Cell = str | tuple[str, str]
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> None:
+    """A table to stdout: plain text to a pipe or file (every cell whole), else a
+    rich table whose cells fold onto more lines rather than cut an identifier."""
+    plain = [[c if isinstance(c, str) else c[0] for c in row] for row in rows]
+    if plain_table(headers, plain, sys.stdout):
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(header_style="bold")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(c if isinstance(c, str) else Text(c[0], c[1]) for c in row))
+    console().print(table)
 
 
 # -- plain output: what rich prints when it emits no escape codes -------------
@@ -213,33 +243,20 @@ def _credential_notes(st: CredentialStatus) -> list[str]:
     return notes
 
 
-def status_table(statuses: Sequence[CredentialStatus], now: datetime) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=None, show_lines=False, header_style="bold")
-    for column in _STATUS_COLUMNS:
-        table.add_column(column)
-    for name, number, (state, style), key_id, age, note in status_rows(statuses, now):
-        # A plain "-" stays a str, as it always was (rich renders both alike).
-        table.add_row(name, number, Text(state, style) if style else state, key_id, age, note)
-    return table
-
-
 def print_status(statuses: Sequence[CredentialStatus], now: datetime, output: str) -> None:
     if output == "json":
         emit_json({"credentials": [s.to_dict() for s in statuses]})
         return
-    if statuses:
-        rows = status_rows(statuses, now)
-        plain = [(n, num, state, k, a, note) for n, num, (state, _), k, a, note in rows]
-        if plain_table(_STATUS_COLUMNS, plain, sys.stdout):
-            return
-    out = console()
     if not statuses:
-        out.print("No credentials yet. Start one with: rotatectl rotate NAME")
+        sys.stdout.write("No credentials yet. Start one with: rotatectl rotate NAME\n")
         return
-    out.print(status_table(statuses, now))
+    print_table(_STATUS_COLUMNS, status_rows(statuses, now))
+
+
+def usage_needs_attention(version: Version, usage: KeyUsage) -> bool:
+    """A key seen in use that no client should hold: retired, destroyed or compromised."""
+    retired = version.state in (VersionState.RETIRED, VersionState.DESTROYED)
+    return (retired or version.compromised) and usage.last_seen is not None
 
 
 def print_usage(
@@ -248,8 +265,15 @@ def print_usage(
     action: Action,
     now: datetime,
     output: str,
+    quiet: bool = False,
 ) -> None:
-    """Per version: last seen, count, who; then what the gate decides next."""
+    """Per version: last seen, count, who; then what the gate decides next. ``quiet``:
+    only keys in use that should not be, and the decision when a human must look."""
+    attention = action.kind.value == "attention"
+    if quiet:
+        rows = [(v, u) for v, u in rows if usage_needs_attention(v, u)]
+        if not rows and not attention and output != "json":
+            return
     decision = {
         "action": action.kind.value,
         "reason": action.reason,
@@ -277,26 +301,32 @@ def print_usage(
             }
         )
         return
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(header_style="bold")
-    for column in ("version", "state", "key id", "last seen", "count", "who"):
-        table.add_column(column)
-    for v, u in rows:
-        seen = f"{ago(now, u.last_seen)} ago" if u.last_seen else u.status.value
-        table.add_row(
-            f"v{v.number}",
-            Text(v.state.value, _STATE_STYLE[v.state]),
-            v.key_id,
-            seen,
-            str(u.count),
-            ", ".join(u.clients) or "-",
+    if rows:
+        print_table(
+            ("version", "state", "key id", "last seen", "count", "who"),
+            [
+                (
+                    f"v{v.number}",
+                    (v.state.value, _STATE_STYLE[v.state]),
+                    v.key_id,
+                    f"{ago(now, u.last_seen)} ago" if u.last_seen else u.status.value,
+                    str(u.count),
+                    ", ".join(u.clients) or "-",
+                )
+                for v, u in rows
+            ],
         )
-    out = console()
-    out.print(table)
+    if quiet and not attention:
+        return
     when = f" at {action.until:%Y-%m-%d %H:%M:%SZ}" if action.until else ""
-    out.print(f"next: {action.kind.value}{when} - {action.reason}")
+    _line(f"next: {action.kind.value}{when} - {action.reason}")
+
+
+def _line(text: str, stderr: bool = False) -> None:
+    """One line of plain text (no markup), scrubbed."""
+    stream = sys.stderr if stderr else sys.stdout
+    stream.write(scrub(text.replace("\n", " ") + "\n"))
+    stream.flush()
 
 
 def _result_parts(result: Result, now: datetime) -> list[tuple[str, str]]:
@@ -419,10 +449,25 @@ _BAR = {
 _EVENT_KINDS = {"emergency": "!", "rollback": "↺"}
 
 
-def print_history(history: History, output: str, width: int = 60) -> None:
-    """One bar per version across the credential's lifetime, events marked on it."""
+def history_needs_attention(rotation: Rotation) -> bool:
+    """A rotation worth a look: an emergency, a rollback, or one that was aborted."""
+    return rotation.kind.value in _EVENT_KINDS or rotation.phase.value == "aborted"
+
+
+def print_history(history: History, output: str, width: int = 60, quiet: bool = False) -> None:
+    """One bar per version across the credential's lifetime, events marked on it.
+    ``quiet``: only compromised keys and the rotations that need attention
+    (:func:`history_needs_attention`), without the bars."""
+    if quiet:
+        history = history.only(lambda v: v.compromised, history_needs_attention)
     if output == "json":
         emit_json(history.to_dict())
+        return
+    if quiet:
+        for v, _ in history.versions:
+            _line(f"{history.name}: v{v.number} ({v.key_id}) compromised")
+        for r in history.rotations:
+            _line(f"{history.name}: {_rotation_line(r)}")
         return
     from rich.text import Text
 
@@ -465,36 +510,103 @@ def print_history(history: History, output: str, width: int = 60) -> None:
             + Text(f"  {version.state.value}" + (f"  {'; '.join(notes)}" if notes else ""))
         )
     for r in history.rotations:
-        end = iso(r.finished) or "in flight"
-        extra = f" - {r.reason}" if r.reason else ""
-        out.print(
-            Text(
-                f"  {iso(r.started)}  {r.kind.value:<9} {r.phase.value:<11} until {end}{extra}",
-                "dim",
-            )
-        )
+        out.print(Text(f"  {_rotation_line(r)}", "dim"))
 
 
-def print_audit(records: Sequence[dict[str, Any]], output: str) -> None:
+def _rotation_line(r: Rotation) -> str:
+    """A rotation in the history: started, kind, phase, and when it ended (or that it
+    is still in flight), with its reason."""
+    end = f"ended {iso(r.finished)}" if r.finished else "still in flight"
+    extra = f" - {r.reason}" if r.reason else ""
+    return f"{iso(r.started)}  {r.kind.value:<9} {r.phase.value:<11} {end}{extra}"
+
+
+def audit_needs_attention(record: dict[str, Any]) -> bool:
+    """A failed action, or any part of an emergency."""
+    return record.get("outcome") not in (None, "ok") or "emergency" in str(record.get("action"))
+
+
+def print_audit(records: Sequence[dict[str, Any]], output: str, quiet: bool = False) -> None:
+    """The records as a table (JSON: as they are); ``quiet``: only those that need
+    attention (:func:`audit_needs_attention`)."""
+    if quiet:
+        records = [r for r in records if audit_needs_attention(r)]
     if output == "json":
         emit_json({"records": list(records)})
         return
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(header_style="bold")
-    for column in ("#", "time", "credential", "action", "version", "key id", "who", "reason"):
-        table.add_column(column)
+    if quiet and not records:
+        return
+    rows: list[list[Cell]] = []
     for r in records:
         who = r.get("actor", {})
-        table.add_row(
-            str(r.get("seq")),
-            str(r.get("ts")),
-            str(r.get("credential")),
-            Text(str(r.get("action")), "bold red" if r.get("outcome") == "failed" else ""),
-            f"v{r['version']}" if r.get("version") else "-",
-            str(r.get("key_id") or "-"),
-            f"{who.get('user')}@{who.get('host')} ({who.get('via')})",
-            str(r.get("reason") or ""),
+        rows.append(
+            [
+                str(r.get("seq")),
+                str(r.get("ts")),
+                str(r.get("credential")),
+                (str(r.get("action")), "bold red" if r.get("outcome") == "failed" else ""),
+                f"v{r['version']}" if r.get("version") else "-",
+                str(r.get("key_id") or "-"),
+                f"{who.get('user')}@{who.get('host')} ({who.get('via')})",
+                str(r.get("reason") or ""),
+            ]
         )
-    console().print(table)
+    print_table(("#", "time", "credential", "action", "version", "key id", "who", "reason"), rows)
+
+
+def print_check(config: Config, items: Sequence[CheckItem], output: str, quiet: bool) -> None:
+    """``check``'s report: where the config, state and audit log are, then a line per
+    item; to stderr when any failed. ``quiet``: nothing when all is well."""
+    failed = any(item.error for item in items)
+    if output == "json":
+        emit_json(
+            {
+                "config": config.source(),
+                "state_dir": str(config.state_dir),
+                "audit_log": str(config.audit_file),
+                "ok": not failed,
+                "checks": [item.to_dict() for item in items],
+            }
+        )
+        return
+    if quiet and not failed:
+        return
+    lines = [
+        f"config: {config.source()}",
+        f"state: {config.state_dir}",
+        f"audit: {config.audit_file}",
+    ]
+    for item in items:
+        mark = "error" if item.error else "ok"
+        lines.append(f"  {mark} {item.item}" + (f" - {item.detail}" if item.detail else ""))
+    stream = sys.stderr if failed else sys.stdout
+    if _plain(stream):
+        stream.write(scrub("".join(line.replace("\n", " ") + "\n" for line in lines)))
+        stream.flush()
+        return
+    from rich.text import Text
+
+    out = console(stderr=failed)
+    for line in lines:
+        text = Text(line)
+        for mark, style in (("  ok ", "green"), ("  error ", "bold red")):
+            if line.startswith(mark):
+                text.stylize(style, 2, len(mark) - 1)
+        out.print(text)
+
+
+def print_plugins(found: dict[str, dict[str, str]], output: str) -> None:
+    """The installed adapters by kind: type and the object it loads."""
+    if output == "json":
+        emit_json(
+            {
+                kind: [{"type": t, "target": target} for t, target in items.items()]
+                for kind, items in found.items()
+            }
+        )
+        return
+    lines = []
+    for kind, items in found.items():
+        lines.append(f"{kind}s")
+        lines.extend(f"  {type_name:<22} {target}" for type_name, target in items.items())
+    sys.stdout.write(scrub("".join(line + "\n" for line in lines)))

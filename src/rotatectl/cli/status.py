@@ -1,5 +1,6 @@
 """``status``: read every credential's state and print it. Needs neither Typer nor rich
-(to a pipe), so the fast path in :mod:`rotatectl.cli.main` can run it on its own."""
+(to a pipe), so the entry point (:mod:`rotatectl.cli.main`) runs it without Typer and
+the Typer command (:mod:`rotatectl.cli.commands.reports`) runs the same function."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ from ..errors import ExitCode, RotatectlError
 
 if TYPE_CHECKING:
     from ..workspace import Workspace
+
+
+def run_status(config: str | None, names: list[str], output: str, quiet: bool = False) -> int:
+    """``rotatectl status [NAME...]``: load the config, print, return the exit code."""
+    from ..config import load_config, validate_name
+    from ..workspace import Workspace
+
+    with Workspace(load_config(config)) as ws:
+        checked = [validate_name(n) for n in names]
+        return print_statuses(ws, checked or None, output, strict=bool(names), quiet=quiet)
 
 
 def print_statuses(

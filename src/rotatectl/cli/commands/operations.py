@@ -1,0 +1,112 @@
+"""``emergency``, ``rollback`` and ``abort``: an operator's interventions on one credential."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from ...errors import UsageError
+from ..common import (
+    NameArgument,
+    OutputOption,
+    QuietOption,
+    ReasonOption,
+    command_app,
+    duration,
+    finish,
+    opts,
+    runner,
+    validated_one,
+    workspace,
+)
+
+if TYPE_CHECKING:
+    from ...engine import Result, Runner, Target
+
+app = command_app()
+
+
+@app.command()
+def emergency(
+    ctx: typer.Context,
+    name: NameArgument,
+    reason: Annotated[
+        str,
+        typer.Option("--reason", "-r", help="Why (goes into the incident record).", metavar="TEXT"),
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    propagation: Annotated[
+        str | None,
+        typer.Option(help="Wait this long before promoting (default: none).", metavar="DURATION"),
+    ] = None,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """The key leaked: publish and promote a new key now, and retire the old one now."""
+    started = time.monotonic()
+    o = opts(ctx, output, quiet)
+    prop = duration("--propagation", propagation)
+    if not reason.strip():
+        raise UsageError("--reason must say why (it goes into the incident record)")
+    name = validated_one(name)
+    with workspace(o) as ws:
+        target = ws.target(name)
+        if not target.store.versions(target.path):
+            raise UsageError(f"unknown credential {name!r}: no versions in its store")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("emergency needs --yes when not run on a terminal")
+            typer.confirm(
+                f"Revoke the current key of {name} now? Clients still using it will fail",
+                abort=True,
+            )
+        result = runner(o, ws).emergency(target, reason, prop, started=started)
+    if result.revoked_after is not None and o.output == "table":
+        result.steps.append(
+            f"old key revoked {result.revoked_after:.2f}s after the command started"
+        )
+    if result.revoked_after is not None and any("AUDIT LOG" in w for w in result.warnings):
+        result.message += "; the audit log missed part of this emergency (see the warnings)"
+    finish(o, [result], summary=False)
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    name: NameArgument,
+    reason: ReasonOption = "",
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Re-promote the key the latest rotation replaced (while it is not destroyed)."""
+    _operate(ctx, output, quiet, name, lambda run, target: run.rollback(target, reason))
+
+
+@app.command()
+def abort(
+    ctx: typer.Context,
+    name: NameArgument,
+    reason: ReasonOption = "",
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Cancel the in-flight rotation before promotion and revoke its new key."""
+    _operate(ctx, output, quiet, name, lambda run, target: run.abort(target, reason))
+
+
+def _operate(
+    ctx: typer.Context,
+    output: str | None,
+    quiet: bool,
+    name: str,
+    operation: Callable[[Runner, Target], Result],
+) -> NoReturn:
+    """Run one runner operation on one credential and finish with its exit code."""
+    o = opts(ctx, output, quiet)
+    with workspace(o) as ws:
+        result = operation(runner(o, ws), ws.target(validated_one(name)))
+    finish(o, [result], summary=False)
