@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import registry
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, UnknownCredentialError, UsageError
+from .files import denied, reason
 from .model import OnStillUsed, Policy
 from .registry import AdapterContext
 from .schedule import Window, parse_window
@@ -246,25 +247,50 @@ def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
     return _home(env) / fallback
 
 
+def _blocked(path: Path) -> Path:
+    """The directory this user cannot search on the way to ``path`` (its parent when
+    none can be found, e.g. the permissions changed meanwhile)."""
+    for step in (*reversed(path.parents[:-1]), path):
+        try:
+            os.stat(step)
+        except PermissionError:
+            return step.parent
+        except OSError:
+            break
+    return path.parent
+
+
+def _exists(path: Path, *, is_file: bool, what: str, hint: str) -> bool:
+    """``path.is_file()`` (or ``exists()``), with ConfigError naming the directory in
+    the way when this user cannot look (``what`` leads the message)."""
+    try:
+        return path.is_file() if is_file else path.exists()
+    except OSError as exc:
+        where = _blocked(path) if denied(exc) else path
+        message = f"{what}: {where}: {reason(exc)}"
+        if denied(exc):
+            message += f"; give this user access to {where}{hint}"
+        raise ConfigError(message) from None
+
+
 def find_config_file(explicit: str | Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
     """The config file to use: ``--config``, ``$ROTATECTL_CONFIG``, ``./``, then XDG.
 
     A file named explicitly (option or variable) must exist; the implicit
-    places are only looked at.
+    places are only looked at. ConfigError when a file named is missing, or a
+    directory on the way to one of these places cannot be searched by this user.
     """
-    if explicit is not None and str(explicit) != "":
-        path = _expand(explicit, env, cwd)
-        if not path.exists():
-            raise ConfigError(f"--config: config file {path} not found")
-        return path
-    from_env = env.get("ROTATECTL_CONFIG", "")
-    if from_env:
-        path = _expand(from_env, env, cwd)
-        if not path.exists():
-            raise ConfigError(f"$ROTATECTL_CONFIG: config file {path} not found")
-        return path
+    for source, raw in (("--config", explicit), ("$ROTATECTL_CONFIG", env.get("ROTATECTL_CONFIG"))):
+        if raw is not None and str(raw) != "":
+            path = _expand(raw, env, cwd)
+            what = f"{source}: config file {path}: cannot look for it"
+            if not _exists(path, is_file=False, what=what, hint=""):
+                raise ConfigError(f"{source}: config file {path} not found")
+            return path
     for candidate in config_places(env, cwd):
-        if candidate.is_file():
+        what = f"{candidate}: cannot look for a config file"
+        hint = ", or name a config file with --config or $ROTATECTL_CONFIG"
+        if _exists(candidate, is_file=True, what=what, hint=hint):
             return candidate
     return None
 
@@ -297,7 +323,12 @@ def load_config(
         try:
             raw = file.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+            hint = ""
+            if denied(exc):
+                hint = (
+                    "; give this user read access to it, or name another config file with --config"
+                )
+            raise ConfigError(f"{file}: cannot read: {reason(exc)}{hint}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -1,0 +1,154 @@
+"""Errors from the environment (issue 17): permissions, HOME, the umask.
+
+Each case runs the real CLI in a subprocess and expects exactly one line on
+stderr, ``rotatectl: error: ...``, naming the path and what to do; the exit code
+the README's table gives it (2: the setup must be fixed before anything can
+run; 1: the audit log refused an action); and nothing half-written.
+
+**Permission denials are real, as root too.** The suite runs as root here and
+in CI (a Debian container), where mode 000 means nothing: CAP_DAC_OVERRIDE and
+CAP_DAC_READ_SEARCH override it. So the CLI child drops both from its
+capability bounding set just before the exec (``prctl(PR_CAPBSET_DROP)``, as
+tests/test_audit_durability.py does); after the exec it has neither, and the
+kernel checks the mode bits against it as against any user: a real EACCES from
+the real system calls. Running the child as ``nobody`` (``setpriv``) was the
+other way, but it needs an interpreter and site-packages ``nobody`` can read,
+which a Python under /root (pyenv here) is not. As a non-root user the drop is
+skipped and the modes apply as they are. HOME as a regular file needs no such
+help: ENOTDIR is the same for everyone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import stat
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from .conftest import Cli, CliRun
+
+NAME = "demo/api"
+STATE_HINT = "set ROTATECTL_STATE_DIR to a directory this user can write"
+XDG_HINT = "set XDG_STATE_HOME or ROTATECTL_STATE_DIR to a directory this user can write"
+
+
+def _child(umask: int | None, deny: bool) -> Callable[[], None]:
+    """What the CLI child does before its exec: set the umask, drop root's overrides."""
+
+    def setup() -> None:
+        if umask is not None:
+            os.umask(umask)
+        if deny and os.geteuid() == 0:
+            libc = ctypes.CDLL(None, use_errno=True)
+            for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+                if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                    raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+    return setup
+
+
+def run(
+    cli: Cli,
+    *args: str,
+    env: dict[str, str] | None = None,
+    unset: Iterable[str] = (),
+    deny: bool = True,
+    umask: int | None = None,
+) -> CliRun:
+    """``rotatectl ARGS`` as the harness runs it, with variables set or unset, the
+    child's umask, and (``deny``) without root's power to ignore file modes."""
+    gone = set(unset)
+    environ = {k: v for k, v in {**cli.env, **(env or {})}.items() if k not in gone}
+    proc = subprocess.run(
+        cli.argv(*args),
+        cwd=cli.cwd,
+        env=environ,
+        preexec_fn=_child(umask, deny),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return cli.record(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def error(result: CliRun) -> str:
+    """The one line on stderr (there must be exactly one, and no traceback)."""
+    assert "Traceback" not in result.err, result.err
+    lines = result.err.splitlines()
+    assert len(lines) == 1, result.err
+    return lines[0]
+
+
+@contextmanager
+def mode(path: Path, bits: int) -> Iterator[None]:
+    """``path`` at mode ``bits`` for the block, then back as it was."""
+    before = stat.S_IMODE(path.stat().st_mode)
+    path.chmod(bits)
+    try:
+        yield
+    finally:
+        path.chmod(before)
+
+
+def status(cli: Cli) -> str:
+    result = cli("status", "-o", "json")
+    assert result.code in (0, 3), result.err
+    return result.out
+
+
+# -- the config file and its directory ---------------------------------------------------
+
+
+def test_an_unreadable_config_file_is_one_line_exit_2(cli: Cli) -> None:
+    file = cli.cwd / "rotatectl.toml"
+    file.write_text("[defaults]\n")
+    with mode(file, 0):
+        result = run(cli, "status")
+    assert result.code == 2
+    assert error(result) == (
+        f"rotatectl: error: {file}: cannot read: Permission denied; give this user read "
+        "access to it, or name another config file with --config"
+    )
+    assert result.out == ""
+
+
+@pytest.mark.parametrize("blocked", ["xdg", "xdg/rotatectl"])
+def test_an_unsearchable_config_directory_is_one_line_exit_2(cli: Cli, blocked: str) -> None:
+    """$XDG_CONFIG_HOME/rotatectl, or $XDG_CONFIG_HOME itself, that this user cannot enter:
+    rotatectl cannot tell whether a config file is there, so it does not guess."""
+    xdg = cli.root / "xdg"
+    file = xdg / "rotatectl" / "rotatectl.toml"
+    file.parent.mkdir(parents=True)
+    file.write_text("[defaults]\n")
+    where = cli.root / blocked
+    with mode(where, 0):
+        result = run(cli, "status", env={"XDG_CONFIG_HOME": str(xdg)})
+    assert result.code == 2
+    assert error(result) == (
+        f"rotatectl: error: {file}: cannot look for a config file: {where}: Permission "
+        f"denied; give this user access to {where}, or name a config file with --config "
+        "or $ROTATECTL_CONFIG"
+    )
+    assert result.out == ""
+
+
+def test_a_config_file_named_behind_an_unsearchable_directory_is_one_line_exit_2(
+    cli: Cli,
+) -> None:
+    where = cli.root / "etc"
+    file = where / "rotatectl.toml"
+    where.mkdir()
+    file.write_text("[defaults]\n")
+    with mode(where, 0):
+        result = run(cli, "--config", str(file), "status")
+    assert result.code == 2
+    assert error(result) == (
+        f"rotatectl: error: --config: config file {file}: cannot look for it: {where}: "
+        f"Permission denied; give this user access to {where}"
+    )
