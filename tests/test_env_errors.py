@@ -152,3 +152,42 @@ def test_a_config_file_named_behind_an_unsearchable_directory_is_one_line_exit_2
         f"rotatectl: error: --config: config file {file}: cannot look for it: {where}: "
         f"Permission denied; give this user access to {where}"
     )
+
+
+# -- HOME and the default state directory ------------------------------------------------
+
+
+def test_home_unset_says_which_variable_to_set(cli: Cli) -> None:
+    result = run(cli, "status", unset=("HOME", "ROTATECTL_STATE_DIR"))
+    assert result.code == 2
+    assert error(result) == (
+        "rotatectl: error: HOME is not set, so there is no default state directory "
+        f"(~/.local/state/rotatectl); {XDG_HINT}"
+    )
+    # Doing what it says works, HOME or not.
+    state = cli.root / "xdg-state"
+    result = run(
+        cli,
+        "rotate",
+        NAME,
+        env={"XDG_STATE_HOME": str(state)},
+        unset=("HOME", "ROTATECTL_STATE_DIR"),
+    )
+    assert result.code == 0, result.err
+    assert (state / "rotatectl" / "state.db").is_file()
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_home_that_is_no_directory_says_which_variable_to_set(cli: Cli, kind: str) -> None:
+    home = cli.root / "nohome"
+    if kind == "a file":
+        home.write_text("")
+    result = run(cli, "rotate", NAME, env={"HOME": str(home)}, unset=("ROTATECTL_STATE_DIR",))
+    assert result.code == 2
+    problem = "does not exist" if kind == "missing" else "is not a directory"
+    assert error(result) == (
+        f"rotatectl: error: HOME={home} {problem}, so the default state directory "
+        f"{home}/.local/state/rotatectl cannot be created; {XDG_HINT}, or HOME to an "
+        "existing one"
+    )
+    assert home.exists() == (kind == "a file"), "rotatectl created a home directory"
