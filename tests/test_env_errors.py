@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from rotatectl.stores.local import LocalStore
+
 from .conftest import Cli, CliRun
 
 NAME = "demo/api"
@@ -191,3 +193,140 @@ def test_home_that_is_no_directory_says_which_variable_to_set(cli: Cli, kind: st
         "existing one"
     )
     assert home.exists() == (kind == "a file"), "rotatectl created a home directory"
+
+
+def test_an_unwritable_home_says_which_variable_to_set_and_creates_nothing(cli: Cli) -> None:
+    home = Path(cli.env["HOME"])
+    with mode(home, 0o555):
+        result = run(cli, "rotate", NAME, unset=("ROTATECTL_STATE_DIR",))
+    assert result.code == 2
+    assert error(result) == (
+        f"rotatectl: error: state directory {home}/.local/state/rotatectl: cannot create "
+        f"{home}/.local: Permission denied; {XDG_HINT}"
+    )
+    assert list(home.iterdir()) == []
+
+
+# -- the local store's directory and file ------------------------------------------------
+
+
+def test_an_unwritable_state_directory_is_one_line_exit_2(cli: Cli) -> None:
+    state = cli.state_dir
+    state.mkdir()
+    with mode(state, 0o555):
+        result = run(cli, "rotate", NAME)
+    assert result.code == 2
+    assert error(result) == (
+        f"rotatectl: error: local store {state / 'state.db'}: cannot create it: Permission "
+        f"denied; give this user write access to {state}, or {STATE_HINT}"
+    )
+    assert list(state.iterdir()) == []
+
+
+def test_a_state_directory_that_cannot_be_created_is_one_line_exit_2(cli: Cli) -> None:
+    parent = cli.root / "locked"
+    parent.mkdir()
+    state = parent / "state"
+    with mode(parent, 0o555):
+        result = run(cli, "status", env={"ROTATECTL_STATE_DIR": str(state)})
+    assert result.code == 2
+    assert error(result) == (
+        f"rotatectl: error: state directory {state}: cannot create it: Permission denied; "
+        f"{STATE_HINT}"
+    )
+    assert not state.exists()
+
+
+@pytest.mark.parametrize("command", [("status",), ("rotate", NAME)])
+def test_a_store_whose_directory_became_read_only_is_one_line_exit_2(
+    cli: Cli, command: tuple[str, ...]
+) -> None:
+    """SQLite keeps the -wal and -shm files next to the store: its directory must be
+    writable even to read it."""
+    assert cli("rotate", NAME).code == 0
+    before = status(cli)
+    state, db = cli.state_dir, cli.state_dir / "state.db"
+    with mode(state, 0o555):
+        result = run(cli, *command)
+    assert result.code == 2
+    assert error(result) == (
+        f"rotatectl: error: local store {db}: cannot open it: {state} is not writable by "
+        "this user, and SQLite keeps the store's -wal and -shm files there; give this user "
+        f"write access to {state}"
+    )
+    assert status(cli) == before
+
+
+def test_a_configured_store_behind_an_unsearchable_directory_is_one_line_exit_2(
+    cli: Cli,
+) -> None:
+    hidden = cli.root / "hidden"
+    (hidden / "sub").mkdir(parents=True)
+    db = hidden / "sub" / "keys.db"
+    file = cli.cwd / "rotatectl.toml"
+    file.write_text(f'[stores.local]\ntype = "local"\npath = "{db}"\n')
+    with mode(hidden, 0):
+        result = run(cli, "status")
+    assert result.code == 2
+    assert error(result) == (
+        f"rotatectl: error: {file}: [stores.local] path: {db}: cannot look at it: Permission "
+        "denied; give this user access to every directory on its path"
+    )
+    assert not db.exists()
+
+
+def test_an_unreadable_store_file_is_one_line_exit_2(cli: Cli) -> None:
+    assert cli("rotate", NAME).code == 0
+    before = status(cli)
+    db = cli.state_dir / "state.db"
+    with mode(db, 0):
+        result = run(cli, "status")
+    assert result.code == 2
+    assert error(result) == (
+        f"rotatectl: error: local store {db}: cannot open it for reading and writing: "
+        "Permission denied; give this user read and write access to it"
+    )
+    assert status(cli) == before
+
+
+# -- files that hold key values are 0600, directories 0700, whatever the umask -----------
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): stat.S_IMODE(p.lstat().st_mode) for p in root.rglob("*")}
+
+
+def test_the_default_state_directory_is_private_whatever_the_umask(cli: Cli) -> None:
+    """Under umask 000: every directory rotatectl creates on the way to
+    ~/.local/state/rotatectl is 0700 (a world-writable ~/.local/state would let
+    anyone swap the state directory), every file 0600."""
+    home = Path(cli.env["HOME"])
+    result = run(cli, "rotate", NAME, unset=("ROTATECTL_STATE_DIR",), umask=0, deny=False)
+    assert result.code == 0, result.err
+    result = run(
+        cli, "rotate", NAME, "--propagation", "1s", "--overlap", "1s", "--wait",
+        unset=("ROTATECTL_STATE_DIR",), umask=0, deny=False,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    found = _modes(home)
+    assert found == {
+        ".local": 0o700,
+        ".local/state": 0o700,
+        ".local/state/rotatectl": 0o700,
+        ".local/state/rotatectl/state.db": 0o600,
+        ".local/state/rotatectl/audit.jsonl": 0o600,
+        ".local/state/rotatectl/audit.jsonl.head": 0o600,
+    }
+
+
+def test_the_sqlite_side_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """The -wal and -shm files, there while the store is open, are 0600 under umask 000 too."""
+    db = tmp_path / "state.db"
+    old = os.umask(0)
+    try:
+        with LocalStore(db) as store:
+            store.list_paths()
+            found = _modes(tmp_path)  # while open: the side files are there
+    finally:
+        os.umask(old)
+    assert found == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
