@@ -289,6 +289,86 @@ def test_an_unreadable_store_file_is_one_line_exit_2(cli: Cli) -> None:
     assert status(cli) == before
 
 
+# -- the audit log -------------------------------------------------------------------------
+
+
+def _log_bytes(log: Path) -> tuple[bytes, bytes]:
+    return log.read_bytes(), log.with_name(log.name + ".head").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("rotate", NAME), ("rotate", NAME, "other/api"), ("rotate", NAME, "--wait"), ("abort", NAME)],
+    ids=["rotate", "rotate-two", "rotate-wait", "abort"],
+)
+def test_an_unwritable_audit_log_refuses_the_action_and_changes_nothing(
+    cli: Cli, command: tuple[str, ...]
+) -> None:
+    assert cli("rotate", NAME).code == 0
+    assert cli("rotate", "other/api").code == 0
+    if command[0] == "abort":  # something to abort: a rotation in flight
+        assert cli("rotate", NAME, "--propagation", "1h").code == 0
+    before = status(cli)
+    log = cli.state_dir / "audit.jsonl"
+    written = _log_bytes(log)
+    with mode(log, 0o400):
+        result = run(cli, *command)
+    assert result.code == 1
+    assert error(result) == (
+        f"rotatectl: error: audit log {log}: Permission denied; give this user write access "
+        f"to it and to {log.parent}, or set path in [audit]"
+    )
+    assert result.out == ""
+    assert status(cli) == before, "the store changed although the action was refused"
+    assert _log_bytes(log) == written
+
+
+def test_an_audit_log_in_an_unwritable_directory_refuses_the_action(cli: Cli) -> None:
+    """The log itself is writable, but its head file is replaced by a rename there."""
+    logs = cli.root / "logs"
+    logs.mkdir()
+    log = logs / "audit.jsonl"
+    (cli.cwd / "rotatectl.toml").write_text(f'[audit]\npath = "{log}"\n')
+    assert cli("rotate", NAME).code == 0
+    before, written = status(cli), _log_bytes(log)
+    with mode(logs, 0o555):
+        result = run(cli, "rotate", NAME)
+    assert result.code == 1
+    assert error(result) == (
+        f"rotatectl: error: audit log {log}: Permission denied; give this user write access "
+        f"to it and to {logs}, or set path in [audit]"
+    )
+    assert status(cli) == before
+    assert _log_bytes(log) == written
+    assert sorted(p.name for p in logs.iterdir()) == ["audit.jsonl", "audit.jsonl.head"]
+
+
+@pytest.mark.parametrize("command", [("audit", "show"), ("audit", "verify")])
+def test_an_unreadable_audit_log_is_one_line_exit_1(cli: Cli, command: tuple[str, ...]) -> None:
+    assert cli("rotate", NAME).code == 0
+    log = cli.state_dir / "audit.jsonl"
+    with mode(log, 0):
+        result = run(cli, *command)
+    assert result.code == 1
+    assert error(result) == (
+        f"rotatectl: error: audit log {log}: Permission denied; give this user read access to it"
+    )
+    assert result.out == ""
+
+
+def test_an_unreadable_audit_head_file_is_named(cli: Cli) -> None:
+    assert cli("rotate", NAME).code == 0
+    log = cli.state_dir / "audit.jsonl"
+    head = log.with_name("audit.jsonl.head")
+    with mode(head, 0):
+        result = run(cli, "audit", "verify")
+    assert result.code == 1
+    assert error(result) == (
+        f"rotatectl: error: audit log {log}: head file {head}: Permission denied; give this "
+        "user read access to it"
+    )
+
+
 # -- files that hold key values are 0600, directories 0700, whatever the umask -----------
 
 
@@ -317,6 +397,21 @@ def test_the_default_state_directory_is_private_whatever_the_umask(cli: Cli) -> 
         ".local/state/rotatectl/audit.jsonl": 0o600,
         ".local/state/rotatectl/audit.jsonl.head": 0o600,
     }
+
+
+def test_a_configured_store_and_audit_log_are_private_whatever_the_umask(cli: Cli) -> None:
+    data = cli.root / "data"
+    data.mkdir()
+    logs = cli.root / "logs"
+    (cli.cwd / "rotatectl.toml").write_text(
+        f'[stores.local]\ntype = "local"\npath = "{data}/keys.db"\n\n'
+        f'[audit]\npath = "{logs}/sub/audit.jsonl"\n'
+    )
+    result = run(cli, "rotate", NAME, umask=0, deny=False)
+    assert result.code == 0, result.err
+    assert _modes(data) == {"keys.db": 0o600}
+    assert _modes(logs) == {"sub": 0o700, "sub/audit.jsonl": 0o600, "sub/audit.jsonl.head": 0o600}
+    assert stat.S_IMODE(logs.stat().st_mode) == 0o700
 
 
 def test_the_sqlite_side_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
