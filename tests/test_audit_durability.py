@@ -335,10 +335,18 @@ def test_cli_unreadable_log_is_one_line_and_exit_1(cli: Cli) -> None:
     log = cli.state_dir / "audit.jsonl"
     log.chmod(0)
     try:
-        for args in (("audit", "verify"), ("audit", "show"), ("get", "a")):
+        read = "read access to it"
+        write = f"write access to it and to {log.parent}, or set path in [audit]"
+        for args, advice in (
+            (("audit", "verify"), read),
+            (("audit", "show"), read),
+            (("get", "a"), write),  # it appends the record of the read before revealing
+        ):
             code, out, err = _cli_unprivileged(cli, *args)
             assert code == 1, (args, err)
-            assert _one_line(err) == f"rotatectl: error: audit log {log}: Permission denied"
+            assert _one_line(err) == (
+                f"rotatectl: error: audit log {log}: Permission denied; give this user {advice}"
+            )
             assert out == ""
     finally:
         log.chmod(0o600)
@@ -354,7 +362,10 @@ def test_cli_unwritable_log_directory_is_one_line_and_exit_1(cli: Cli) -> None:
         code, out, err = _cli_unprivileged(cli, "get", "a")
         assert code == 1 and out == ""
         line = _one_line(err)
-        assert line == f"rotatectl: error: audit log {logs / 'audit.jsonl'}: Permission denied"
+        assert line == (
+            f"rotatectl: error: audit log {logs / 'audit.jsonl'}: Permission denied; give this "
+            f"user write access to it and to {logs}, or set path in [audit]"
+        )
     finally:
         logs.chmod(0o700)
     assert not (logs / "audit.jsonl").exists()

@@ -22,6 +22,7 @@ import hmac
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuditError
+from .files import denied, make_private_dirs, reason
 from .model import iso, parse_iso, utcnow
 
 GENESIS = "0" * 64
@@ -150,14 +152,53 @@ class AuditLog:
             return hmac.new(self.key, body, hashlib.sha256).hexdigest()
         return hashlib.sha256(body).hexdigest()
 
-    def _error(self, exc: OSError) -> AuditError:
-        reason = exc.strerror or type(exc).__name__
-        return AuditError(" ".join(f"audit log {self.path}: {reason}".splitlines()))
+    def _error(self, exc: OSError, *, reading: bool = False) -> AuditError:
+        """``audit log <path>: [head file <head>: ]<reason>``, and what to do when the
+        reason is a lack of permission."""
+        where = ""
+        if exc.filename is not None and Path(exc.filename) == self.head:
+            where = f"head file {self.head}: "
+        hint = ""
+        if denied(exc) and reading:
+            hint = "; give this user read access to it"
+        elif denied(exc):
+            # A directory that could not be created needs its parent writable.
+            made = Path(exc.filename) if exc.filename is not None else self.path
+            directory = self.path.parent if made.parent == self.path.parent else made.parent
+            hint = f"; give this user write access to it and to {directory}, or set path in [audit]"
+        return AuditError(
+            " ".join(f"audit log {self.path}: {where}{reason(exc)}{hint}".splitlines())
+        )
+
+    def check_writable(self) -> None:
+        """Raise AuditError unless a record could be appended now, and change nothing
+        else: the log's directory exists (else is created, 0700), the log (when there)
+        opens for appending, and a file can be made beside it (the head file is
+        replaced by a rename). So an action is refused before it starts when the log
+        cannot take its record for lack of permission, a read-only file system or a
+        path through a file; a full disk shows only when a record is written."""
+        try:
+            make_private_dirs(self.path.parent)
+        except OSError as exc:
+            raise self._error(exc) from exc
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND))
+        except FileNotFoundError:
+            pass  # append creates it
+        except OSError as exc:
+            raise self._error(exc) from exc
+        probe = self.path.with_name(f".{self.path.name}.{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+        except OSError as exc:
+            exc.filename = str(self.path)  # the log is what cannot be written, not the probe
+            raise self._error(exc) from exc
 
     def append(self, action: str, credential: str, **fields: Any) -> dict[str, Any]:
         """Add one record and return it, or raise AuditError and leave the log as it was."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dirs(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             raise self._error(exc) from exc
@@ -254,14 +295,14 @@ class AuditLog:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, reading=True) from exc
         with fh:
             number = 0
             while True:
                 try:
                     raw = fh.readline()
                 except OSError as exc:
-                    raise self._error(exc) from exc
+                    raise self._error(exc, reading=True) from exc
                 if not raw:
                     return
                 number += 1
@@ -324,7 +365,7 @@ class AuditLog:
         except (ValueError, RecursionError):
             return count, Problem(0, "the head file is damaged")
         except OSError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc, reading=True) from exc
         if head is not None and not isinstance(head, dict):
             return count, Problem(0, "the head file is damaged")
         if head is not None and (head.get("seq"), head.get("hash")) != (seq, prev):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import registry
 from .durations import format_duration, parse_duration
 from .errors import ConfigError, UnknownCredentialError, UsageError
+from .files import denied, reason
 from .model import OnStillUsed, Policy
 from .registry import AdapterContext
 from .schedule import Window, parse_window
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from .pretest import PrePromotionTest
 
 CONFIG_NAME = "rotatectl.toml"
+# What to set when the state directory cannot be used, by where it came from.
+_STATE_HINT = "set ROTATECTL_STATE_DIR to a directory this user can write"
+_XDG_STATE_HINT = "set XDG_STATE_HOME or ROTATECTL_STATE_DIR to a directory this user can write"
 
 _TOP_LEVEL = ("audit", "credentials", "defaults", "notifiers", "stores")
 _DURATION_KEYS = (
@@ -143,6 +147,7 @@ class Config:
     audit_path: Path | None = None  # None: <state_dir>/audit.jsonl
     audit_key_env: str = "ROTATECTL_AUDIT_KEY"
     looked_at: tuple[Path, ...] = ()  # where a config file was looked for, when none was found
+    state_hint: str = _STATE_HINT  # what to set when the state directory is unusable
     # Kept out of repr and equality: the environment may hold secrets.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -207,6 +212,7 @@ class Config:
             table=table,
             base_dir=self.base_dir,
             state_dir=self.state_dir,
+            state_hint=self.state_hint,
             config_file=self.file,
             env=self.env,
         )
@@ -225,63 +231,127 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _home(env: Mapping[str, str]) -> Path:
+def _home(env: Mapping[str, str]) -> Path | None:
+    """$HOME, or None when it is unset or empty (never guessed from the password
+    database: a service without HOME must say where its state goes)."""
     home = env.get("HOME")
-    return Path(home) if home else Path.home()
+    return Path(home) if home else None
 
 
 def _expand(raw: str | Path, env: Mapping[str, str], cwd: Path) -> Path:
-    """``~`` from env's HOME (tests pass their own env), relative to ``cwd``."""
+    """``~`` from env's HOME (tests pass their own env), relative to ``cwd``.
+
+    ConfigError for a ``~`` when HOME is not set."""
     text = str(raw)
     if text == "~" or text.startswith("~/"):
-        text = str(_home(env)) + text[1:]
+        home = _home(env)
+        if home is None:
+            raise ConfigError(f"{text}: cannot expand ~: HOME is not set")
+        text = str(home) + text[1:]
     path = Path(text)
     return path if path.is_absolute() else cwd / path
 
 
-def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
+def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path | None:
+    """``$var``, else ``$HOME/fallback``; None when neither is set."""
     # The XDG spec says to ignore empty or relative values.
     value = env.get(var, "")
     if value and Path(value).is_absolute():
         return Path(value)
-    return _home(env) / fallback
+    home = _home(env)
+    return None if home is None else home / fallback
+
+
+def _blocked(path: Path) -> Path:
+    """The directory this user cannot search on the way to ``path`` (its parent when
+    none can be found, e.g. the permissions changed meanwhile)."""
+    for step in (*reversed(path.parents[:-1]), path):
+        try:
+            os.stat(step)
+        except PermissionError:
+            return step.parent
+        except OSError:
+            break
+    return path.parent
+
+
+def _exists(path: Path, *, is_file: bool, what: str, hint: str) -> bool:
+    """``path.is_file()`` (or ``exists()``), with ConfigError naming the directory in
+    the way when this user cannot look (``what`` leads the message)."""
+    try:
+        return path.is_file() if is_file else path.exists()
+    except OSError as exc:
+        where = _blocked(path) if denied(exc) else path
+        message = f"{what}: {where}: {reason(exc)}"
+        if denied(exc):
+            message += f"; give this user access to {where}{hint}"
+        raise ConfigError(message) from None
 
 
 def find_config_file(explicit: str | Path | None, env: Mapping[str, str], cwd: Path) -> Path | None:
     """The config file to use: ``--config``, ``$ROTATECTL_CONFIG``, ``./``, then XDG.
 
     A file named explicitly (option or variable) must exist; the implicit
-    places are only looked at.
+    places are only looked at. ConfigError when a file named is missing, or a
+    directory on the way to one of these places cannot be searched by this user.
     """
-    if explicit is not None and str(explicit) != "":
-        path = _expand(explicit, env, cwd)
-        if not path.exists():
-            raise ConfigError(f"--config: config file {path} not found")
-        return path
-    from_env = env.get("ROTATECTL_CONFIG", "")
-    if from_env:
-        path = _expand(from_env, env, cwd)
-        if not path.exists():
-            raise ConfigError(f"$ROTATECTL_CONFIG: config file {path} not found")
-        return path
+    for source, raw in (("--config", explicit), ("$ROTATECTL_CONFIG", env.get("ROTATECTL_CONFIG"))):
+        if raw is not None and str(raw) != "":
+            path = _expand(raw, env, cwd)
+            what = f"{source}: config file {path}: cannot look for it"
+            if not _exists(path, is_file=False, what=what, hint=""):
+                raise ConfigError(f"{source}: config file {path} not found")
+            return path
     for candidate in config_places(env, cwd):
-        if candidate.is_file():
+        what = f"{candidate}: cannot look for a config file"
+        hint = ", or name a config file with --config or $ROTATECTL_CONFIG"
+        if _exists(candidate, is_file=True, what=what, hint=hint):
             return candidate
     return None
 
 
 def config_places(env: Mapping[str, str], cwd: Path) -> tuple[Path, ...]:
-    """Where a config file is looked for when none is named, in order."""
-    return (cwd / CONFIG_NAME, _xdg(env, "XDG_CONFIG_HOME", ".config") / "rotatectl" / CONFIG_NAME)
+    """Where a config file is looked for when none is named, in order (the XDG place
+    only when $XDG_CONFIG_HOME or $HOME says where it is)."""
+    xdg = _xdg(env, "XDG_CONFIG_HOME", ".config")
+    if xdg is None:
+        return (cwd / CONFIG_NAME,)
+    return (cwd / CONFIG_NAME, xdg / "rotatectl" / CONFIG_NAME)
 
 
-def _state_dir(file: Path | None, env: Mapping[str, str], cwd: Path) -> Path:
+def _state_dir(file: Path | None, env: Mapping[str, str], cwd: Path) -> tuple[Path, str]:
+    """The state directory, and what to set when it cannot be used.
+
+    ConfigError when it is the XDG default under a HOME that is unset, missing or not
+    a directory: it cannot be created there (and rotatectl never creates a home).
+    """
     explicit = env.get("ROTATECTL_STATE_DIR", "")
     if explicit:
-        return _expand(explicit, env, cwd)
+        return _expand(explicit, env, cwd), _STATE_HINT
     if file is not None:
-        return file.parent / ".rotatectl"
-    return _xdg(env, "XDG_STATE_HOME", ".local/state") / "rotatectl"
+        return file.parent / ".rotatectl", _STATE_HINT
+    xdg = env.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "rotatectl", _XDG_STATE_HINT
+    home = _home(env)
+    if home is None:
+        raise ConfigError(
+            "HOME is not set, so there is no default state directory "
+            f"(~/.local/state/rotatectl); {_XDG_STATE_HINT}"
+        )
+    state = home / ".local" / "state" / "rotatectl"
+    try:
+        problem = (
+            "" if home.is_dir() else "is not a directory" if home.exists() else "does not exist"
+        )
+    except OSError:
+        problem = ""  # cannot tell from here: creating the directory will say why
+    if problem:
+        raise ConfigError(
+            f"HOME={home} {problem}, so the default state directory {state} cannot be "
+            f"created; {_XDG_STATE_HINT}, or HOME to an existing one"
+        )
+    return state, _XDG_STATE_HINT
 
 
 def load_config(
@@ -289,7 +359,10 @@ def load_config(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Config:
-    """Find, read and validate the config. No file found means all defaults."""
+    """Find, read and validate the config. No file found means all defaults.
+
+    Raises ConfigError (one line naming the file, the table and the key; or the path
+    and what to do when a file or HOME cannot be used)."""
     env = dict(os.environ) if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
     file = find_config_file(explicit, env, cwd)
@@ -298,7 +371,12 @@ def load_config(
         try:
             raw = file.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+            hint = ""
+            if denied(exc):
+                hint = (
+                    "; give this user read access to it, or name another config file with --config"
+                )
+            raise ConfigError(f"{file}: cannot read: {reason(exc)}{hint}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -309,7 +387,9 @@ def load_config(
             message = " ".join(str(exc).split())
             raise ConfigError(f"{file}: invalid TOML: {message}") from None
     base_dir = file.parent if file is not None else cwd
-    config = _Builder(file, env).build(data, base_dir, _state_dir(file, env, cwd))
+    state_dir, state_hint = _state_dir(file, env, cwd)
+    config = _Builder(file, env).build(data, base_dir, state_dir)
+    config = replace(config, state_hint=state_hint)
     if file is None:
         config = replace(config, looked_at=config_places(env, cwd))
     return config

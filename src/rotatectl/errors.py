@@ -111,8 +111,9 @@ class ProbeError(OperationError):
 class AuditError(OperationError):
     """The audit log could not be read or written (full disk, file too large, permissions).
 
-    One line, ``audit log <path>: <reason>``. A failed append leaves the log as it was,
-    so a caller can refuse the action it was about to record.
+    One line, ``audit log <path>: <reason>``, then what to do when the reason is a
+    permission. A failed append leaves the log as it was, so a caller can refuse the
+    action it was about to record.
     """
 
 

@@ -65,7 +65,8 @@ class AdapterContext:
     ``table`` names the config table for error messages (e.g. ``stores.aws``);
     ``base_dir`` is the directory relative paths resolve against (the config
     file's directory, or the working directory); ``state_dir`` is where local
-    state lives by default.
+    state lives by default, and ``state_hint`` what to set when it cannot be used
+    (for error messages: "set ROTATECTL_STATE_DIR to a directory this user can write").
     """
 
     table: str
@@ -73,6 +74,7 @@ class AdapterContext:
     state_dir: Path
     config_file: Path | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    state_hint: str = "set ROTATECTL_STATE_DIR to a directory this user can write"
 
     def error(self, key: str | None, message: str) -> ConfigError:
         """A ConfigError naming the file, the table and the key."""

@@ -171,11 +171,13 @@ def follow(
     none waits, renewing the leases. A credential pre-empted by an emergency
     stops at once with its own result; the others go on.
 
-    Raises UsageError (before any work) for an override longer than max_overlap.
+    Raises UsageError (before any work) for an override longer than max_overlap, and
+    AuditError (before any work) when the audit log cannot be written.
     """
     show = display or Silent()
     for t in targets:
         check_overlap(t.name, t.policy, overlap)
+    runner.check_audit()
     request = StartRequest(RotationKind.MANUAL, propagation, overlap)
     with contextlib.ExitStack() as stack:
         sessions: list[Session] = []

@@ -122,6 +122,14 @@ class Runner:
 
     # -- entry points -------------------------------------------------------
 
+    def check_audit(self) -> None:
+        """Raise AuditError when the audit log could not take a record now (permissions,
+        a read-only file system): the entry points that act call this before any work,
+        so an action its first record would refuse never starts. Not for an emergency,
+        which goes on without the log."""
+        if self.audit is not None:
+            self.audit.check_writable()
+
     def rotate(
         self,
         target: Target,
@@ -138,6 +146,7 @@ class Runner:
         start = StartRequest(kind, propagation, overlap, reason)
         if dry_run:
             return self.plan(target, start=start)
+        self.check_audit()
         with self.session(target) as session:
             return session.drive(start=start)
 
@@ -154,8 +163,10 @@ class Runner:
     def abort(self, target: Target, reason: str = "") -> Result:
         """Cancel the in-flight rotation before promotion and revoke its new key.
 
-        Raises UsageError when nothing is in flight or the new key is current already.
+        Raises UsageError when nothing is in flight or the new key is current already,
+        AuditError (before anything changes) when the audit log cannot be written.
         """
+        self.check_audit()
         with self.session(target) as session:
             return session.drive(
                 intervene=lambda r, v, now: plan_abort(target.name, r, v, now, reason)
@@ -164,7 +175,9 @@ class Runner:
     def rollback(self, target: Target, reason: str = "") -> Result:
         """Re-promote the key the latest rotation replaced; the key it demotes keeps a
         full overlap. UsageError when it is destroyed or compromised, or the latest
-        rotation has not promoted yet (abort it instead)."""
+        rotation has not promoted yet (abort it instead); AuditError (before anything
+        changes) when the audit log cannot be written."""
+        self.check_audit()
         with self.session(target) as session:
             return session.drive(
                 intervene=lambda r, v, now: plan_rollback(target.name, r, v, now, reason)

@@ -12,6 +12,7 @@ the same ones, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -33,6 +34,7 @@ from ..errors import (
     StoreError,
     StoreUnavailableError,
 )
+from ..files import denied, make_private_dirs, reason
 from ..keyformat import fingerprint_matches
 from ..machine import current_version
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
@@ -55,6 +57,7 @@ from .rules import (
 
 SCHEMA_VERSION = 1
 DEFAULT_FILENAME = "state.db"
+_SIDES = ("-wal", "-shm")  # the files SQLite keeps beside the store in WAL mode
 _IN_CHUNK = 500  # paths per "IN (...)" query: well below SQLite's bound-parameter limit
 
 # Separate statements, not executescript(): that would COMMIT our transaction.
@@ -103,12 +106,29 @@ def _loads(text: str, kind: str) -> Any:
         raise CorruptRecordError(f"a {kind} record is not what rotatectl wrote: not JSON") from exc
 
 
-def ensure_default_dir(directory: Path) -> None:
-    """Create the default state directory (0700) if missing. Only for default paths."""
+def ensure_default_dir(directory: Path, hint: str = "") -> None:
+    """Create the default state directory if missing, with any missing parent, each
+    0700 whatever the umask. Only for default paths: a configured one must exist.
+
+    ConfigError naming the directory that could not be created, and ``hint`` (what
+    to set instead, e.g. "set ROTATECTL_STATE_DIR to a directory this user can write").
+    """
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(directory)
     except OSError as exc:
-        raise ConfigError(f"cannot create state directory {directory}: {exc.strerror}") from exc
+        failed = Path(exc.filename) if exc.filename else directory
+        what = "it" if failed == directory else str(failed)
+        tail = f"; {hint}" if hint else ""
+        raise ConfigError(
+            f"state directory {directory}: cannot create {what}: {reason(exc)}{tail}"
+        ) from exc
+
+
+def _unsearchable(exc: OSError) -> str:
+    """The words for a store path that cannot even be looked at (a directory on the
+    way this user cannot search)."""
+    advice = "; give this user access to every directory on its path" if denied(exc) else ""
+    return f"cannot look at it: {reason(exc)}{advice}"
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -144,17 +164,39 @@ class LocalStore(StoreBase):
 
     """A SecretStore in one SQLite file (0600). Thread-safe; process-safe via SQLite."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout: float = 5.0, elsewhere: str = "") -> None:
+        """Open the store file ``path``, creating it 0600 when missing.
+
+        Raises ConfigError (the message names the path and what to change) when its
+        directory is missing, or this user cannot create the file, read and write it,
+        or create the -wal and -shm files SQLite keeps beside it; ``elsewhere`` is
+        added to the advice when the file cannot be created ("set ROTATECTL_STATE_DIR
+        to a directory this user can write"). StoreError for a file that is not a
+        rotatectl store, StoreUnavailableError when it cannot be opened otherwise.
+        """
         self.file = Path(path)
         self._busy_timeout = busy_timeout
-        if not self.file.parent.is_dir():
-            raise ConfigError(f"{self.file}: directory {self.file.parent} does not exist")
-        if self.file.is_dir():
-            raise ConfigError(f"{self.file} is a directory, not a store file")
+        try:
+            if not self.file.parent.is_dir():
+                raise ConfigError(f"{self.file}: directory {self.file.parent} does not exist")
+            if self.file.is_dir():
+                raise ConfigError(f"{self.file} is a directory, not a store file")
+        except OSError as exc:
+            raise ConfigError(f"local store {self.file}: {_unsearchable(exc)}") from exc
         self._mutex = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         try:
             _create_private(self.file)
+        except OSError as exc:
+            if not denied(exc) and exc.errno != errno.EROFS:  # a full disk, an I/O error
+                raise StoreUnavailableError(f"{self.file}: cannot create: {reason(exc)}") from exc
+            advice = [f"give this user write access to {self.file.parent}"] if denied(exc) else []
+            advice += [elsewhere] if elsewhere else []
+            tail = f"; {', or '.join(advice)}" if advice else ""
+            raise ConfigError(
+                f"local store {self.file}: cannot create it: {reason(exc)}{tail}"
+            ) from exc
+        try:
             # SQLite gives the -wal/-shm sidecars the main file's permissions.
             self._conn = sqlite3.connect(
                 self.file,
@@ -162,15 +204,40 @@ class LocalStore(StoreBase):
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,  # guarded by self._mutex
             )
-        except PermissionError as exc:
-            raise PermissionDeniedError(f"{self.file}: cannot open: {exc.strerror}") from exc
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailableError(f"{self.file}: cannot open: {exc}") from exc
-        try:
             self._init_schema()
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            self.close()
+            problem = self._access_problem()
+            if problem is not None:
+                raise ConfigError(f"local store {self.file}: {problem}") from exc
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreUnavailableError(f"{self.file}: cannot open: {exc}") from exc
         except BaseException:
             self.close()
             raise
+
+    def _access_problem(self) -> str | None:
+        """Why this user cannot open the store, with what to change; None when the
+        file, its side files and its directory are accessible (the cause is another).
+        Only asked after SQLite failed, to word its "unable to open database file"."""
+        for file in (self.file, *(self.file.with_name(self.file.name + s) for s in _SIDES)):
+            try:
+                os.close(os.open(file, os.O_RDWR))
+            except FileNotFoundError:
+                continue  # a side file SQLite has not made yet
+            except OSError as exc:
+                what = "it" if file == self.file else str(file)
+                advice = f"; give this user read and write access to {what}" if denied(exc) else ""
+                return f"cannot open {what} for reading and writing: {reason(exc)}{advice}"
+        directory = self.file.parent
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return (
+                f"cannot open it: {directory} is not writable by this user, and SQLite "
+                "keeps the store's -wal and -shm files there; give this user write access "
+                f"to {directory}"
+            )
+        return None
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
@@ -179,7 +246,8 @@ class LocalStore(StoreBase):
         raw = settings.get("path")
         if raw is None:
             file = ctx.state_dir / DEFAULT_FILENAME
-            ensure_default_dir(file.parent)
+            ensure_default_dir(file.parent, ctx.state_hint)
+            elsewhere = ctx.state_hint
         else:
             if not raw.strip():
                 raise ctx.error("path", "must not be empty")
@@ -187,11 +255,15 @@ class LocalStore(StoreBase):
             if not file.is_absolute():
                 file = ctx.base_dir / file
             # Never create a configured directory: a typo must not start an empty store.
-            if not file.parent.is_dir():
-                raise ctx.error("path", f"directory {file.parent} does not exist")
-            if file.is_dir():
-                raise ctx.error("path", f"{file} is a directory")
-        return cls(file)
+            try:
+                if not file.parent.is_dir():
+                    raise ctx.error("path", f"directory {file.parent} does not exist")
+                if file.is_dir():
+                    raise ctx.error("path", f"{file} is a directory")
+            except OSError as exc:
+                raise ctx.error("path", f"{file}: {_unsearchable(exc)}") from exc
+            elsewhere = f"set path in [{ctx.table}] to a directory this user can write"
+        return cls(file, elsewhere=elsewhere)
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.file)!r})"
