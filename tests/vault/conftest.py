@@ -8,6 +8,7 @@ Each test gets its own path prefix, so tests never see each other's data.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -117,10 +118,11 @@ class BaoServer:
         )
 
 
-@pytest.fixture(scope="session")
-def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+@contextlib.contextmanager
+def bao_dev_server(root: Path) -> Iterator[BaoServer]:
+    """``bao server -dev`` on a free loopback port with a random root token (its log
+    and HOME in ``root``), healthy when entered, stopped on exit."""
     binary = bao_binary()
-    root = tmp_path_factory.mktemp("bao-dev")
     port = free_port()
     token = secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}"
@@ -143,6 +145,12 @@ def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
         yield BaoServer(url, token, binary)
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def bao_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaoServer]:
+    with bao_dev_server(tmp_path_factory.mktemp("bao-dev")) as server:
+        yield server
 
 
 @dataclass

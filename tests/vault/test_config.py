@@ -7,13 +7,10 @@ from typing import Any
 
 import pytest
 
-from rotatectl.config import load_config
 from rotatectl.errors import ConfigError
 from rotatectl.registry import AdapterContext
 from rotatectl.stores.vault import VaultStore
-from rotatectl.workspace import Workspace
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "vault"
 URL = "http://127.0.0.1:8200"
 
 
@@ -129,22 +126,3 @@ def test_no_token_anywhere_is_a_config_error(tmp_path: Path) -> None:
 def test_bao_token_alias(tmp_path: Path) -> None:
     store = VaultStore.from_config({"url": URL}, ctx(tmp_path, BAO_TOKEN="s.bao"))
     assert store.connection.auth.token_source == "$BAO_TOKEN"
-
-
-def test_the_sample_config_builds_the_store(tmp_path: Path) -> None:
-    secret_id = tmp_path / "secret-id"
-    secret_id.write_text("x")
-    text = (
-        (EXAMPLES / "rotatectl.toml")
-        .read_text()
-        .replace("/etc/rotatectl/secret-id", str(secret_id))
-    )
-    (tmp_path / "rotatectl.toml").write_text(text)
-    config = load_config(tmp_path / "rotatectl.toml", env={"HOME": str(tmp_path)}, cwd=tmp_path)
-    with Workspace(config) as ws:
-        target = ws.target("partners/acme")
-        store = target.store
-        assert isinstance(store, VaultStore)
-        assert store.client_path(target.path) == "secret/apikeys/partners/acme"
-        assert store.index_path(target.path) == "secret/apikeys/partners/acme/.rotatectl/index"
-        assert store.connection.auth.method == "approle"
