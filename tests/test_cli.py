@@ -224,7 +224,7 @@ def test_two_concurrent_rotates_one_wins_the_other_exits_4(cli: Cli) -> None:
         wait_for(marker)
         run = cli("rotate", NAME)
         assert run.code == 4
-        assert f":{holder.pid}" in run.err and "locked by" in run.err
+        assert f"{NAME}: locked - held by " in run.err and f":{holder.pid} since " in run.err
         assert len(run.err.strip().splitlines()) == 1
         # run skips the locked credential without failing.
         assert cli("run").code == 0

@@ -425,3 +425,22 @@ def test_the_sqlite_side_files_are_private_whatever_the_umask(tmp_path: Path) ->
     finally:
         os.umask(old)
     assert found == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
+
+
+def test_check_reports_an_audit_log_that_cannot_take_a_record(cli: Cli) -> None:
+    """``check`` says so before an action is refused for it: exit 1, the line names
+    the log and what to do; with a writable log, it says the log is writable."""
+    assert cli("rotate", NAME).code == 0
+    log = cli.state_dir / "audit.jsonl"
+    fine = cli("check")
+    assert fine.code == 0
+    assert "  ok audit log - writable (not HMAC-keyed: set $ROTATECTL_AUDIT_KEY to key it)" in (
+        fine.out.splitlines()
+    )
+    with mode(log, 0o400):
+        result = run(cli, "check")
+    assert result.code == 1
+    assert (
+        f"  error audit log - audit log {log}: Permission denied; give this user write access "
+        f"to it and to {log.parent}, or set path in [audit]"
+    ) in result.err.splitlines()

@@ -2,6 +2,7 @@
 parses and renders, these decide and act. Each raises rotatectl errors only.
 
 - :func:`read_value`: a key value for ``get``/``exec``, audited before it is revealed.
+- :func:`emergency`: the checks around the runner's emergency, and what it reports.
 - :func:`check_drift`: drift of one credential, and its repair (``check --adopt``
   or ``--restore``), audited.
 - :func:`check`: everything ``check`` checks, as a list of :class:`CheckItem`;
@@ -19,7 +20,10 @@ from .errors import ExitCode, RotatectlError
 from .ports import STORE_FEATURES, Target
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from .audit import AuditLog
+    from .engine import Result, Runner
     from .workspace import Workspace
 
 
@@ -56,6 +60,34 @@ def read_value(ws: Workspace, name: str, number: int | None, via: str, audit: Au
         fingerprint=shown.fingerprint if shown else None,
     )
     return value
+
+
+def emergency(
+    ws: Workspace,
+    runner: Runner,
+    name: str,
+    reason: str,
+    propagation: timedelta | None,
+    *,
+    started: float,
+    confirm: Callable[[str], None],
+) -> Result:
+    """``emergency``: check there is a key to replace, ``confirm`` (which raises to
+    refuse), then supersede everything with a new key; the result says how long after
+    ``started`` (a monotonic time) the old key was revoked, and whether the audit log
+    missed part of it. UsageError for an empty reason or an unknown credential."""
+    from .errors import UnknownCredentialError, UsageError
+
+    if not reason.strip():
+        raise UsageError("--reason must say why (it goes into the incident record)")
+    target = ws.target(name)
+    if not target.store.versions(target.path):
+        raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
+    confirm(f"Revoke the current key of {name} now? Clients still using it will fail")
+    result = runner.emergency(target, reason, propagation, started=started)
+    if result.revoked_after is not None and any("AUDIT LOG" in w for w in result.warnings):
+        result.message += "; the audit log missed part of this emergency (see the warnings)"
+    return result
 
 
 def where_it_stands(ws: Workspace, names: list[str]) -> str:
@@ -168,7 +200,8 @@ def check_store(ws: Workspace, name: str) -> str:
     if problems:
         raise PermissionDeniedError("; ".join(problems))
     lacks = sorted(set(STORE_FEATURES) - {"destinations"} - store.features())
-    return f"{len(paths)} credentials" + (f"; without {', '.join(lacks)}" if lacks else "")
+    count = f"{len(paths)} credential" + ("" if len(paths) == 1 else "s")
+    return count + (f"; optional features it lacks: {', '.join(lacks)}" if lacks else "")
 
 
 def check_target(ws: Workspace, name: str) -> str:
@@ -214,9 +247,10 @@ class CheckItem:
 def check(
     ws: Workspace, names: list[str], how: str | None, audit: Callable[[], AuditLog]
 ) -> list[CheckItem]:
-    """Everything ``check`` checks, in order: every store, notifier and declared
-    credential, then drift of ``names`` (default: every credential), resolved as
-    ``how`` says ("adopt", "restore" or None). Each failure is an item, not raised."""
+    """Everything ``check`` checks, in order: that the audit log can take a record,
+    every store, notifier and declared credential, then drift of ``names`` (default:
+    every credential), resolved as ``how`` says ("adopt", "restore" or None). Each
+    failure is an item, not raised."""
     items: list[CheckItem] = []
 
     def probe(item: str, fn: Callable[[], str | None]) -> None:
@@ -226,6 +260,7 @@ def check(
             items.append(CheckItem(item, str(exc), exc))
 
     cfg = ws.config
+    probe("audit log", lambda: _check_audit(audit(), cfg.audit_key_env))
     for name in sorted(cfg.stores):
         probe(f"store {name}", lambda n=name: check_store(ws, n))  # type: ignore[misc]
     for name in sorted(cfg.notifiers):
@@ -235,6 +270,11 @@ def check(
     for name in names or ws.names():
         probe(f"drift {name}", lambda n=name: check_drift(ws, n, how, audit))  # type: ignore[misc]
     return items
+
+
+def _check_audit(log: AuditLog, key_env: str) -> str:
+    log.check_writable()
+    return "writable" + ("" if log.key else f" (not HMAC-keyed: set ${key_env} to key it)")
 
 
 def check_exit(items: list[CheckItem]) -> int:

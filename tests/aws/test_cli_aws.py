@@ -166,7 +166,7 @@ def test_two_concurrent_rotations_one_wins_the_other_exits_4(cli: Cli, moto: Mot
     try:
         run = cli("rotate", NAME)
         line = one_line_error(run, 4)
-        assert f":{holder.pid}" in line and "locked by" in line
+        assert f"{NAME}: locked - held by " in line and f":{holder.pid} since " in line
     finally:
         kill(cli, holder, "holder")
     sm = moto.client("secretsmanager")

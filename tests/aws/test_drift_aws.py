@@ -8,6 +8,7 @@ and are resolved by ``check NAME --adopt`` or ``--restore`` (audited).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,17 @@ def test_awscurrent_moved_back_to_the_previous_version(cli: Cli, moto: MotoServe
         RemoveFromVersionId=_aws_id_of(sm, "AWSCURRENT"),
     )
     assert label_value(sm, "AWSCURRENT") == old
-    _assert_blocked(cli, "AWSCURRENT is on v1", idle=False)
+    _assert_blocked(cli, "AWSCURRENT is on v1 (", idle=False)
+    drift = json.loads(cli("status", "-o", "json").out)["credentials"][0]["drift"]
+    # Where each label is, and where rotatectl's record has it, never one state for both.
+    assert any(
+        re.fullmatch(
+            r"AWSCURRENT is on v1 \(\S+, previous in rotatectl's record\), where rotatectl's "
+            r"record has v2 \(\S+\) current: the label was moved outside rotatectl",
+            line,
+        )
+        for line in drift
+    ), drift
 
     run = cli("check", NAME, "--restore")
     assert run.code == 0, run.err

@@ -69,7 +69,7 @@ def test_eight_rotates_of_one_credential_never_overlap(cli: Cli, backend: Backen
             winners.append(result["rotation_id"])
         else:
             assert result["outcome"] == "locked" and not result["steps"], result
-            holder = result["message"].split("locked by ", 1)[1].split()[0]
+            holder = result["message"].split("held by ", 1)[1].split()[0]
             assert int(holder.rsplit(":", 1)[1]) in pids, f"{holder} is not one of ours"
     assert winners and len(set(winners)) == len(winners)
 

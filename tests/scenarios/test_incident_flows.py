@@ -300,7 +300,7 @@ def test_emergency_preempts_a_lease_held_on_another_host(cli: Cli, backend: Back
     store.acquire_lock(NAME, FOREIGN, timedelta(hours=1), datetime.now(UTC))
 
     text = expect(cli("rotate", NAME), 4)
-    assert f"locked by {FOREIGN}" in text
+    assert f"locked - held by {FOREIGN}" in text
     assert states(store) == [(1, "current")]
 
     text = expect(cli("emergency", NAME, "--reason", "leak", "--yes"), 0)

@@ -122,7 +122,7 @@ def test_approle_through_the_cli(cli: Cli, vault: Vault) -> None:
     assert run.code == 0, run.out + run.err
     run = cli("check")
     assert run.code == 0, run.out + run.err
-    assert "ok store vault - 1 credentials" in run.out
+    assert "ok store vault - 1 credential" in run.out
     assert vault.read(NAME)["current"].startswith("rk_test_")
     assert_no_leak(cli, values(vault.store()))
 

@@ -14,7 +14,7 @@ from importlib import import_module
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from .. import __version__
 from ..errors import ExitCode
@@ -33,7 +33,30 @@ _CLICK_ERROR: type[Exception] = next(
 def _module_group(module: str) -> Any:
     """The click group of the commands one module of :mod:`.commands` registers."""
     found = import_module(f"{__package__}.commands.{module}")
-    return typer.main.get_group(found.app)
+    group = typer.main.get_group(found.app)
+    for command in [group, *group.commands.values()]:
+        _plain_arguments(command)
+    return group
+
+
+_STRING = typer.main.get_click_type(annotation=str, parameter_info=typer.models.ArgumentInfo())
+
+
+class _Untyped(type(_STRING)):  # type: ignore[misc]
+    """A string whose type the help does not print (Typer would show ``<str>``)."""
+
+    def get_metavar(self, *args: Any, **kwargs: Any) -> str:
+        return ""
+
+
+def _plain_arguments(command: Any) -> None:
+    """Say an argument as declared (``NAME...``), where Typer would print a required
+    one as ``{NAME...}`` in the usage line and its type as ``<str>``."""
+    for param in command.params:
+        if isinstance(param, TyperArgument) and param.metavar:
+            declared = param.metavar
+            param.make_metavar = lambda *args, _m=declared, **kwargs: _m  # type: ignore[method-assign]
+            param.type = _Untyped()
 
 
 class LazyGroup(TyperGroup):

@@ -306,7 +306,7 @@ class Session:
             self.lock_warning = self.lease.acquire(preempt=self.emergency)
         except LockedError as exc:
             self.unavailable = Result(
-                self.target.name, Outcome.LOCKED, f"locked by {exc.holder} since {exc.since}"
+                self.target.name, Outcome.LOCKED, f"held by {exc.holder} since {exc.since}"
             )
         except RotatectlError as exc:
             self.unavailable = Result(self.target.name, Outcome.FAILED, f"lock: {exc}")
@@ -379,7 +379,7 @@ class Session:
             return self._preempted_result(result)
         except LockedError as exc:
             result.outcome = Outcome.LOCKED
-            result.message = f"locked by {exc.holder} since {exc.since}"
+            result.message = f"held by {exc.holder} since {exc.since}"
             return result
         except ConflictError as exc:
             # A compare-and-set lost: to an emergency that took the lease, or a

@@ -47,30 +47,26 @@ def emergency(
     quiet: QuietOption = False,
 ) -> None:
     """The key leaked: publish and promote a new key now, and retire the old one now."""
+    from ... import services
+
     started = time.monotonic()
     o = opts(ctx, output, quiet)
     prop = duration("--propagation", propagation)
-    if not reason.strip():
-        raise UsageError("--reason must say why (it goes into the incident record)")
-    name = validated_one(name)
+
+    def confirm(question: str) -> None:
+        if yes:
+            return
+        if not sys.stdin.isatty():
+            raise UsageError("emergency needs --yes when not run on a terminal")
+        typer.confirm(question, abort=True)
+
     with workspace(o) as ws:
-        target = ws.target(name)
-        if not target.store.versions(target.path):
-            raise UsageError(f"unknown credential {name!r}: no versions in its store")
-        if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError("emergency needs --yes when not run on a terminal")
-            typer.confirm(
-                f"Revoke the current key of {name} now? Clients still using it will fail",
-                abort=True,
-            )
-        result = runner(o, ws).emergency(target, reason, prop, started=started)
-    if result.revoked_after is not None and o.output == "table":
-        result.steps.append(
-            f"old key revoked {result.revoked_after:.2f}s after the command started"
+        result = services.emergency(
+            ws, runner(o, ws), validated_one(name), reason, prop, started=started, confirm=confirm
         )
-    if result.revoked_after is not None and any("AUDIT LOG" in w for w in result.warnings):
-        result.message += "; the audit log missed part of this emergency (see the warnings)"
+    if result.revoked_after is not None and o.output == "table":
+        took = f"{result.revoked_after:.2f}s"
+        result.steps.append(f"old key revoked {took} after the command started")
     finish(o, [result], summary=False)
 
 

@@ -105,7 +105,7 @@ class DriftMixin:
             if not aws_ids:
                 return "no version"
             return ", ".join(
-                f"v{ours[h].number} ({ours[h].key_id}, {ours[h].state})"
+                f"v{ours[h].number} ({ours[h].key_id}, {ours[h].state} in rotatectl's record)"
                 if h in ours
                 else "a version rotatectl did not write"
                 for h in aws_ids
@@ -117,8 +117,9 @@ class DriftMixin:
             have = holders.get(CURRENT, [])
             if have != [expected] and not self._promotion_in_flight(record, have):
                 problems.append(
-                    f"AWSCURRENT is on {name_of(have)}, not on v{current.number} "
-                    f"({current.key_id}): it was moved outside rotatectl"
+                    f"AWSCURRENT is on {name_of(have)}, where rotatectl's record has "
+                    f"v{current.number} ({current.key_id}) current: the label was moved "
+                    "outside rotatectl"
                 )
         want = desired_labels(record, holders, self._where(self.secret_name(path)))
         for label in (PREVIOUS, PENDING):
@@ -127,8 +128,8 @@ class DriftMixin:
             if have != ([target] if target else []):
                 should = name_of([target]) if target else "no version"
                 problems.append(
-                    f"{label} is on {name_of(have)}, not on {should}: it was moved outside "
-                    "rotatectl"
+                    f"{label} is on {name_of(have)}, where rotatectl's record puts it on "
+                    f"{should}: the label was moved outside rotatectl"
                 )
         return problems
 
