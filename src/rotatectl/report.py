@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import RotatectlError
 from .machine import next_due, retry_after
-from .model import Phase, Policy, Rotation, Version, VersionState, iso
+from .model import Phase, Policy, Rotation, RotationKind, Version, VersionState, iso
 
 if TYPE_CHECKING:  # the runner's imports (retries, hooks, tests) are not needed to report
     from .model import Result
@@ -248,6 +248,16 @@ class History:
     rotations: tuple[Rotation, ...]
     now: datetime
 
+    def compromised(self, version: Version) -> bool:
+        """Marked compromised, or the key an emergency replaced (a leaked key)."""
+        leaked = {
+            vid
+            for r in self.rotations
+            if r.kind is RotationKind.EMERGENCY
+            for vid in (r.old_version_id, *r.also_retire)
+        }
+        return version.compromised or version.version_id in leaked
+
     def only(
         self, version: Callable[[Version], bool], rotation: Callable[[Rotation], bool]
     ) -> History:
@@ -266,7 +276,7 @@ class History:
                     "number": v.number,
                     "key_id": v.key_id,
                     "state": v.state.value,
-                    "compromised": v.compromised,
+                    "compromised": self.compromised(v),
                     "spans": [
                         {"state": s.state.value, "from": iso(s.start), "to": iso(s.end)}
                         for s in spans

@@ -459,7 +459,7 @@ def print_history(history: History, output: str, width: int = 60, quiet: bool = 
     ``quiet``: only compromised keys and the rotations that need attention
     (:func:`history_needs_attention`), without the bars."""
     if quiet:
-        history = history.only(lambda v: v.compromised, history_needs_attention)
+        history = history.only(history.compromised, history_needs_attention)
     if output == "json":
         emit_json(history.to_dict())
         return
@@ -501,7 +501,7 @@ def print_history(history: History, output: str, width: int = 60, quiet: bool = 
                 cells[i] = Text(char, style)
         bar = Text("").join(cells)
         notes = by_version.get(version.version_id, [])
-        if version.compromised:
+        if history.compromised(version):
             notes.append("compromised")
         label = Text(f"v{version.number:<3} {version.key_id:<10} ")
         out.print(
