@@ -7,8 +7,11 @@ run their command through :func:`guarded`.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import NoReturn
+
+TYPE_CHECKING = False  # not typing's: importing typing would slow `--version` down
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn
 
 
 def error_exit(message: str, code: int) -> NoReturn:

@@ -9,19 +9,18 @@ parser: it reads any command line made of the options declared here, and returns
 None for anything else, which then goes to Typer. A differential test runs every
 option declared here through both parsers.
 
-Imports nothing beyond the standard library's dataclasses.
+Imports nothing: ``--version`` reads it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
+# Not dataclasses nor typing: importing them would double the cost of `--version`.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 
-@dataclass(frozen=True)
 class Opt:
     """One option: its flags (long first), what it holds and its help.
 
@@ -29,12 +28,22 @@ class Opt:
     values it accepts (checked by the command, so both parsers report alike).
     """
 
-    dest: str
-    flags: tuple[str, ...]
-    help: str
-    value: bool = False
-    metavar: str | None = None
-    choices: tuple[str, ...] = ()
+    __slots__ = ("choices", "dest", "flags", "help", "metavar", "value")
+
+    def __init__(
+        self,
+        dest: str,
+        flags: tuple[str, ...],
+        help: str,
+        value: bool = False,
+        metavar: str | None = None,
+        choices: tuple[str, ...] = (),
+    ) -> None:
+        self.dest, self.flags, self.help = dest, flags, help
+        self.value, self.metavar, self.choices = value, metavar, choices
+
+    def __repr__(self) -> str:
+        return f"Opt({self.flags[0]!r})"
 
     def typer(self, **extra: Any) -> Any:
         """This option as a ``typer.Option`` (imports Typer: only the app calls it)."""
@@ -85,15 +94,34 @@ COMMANDS: dict[str, str] = {
 FAST: dict[str, tuple[Opt, ...]] = {"status": REPORTING}
 
 
-@dataclass
 class Parsed:
     """A command line :func:`parse` understood: the global options' values, the
     command's own, and its positional arguments."""
 
-    command: str | None
-    globals: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    args: list[str] = field(default_factory=list)
+    __slots__ = ("args", "command", "globals", "options")
+
+    def __init__(
+        self,
+        command: str | None,
+        globals: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
+        self.command = command
+        self.globals = globals if globals is not None else {}
+        self.options = options if options is not None else {}
+        self.args = args if args is not None else []
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.command, self.globals, self.options, self.args)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Parsed) and self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass
+
+    def __repr__(self) -> str:
+        return "Parsed({!r}, {!r}, {!r}, {!r})".format(*self._key())
 
     def get(self, opt: Opt, default: Any = None) -> Any:
         """The option's value: the command's own, else the global one, else ``default``
