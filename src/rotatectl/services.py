@@ -32,12 +32,12 @@ def read_value(ws: Workspace, name: str, number: int | None, via: str, audit: Au
     before it is revealed: an audit log that cannot be written refuses (AuditError).
     UnknownCredentialError for a credential that is not there, UsageError for a version
     number it does not have, NotFoundError for a value that is gone (destroyed)."""
-    from .errors import UnknownCredentialError, UsageError
+    from .errors import UsageError
 
     target = ws.target(name)
     versions = target.store.versions(target.path)
     if not versions:
-        raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
+        raise ws.unknown(name)
     version_id = None
     if number is not None:
         match = [v for v in versions if v.number == number]
@@ -76,13 +76,13 @@ def emergency(
     refuse), then supersede everything with a new key; the result says how long after
     ``started`` (a monotonic time) the old key was revoked, and whether the audit log
     missed part of it. UsageError for an empty reason or an unknown credential."""
-    from .errors import UnknownCredentialError, UsageError
+    from .errors import UsageError
 
     if not reason.strip():
         raise UsageError("--reason must say why (it goes into the incident record)")
     target = ws.target(name)
     if not target.store.versions(target.path):
-        raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
+        raise ws.unknown(name)
     confirm(f"Revoke the current key of {name} now? Clients still using it will fail")
     result = runner.emergency(target, reason, propagation, started=started)
     if result.revoked_after is not None and any("AUDIT LOG" in w for w in result.warnings):

@@ -15,6 +15,7 @@ from .errors import ConfigError, RotatectlError
 
 if TYPE_CHECKING:
     from .config import AdapterSpec, Config, CredentialConfig
+    from .errors import UnknownCredentialError
     from .model import Policy
     from .ports import Notifier, SecretStore, Target
 
@@ -71,6 +72,20 @@ class Workspace:
         if name not in self._notifiers:
             self._notifiers[name] = self._build("notifier", self.config.notifiers[name])
         return self._notifiers[name]
+
+    def unknown(self, name: str) -> UnknownCredentialError:
+        """The error for a credential with nothing in its store; when no config file
+        was found, it says so and where it looked (the usual cause: run from another
+        directory than the config's)."""
+        from .errors import UnknownCredentialError
+
+        message = f"unknown credential {name!r}: no versions in its store"
+        if self.config.file is None:
+            message += (
+                f" (config file: {self.config.source()}; run where the config is, or name it"
+                " with --config or $ROTATECTL_CONFIG)"
+            )
+        return UnknownCredentialError(message)
 
     def credential(self, name: str, *, allow_adhoc: bool = True) -> CredentialConfig:
         return self.config.credential(name, allow_adhoc=allow_adhoc)

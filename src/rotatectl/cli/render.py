@@ -243,14 +243,31 @@ def _credential_notes(st: CredentialStatus) -> list[str]:
     return notes
 
 
-def print_status(statuses: Sequence[CredentialStatus], now: datetime, output: str) -> None:
+def print_status(
+    statuses: Sequence[CredentialStatus],
+    now: datetime,
+    output: str,
+    where: Config | None = None,
+) -> None:
+    """The status table (or JSON); with ``where``, a last line naming the config file
+    (or that none was found, and where rotatectl looked), the state directory and
+    the audit log (JSON: ``config``, ``state_dir``, ``audit_log``)."""
     if output == "json":
-        emit_json({"credentials": [s.to_dict() for s in statuses]})
+        doc: dict[str, Any] = {"credentials": [s.to_dict() for s in statuses]}
+        if where is not None:
+            doc.update(
+                config=where.source(),
+                state_dir=str(where.state_dir),
+                audit_log=str(where.audit_file),
+            )
+        emit_json(doc)
         return
     if not statuses:
         sys.stdout.write("No credentials yet. Start one with: rotatectl rotate NAME\n")
-        return
-    print_table(_STATUS_COLUMNS, status_rows(statuses, now))
+    else:
+        print_table(_STATUS_COLUMNS, status_rows(statuses, now))
+    if where is not None:
+        _line(f"config: {where.source()}; state: {where.state_dir}; audit: {where.audit_file}")
 
 
 def usage_needs_attention(version: Version, usage: KeyUsage) -> bool:

@@ -20,7 +20,9 @@ def run_status(config: str | None, names: list[str], output: str, quiet: bool = 
 
     with Workspace(load_config(config)) as ws:
         checked = [validate_name(n) for n in names]
-        return print_statuses(ws, checked or None, output, strict=bool(names), quiet=quiet)
+        return print_statuses(
+            ws, checked or None, output, strict=bool(names), quiet=quiet, where=True
+        )
 
 
 def print_statuses(
@@ -29,14 +31,15 @@ def print_statuses(
     output: str,
     strict: bool = False,
     quiet: bool = False,
+    where: bool = False,
 ) -> int:
     """Print the status of ``names`` (default: all); the exit code (0, 1 or 3).
 
     ``strict``: the names were given, so an undeclared one with nothing in its
     store is an error (UnknownCredentialError), not an empty row. ``quiet``: only
-    the credentials that need attention (nothing at all when none does).
+    the credentials that need attention (nothing at all when none does). ``where``:
+    end with where the config, the state and the audit log are (not when quiet).
     """
-    from ..errors import UnknownCredentialError
     from ..ports import SystemClock
     from ..report import collect_statuses
     from .render import print_status
@@ -54,12 +57,12 @@ def print_statuses(
     for name, st in zip((v.name for v in views), statuses, strict=True):
         unknown = strict and not st.versions and st.rotation is None and not st.error
         if unknown and not ws.credential(name).declared:
-            raise UnknownCredentialError(f"unknown credential {name!r}: no versions in its store")
+            raise ws.unknown(name)
     if failed is not None:
         raise failed
     shown = [st for st in statuses if st.needs_attention] if quiet else statuses
     if shown or not quiet or output == "json":
-        print_status(shown, now, output)
+        print_status(shown, now, output, ws.config if where and not quiet else None)
     broken = [st for st in statuses if st.error]
     if broken:
         for st in broken:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from ...errors import UsageError
 from ..common import (
     NameArgument,
     OptionalNamesArgument,
@@ -56,7 +55,7 @@ def history(
         target = ws.target(validated_one(name))
         found = collect_history(target, SystemClock().now())
     if not found.versions and not found.rotations:
-        raise UsageError(f"unknown credential {name!r}: no versions in its store")
+        raise ws.unknown(name)
     print_history(found, o.output, quiet=o.quiet)
 
 
