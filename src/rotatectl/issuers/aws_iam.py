@@ -2,11 +2,13 @@
 
 * **create** mints a key with ``CreateAccessKey``; the published value is the
   JSON document ``{"AccessKeyId": ..., "SecretAccessKey": ...}``, the key id
-  and issuer reference are the AccessKeyId, the fingerprint is the SHA-256 of
-  the whole value. IAM allows two keys per user: an *inactive* key is deleted
-  first to make room (unless rotatectl minted it and never retired it: then it
-  may be the current key disabled by hand, and that is an error); an *active*
-  key rotatectl does not know is an error, never a silent delete.
+  and issuer reference are the AccessKeyId, the fingerprint is
+  :func:`rotatectl.keyformat.value_fingerprint` of the whole value (``scrypt1:``:
+  the value is not a generated key). IAM allows two keys per user: an
+  *inactive* key is deleted first to make room (unless rotatectl minted it and
+  never retired it: then it may be the current key disabled by hand, and that
+  is an error); an *active* key rotatectl does not know is an error, never a
+  silent delete.
 * **Orphans.** IAM access keys cannot be tagged, so the issuer tags the *user*:
   ``rotatectl:key:<AccessKeyId> = <version id>`` (plus `` retired`` once
   disabled), which :meth:`IamIssuer.list_keys` reports as the key's tag for the
