@@ -21,6 +21,7 @@ from rotatectl.testing.feature_contracts import (
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
+    RollingWindowContract,
     StateContract,
 )
 from rotatectl.testing.memory import MemoryStore
@@ -70,6 +71,10 @@ class TestTwoLocalDrift(TwoLocal, DriftContract):
 
 
 class TestTwoLocalHistory(TwoLocal, HistoryContract):
+    pass
+
+
+class TestTwoLocalRollingWindow(TwoLocal, RollingWindowContract):
     pass
 
 

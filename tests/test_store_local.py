@@ -27,6 +27,7 @@ from rotatectl.testing.feature_contracts import (
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
+    RollingWindowContract,
     StateContract,
 )
 from rotatectl.testing.store_contract import (
@@ -80,6 +81,10 @@ class TestLocalDrift(LocalFixture, DriftContract):
 
 
 class TestLocalHistory(LocalFixture, HistoryContract):
+    pass
+
+
+class TestLocalRollingWindow(LocalFixture, RollingWindowContract):
     pass
 
 

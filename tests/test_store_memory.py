@@ -15,6 +15,7 @@ from rotatectl.testing.feature_contracts import (
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
+    RollingWindowContract,
     StateContract,
 )
 from rotatectl.testing.memory import MemoryStore
@@ -47,6 +48,10 @@ class TestMemoryDrift(MemoryFixture, DriftContract):
 
 
 class TestMemoryHistory(MemoryFixture, HistoryContract):
+    pass
+
+
+class TestMemoryRollingWindow(MemoryFixture, RollingWindowContract):
     pass
 
 
@@ -101,6 +106,10 @@ class TestCoreOnlyDrift(CoreOnlyFixture, DriftContract):
 
 
 class TestCoreOnlyHistory(CoreOnlyFixture, HistoryContract):
+    pass
+
+
+class TestCoreOnlyRollingWindow(CoreOnlyFixture, RollingWindowContract):
     pass
 
 

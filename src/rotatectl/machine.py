@@ -88,6 +88,39 @@ def find_version(versions: Sequence[Version], version_id: str | None) -> Version
     return None
 
 
+def gated_version(
+    rotation: Rotation, versions: Sequence[Version], policy: Policy
+) -> Version | None:
+    """The key this rotation's usage gate is about, and that it retires once quiet.
+
+    With ``keep_previous = 1`` (and always for an emergency, which retires the
+    compromised key, or a rollback, which retires the key it undoes): the key the
+    rotation demoted. With a rolling window of N previous keys: the oldest previous
+    key beyond the newest N (by when each stopped being current), or None while the
+    window has room. The key being promoted is never one of them.
+    """
+    old = find_version(versions, rotation.old_version_id)
+    if (
+        policy.keep_previous <= 1
+        or rotation.force_retire
+        or rotation.kind in (RotationKind.EMERGENCY, RotationKind.ROLLBACK)
+    ):
+        return old
+    window = sorted(
+        (
+            v
+            for v in versions
+            if v.state is VersionState.PREVIOUS and v.version_id != rotation.new_version_id
+        ),
+        key=lambda v: (v.demoted or v.promoted or v.created, v.number),
+        reverse=True,
+    )
+    if old is not None and old.state is VersionState.PREVIOUS and old not in window:
+        window.insert(0, old)
+    beyond = window[policy.keep_previous :]
+    return beyond[-1] if beyond else None
+
+
 def next_due(versions: Sequence[Version], policy: Policy) -> datetime | None:
     """When the credential is due for its next scheduled rotation.
 
@@ -199,11 +232,20 @@ def next_action(
         watch = _failed_auth_watch(rotation, policy, now, new_usage)
         if watch is not None:
             return watch
-        return _overlap(rotation, old, policy, now, usage)
+        leaving = gated_version(rotation, versions, policy)
+        if leaving is None:
+            return Action(
+                ActionKind.COMPLETE,
+                f"v{old.number} stays accepted: the window keeps {policy.keep_previous} "
+                "previous keys",
+            )
+        return _overlap(rotation, leaving, policy, now, usage)
 
     if phase is Phase.RETIRE:
-        if old is None or old.state in (VersionState.RETIRED, VersionState.DESTROYED):
+        leaving = old if rotation.force_retire else gated_version(rotation, versions, policy)
+        if leaving is None or leaving.state in (VersionState.RETIRED, VersionState.DESTROYED):
             return Action(ActionKind.RETIRE, "record the retirement")
+        old = leaving
         if rotation.force_retire:
             return Action(ActionKind.RETIRE, f"{rotation.kind.value}: retire the old key now")
         # Resumed before the old key was retired (a crash after the intent): it may
@@ -495,17 +537,25 @@ def plan_rollback(
     reason: str,
     *,
     auto: bool = False,
+    to: int | None = None,
 ) -> Rotation:
-    """A rollback rotation re-promoting the key ``rotation`` replaced. The key it
-    demotes gets a full overlap and the usage gate, like any old key (invariant 8),
-    except in an automatic rollback (the failed-auth watch: the new key is rejected).
-    UsageError when the earlier key is destroyed or compromised, or nothing was promoted."""
+    """A rollback rotation re-promoting the key ``rotation`` replaced, or with ``to``
+    the previous key of that number (any key of a rolling window: none of them was
+    compromised, an emergency retires the compromised key). The key it demotes gets
+    a full overlap and the usage gate, like any old key (invariant 8), except in an
+    automatic rollback (the failed-auth watch: the new key is rejected). UsageError
+    when the earlier key is destroyed or compromised, ``to`` is not a previous key,
+    or nothing was promoted."""
     if rotation is None:
         raise UsageError(f"{name}: nothing to roll back (never rotated)")
     new = find_version(versions, rotation.new_version_id)
     promoted = new is not None and new.state is VersionState.CURRENT
     if not promoted and rotation.phase in (Phase.ISSUE, Phase.PROPAGATE, Phase.ABORT):
         raise UsageError(f"{name}: rotation {rotation.id} has not promoted yet; use abort")
+    if to is not None:
+        return _rollback_rotation(
+            name, rotation, _window_key(name, versions, to), versions, now, reason, auto
+        )
     if rotation.kind is RotationKind.EMERGENCY:
         raise UsageError(f"{name}: the previous key was compromised (emergency); refusing")
     if rotation.kind is RotationKind.ROLLBACK:
@@ -520,6 +570,38 @@ def plan_rollback(
         raise UsageError(f"{name}: v{earlier.number} is compromised; refusing")
     if current is None or current.version_id != rotation.new_version_id:
         raise UsageError(f"{name}: the current key is not the one rotation {rotation.id} made")
+    return _rollback_rotation(name, rotation, earlier, versions, now, reason, auto)
+
+
+def _window_key(name: str, versions: Sequence[Version], number: int) -> Version:
+    """The previous key numbered ``number``, for ``rollback --to``; UsageError else."""
+    found = next((v for v in versions if v.number == number), None)
+    if found is None:
+        known = ", ".join(f"v{v.number}" for v in sorted(versions, key=lambda v: v.number))
+        raise UsageError(f"{name}: no version v{number} (it has {known})")
+    if found.state is VersionState.CURRENT:
+        raise UsageError(f"{name}: v{number} is current already")
+    if found.state is not VersionState.PREVIOUS or found.compromised:
+        why = "compromised" if found.compromised else found.state.value
+        raise UsageError(
+            f"{name}: v{number} is {why}: --to takes a key of the window (a previous key)"
+        )
+    return found
+
+
+def _rollback_rotation(
+    name: str,
+    rotation: Rotation,
+    earlier: Version,
+    versions: Sequence[Version],
+    now: datetime,
+    reason: str,
+    auto: bool,
+) -> Rotation:
+    """The rollback rotation that re-promotes ``earlier`` over the current key."""
+    current = current_version(versions)
+    if current is None:
+        raise UsageError(f"{name}: there is no current key to roll back from")
     why = reason or ("automatic rollback" if auto else "rolled back by the operator")
     back = Rotation(
         id=new_rotation_id(),
@@ -640,11 +722,15 @@ def plan_emergency(
     now: datetime,
     reason: str,
     propagation: timedelta | None = None,
+    keep_previous: int = 1,
 ) -> Rotation:
     """An emergency rotation: a new key promoted at once, the current (compromised)
     key retired at once. It supersedes a rotation in flight: that rotation's new
-    key (published or not yet) and any previous key still accepted are retired
-    with the current one. UsageError when there is no current key."""
+    key (published or not yet) is retired with the current one, and so is a
+    previous key still accepted, unless the credential keeps a rolling window
+    (``keep_previous`` > 1): its keys were not the one that leaked, and the clients
+    that refresh rarely rely on them, so they stay (the detail says which).
+    UsageError when there is no current key."""
     current = current_version(versions)
     if current is None:
         raise UsageError(f"{name}: no current key to replace")
@@ -654,12 +740,21 @@ def plan_emergency(
         supersedes = rotation.id
         if rotation.new_version_id != current.version_id:
             also.append(rotation.new_version_id)
+    kept: list[Version] = []
     for v in versions:
-        if v.state in (VersionState.PENDING, VersionState.PREVIOUS) and v.version_id not in also:
+        if v.state is VersionState.PREVIOUS and keep_previous > 1:
+            kept.append(v)
+        elif v.state in (VersionState.PENDING, VersionState.PREVIOUS) and v.version_id not in also:
             also.append(v.version_id)
     detail = f"emergency rotation: replacing v{current.number} ({current.key_id})"
     if supersedes:
         detail += f"; supersedes rotation {supersedes}"
+    if kept:
+        shown = ", ".join(f"v{v.number}" for v in sorted(kept, key=lambda v: -v.number))
+        detail += (
+            f"; only the compromised key is retired: {shown} stay accepted in the window "
+            f"(keep_previous = {keep_previous})"
+        )
     return replace(
         plan_start(
             name,

@@ -225,6 +225,7 @@ STORE_FEATURES = {
     "history": "earlier rotation records",
     "access-check": "a report of missing permissions",
     "destinations": "several destinations (views, replicate)",
+    "rolling-window": "several previous keys accepted at once (keep_previous > 1)",
 }
 
 

@@ -102,7 +102,7 @@ class Workspace:
         return Target(
             name=cred.name,
             path=cred.path,
-            store=self._credential_store(cred),
+            store=self._window_checked(cred, self._credential_store(cred)),
             issuer=self._build("issuer", cred.issuer),
             probe=self._build("probe", cred.usage),
             policy=cred.policy,
@@ -118,7 +118,7 @@ class Workspace:
         as :meth:`target` (its adapters are built, so their settings are checked) but
         without importing the runner."""
         cred = self.credential(name, allow_adhoc=allow_adhoc)
-        store = self._credential_store(cred)
+        store = self._window_checked(cred, self._credential_store(cred))
         for kind, spec in (("issuer", cred.issuer), ("probe", cred.usage)):
             # Built once per table: credentials without their own share the default's.
             if id(spec) not in self._checked:
@@ -127,6 +127,10 @@ class Workspace:
         for notifier in cred.notify:
             self.notifier(notifier)
         return CredentialView(cred.name, cred.path, store, "+".join(cred.stores), cred.policy)
+
+    def _window_checked(self, cred: CredentialConfig, store: SecretStore) -> SecretStore:
+        check_window(cred.name, cred.policy.keep_previous, "+".join(cred.stores), store)
+        return store
 
     def _credential_store(self, cred: CredentialConfig) -> SecretStore:
         """The credential's store; a FanoutStore when it is kept in several."""
@@ -146,3 +150,17 @@ class Workspace:
         if self.config.credentials:
             return sorted(self.config.credentials)
         return self.store(self.config.default_store).list_paths()
+
+
+def check_window(name: str, keep_previous: int, store_name: str, store: SecretStore) -> None:
+    """ConfigError when credential ``name`` keeps several previous keys
+    (``keep_previous`` > 1) and ``store`` cannot represent them: it does not declare
+    the rolling-window feature (every built-in store does; a plug-in may not)."""
+    if keep_previous > 1 and "rolling-window" not in store.features():
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"{name}: keep_previous = {keep_previous}: store {store_name!r} keeps one "
+            "previous key at a time (it does not declare the rolling-window feature); "
+            "use keep_previous = 1 with it"
+        )

@@ -19,6 +19,7 @@ from rotatectl.testing.feature_contracts import (
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
+    RollingWindowContract,
     StateContract,
 )
 from rotatectl.testing.store_contract import StoreContract
@@ -124,7 +125,15 @@ class TestInProcessHistory(InProcess, HistoryContract):
     pass
 
 
+class TestInProcessRollingWindow(InProcess, RollingWindowContract):
+    pass
+
+
 class TestOverHttpHistory(OverHttp, HistoryContract):
+    pass
+
+
+class TestOverHttpRollingWindow(OverHttp, RollingWindowContract):
     pass
 
 

@@ -23,6 +23,7 @@ from rotatectl.testing.feature_contracts import (
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
+    RollingWindowContract,
     Rotations,
     StateContract,
 )
@@ -119,7 +120,15 @@ class TestInProcessHistory(InProcess, HistoryContract):
     pass
 
 
+class TestInProcessRollingWindow(InProcess, RollingWindowContract):
+    pass
+
+
 class TestOverHttpHistory(OverHttp, HistoryContract):
+    pass
+
+
+class TestOverHttpRollingWindow(OverHttp, RollingWindowContract):
     pass
 
 

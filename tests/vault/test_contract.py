@@ -17,6 +17,7 @@ from rotatectl.testing.feature_contracts import (
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
+    RollingWindowContract,
     StateContract,
 )
 from rotatectl.testing.store_contract import StoreContract
@@ -79,6 +80,10 @@ class TestVaultHistory(OpenBao, HistoryContract):
     pass
 
 
+class TestVaultRollingWindow(OpenBao, RollingWindowContract):
+    pass
+
+
 class TestVaultAccessCheck(OpenBao, AccessCheckContract):
     pass
 
@@ -116,6 +121,10 @@ class TestLocalThenVaultDrift(LocalThenOpenBao, DriftContract):
 
 
 class TestLocalThenVaultHistory(LocalThenOpenBao, HistoryContract):
+    pass
+
+
+class TestLocalThenVaultRollingWindow(LocalThenOpenBao, RollingWindowContract):
     pass
 
 

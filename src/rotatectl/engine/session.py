@@ -34,6 +34,7 @@ from ..machine import (
     current_version,
     drift_action,
     find_version,
+    gated_version,
     laggard_notice,
     next_action,
     plan_abort,
@@ -172,15 +173,16 @@ class Runner:
                 intervene=lambda r, v, now: plan_abort(target.name, r, v, now, reason)
             )
 
-    def rollback(self, target: Target, reason: str = "") -> Result:
-        """Re-promote the key the latest rotation replaced; the key it demotes keeps a
-        full overlap. UsageError when it is destroyed or compromised, or the latest
-        rotation has not promoted yet (abort it instead); AuditError (before anything
-        changes) when the audit log cannot be written."""
+    def rollback(self, target: Target, reason: str = "", to: int | None = None) -> Result:
+        """Re-promote the key the latest rotation replaced (``to``: the previous key of
+        that number, any key of a rolling window); the key it demotes keeps a full
+        overlap. UsageError when it is destroyed or compromised, not a previous key,
+        or the latest rotation has not promoted yet (abort it instead); AuditError
+        (before anything changes) when the audit log cannot be written."""
         self.check_audit()
         with self.session(target) as session:
             return session.drive(
-                intervene=lambda r, v, now: plan_rollback(target.name, r, v, now, reason)
+                intervene=lambda r, v, now: plan_rollback(target.name, r, v, now, reason, to=to)
             )
 
     def emergency(
@@ -198,7 +200,7 @@ class Runner:
         with self.session(target, emergency=True) as session:
             result = session.drive(
                 intervene=lambda r, v, now: plan_emergency(
-                    target.name, r, v, now, reason, propagation
+                    target.name, r, v, now, reason, propagation, target.policy.keep_previous
                 )
             )
             if session.retired:
@@ -219,7 +221,7 @@ class Runner:
         except ProbeError as exc:
             usage = {v.key_id: KeyUsage(UsageStatus.UNKNOWN, detail=str(exc)) for v in shown}
         rows = [(v, usage.get(v.key_id, KeyUsage(UsageStatus.UNKNOWN))) for v in shown]
-        old = find_version(versions, rotation.old_version_id) if rotation else None
+        old = gated_version(rotation, versions, target.policy) if rotation else None
         new = find_version(versions, rotation.new_version_id) if rotation else None
         action = next_action(
             rotation,
@@ -484,8 +486,11 @@ class Session:
             return
         subject = action.version_id  # a destroy names its version
         if rotation is not None and subject is None:
-            retiring = action.kind is ActionKind.RETIRE
-            subject = rotation.old_version_id if retiring else rotation.new_version_id
+            if action.kind is ActionKind.RETIRE:
+                leaving = gated_version(rotation, versions, self.target.policy)
+                subject = leaving.version_id if leaving else rotation.old_version_id
+            else:
+                subject = rotation.new_version_id
         self.effects.event(
             result,
             what,
@@ -518,7 +523,7 @@ class Session:
     ) -> Action:
         old = new = None
         if rotation is not None and usage is not None:
-            old_v = find_version(versions, rotation.old_version_id)
+            old_v = gated_version(rotation, versions, self.target.policy)
             new_v = find_version(versions, rotation.new_version_id)
             old = usage.get(old_v.key_id) if old_v else None
             new = usage.get(new_v.key_id) if new_v else None
@@ -655,7 +660,7 @@ class Session:
         versions: Sequence[Version],
         now: datetime,
     ) -> Result:
-        old = find_version(versions, rotation.old_version_id) if rotation else None
+        old = gated_version(rotation, versions, self.target.policy) if rotation else None
         seen = usage.get(old.key_id) if usage is not None and old is not None else None
         result.usage = seen
         result.until = action.until

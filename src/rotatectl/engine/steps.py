@@ -21,6 +21,7 @@ from ..machine import (
     ActionKind,
     current_version,
     find_version,
+    gated_version,
     plan_rollback,
     watches_failed_auth,
 )
@@ -295,9 +296,11 @@ def _pre_promote_hook(st: Step, new: Version) -> bool:
 
 
 def check_usage(st: Step) -> None:
-    """Ask the probe about the old key (and the new one, for the failed-auth watch)."""
+    """Ask the probe about the key the gate is about (:func:`gated_version`: the old
+    key, or the one leaving a rolling window), and the new one for the failed-auth
+    watch."""
     t, rotation = st.target, st.record
-    old = find_version(st.versions, rotation.old_version_id)
+    old = gated_version(rotation, st.versions, t.policy)
     new = find_version(st.versions, rotation.new_version_id)
     # The old key: any sighting since before the rotation started counts.
     queries = [(old, rotation.started - t.policy.usage_quiet)]
@@ -322,13 +325,14 @@ def check_usage(st: Step) -> None:
 
 
 def retire(st: Step) -> None:
-    """Disable the old key (and the others the rotation retires) and finish."""
+    """Disable the key the gate let go (and the others the rotation retires), finish."""
     rotation, revision = st.record, st.revision
     if rotation.phase is not Phase.RETIRE:
         rotation = rotation.advance(Phase.RETIRE, st.now, detail=st.action.reason)
         revision = st.save(rotation, revision)
         st.boundary("after-retire-intent")
-    for version_id in (rotation.old_version_id, *rotation.also_retire):
+    leaving = gated_version(rotation, st.versions, st.target.policy)
+    for version_id in (leaving.version_id if leaving else None, *rotation.also_retire):
         old = find_version(st.versions, version_id)
         if old is not None and old.state in (VersionState.PREVIOUS, VersionState.PENDING):
             retire_version(st, old)

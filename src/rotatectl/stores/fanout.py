@@ -43,12 +43,14 @@ class FanoutStore(StoreBase):
         features = self.FEATURES | (self.primary.features() & self.FROM_PRIMARY)
         if any("access-check" in store.features() for _, store in self.destinations):
             features |= {"access-check"}
+        if all("rolling-window" in store.features() for _, store in self.destinations):
+            features |= {"rolling-window"}
         self._features = features
 
     def features(self) -> frozenset[str]:
         """Its own (destinations; drift, which checks every secondary against the
-        primary), the primary's reads (state, batched reads, history), and
-        access-check when any destination checks its access."""
+        primary), the primary's reads (state, batched reads, history), access-check
+        when any destination checks its access, rolling-window when all keep one."""
         return self._features
 
     # -- helpers -----------------------------------------------------------

@@ -160,7 +160,7 @@ def _create_private(file: Path) -> None:
 
 
 class LocalStore(StoreBase):
-    FEATURES = frozenset({"state", "batched-reads", "drift", "history"})
+    FEATURES = frozenset({"state", "batched-reads", "drift", "history", "rolling-window"})
 
     """A SecretStore in one SQLite file (0600). Thread-safe; process-safe via SQLite."""
 

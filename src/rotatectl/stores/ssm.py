@@ -197,7 +197,9 @@ class ParameterStore(RecordLease, StoreBase):
     Raises only rotatectl errors, translated by :class:`~rotatectl.aws_common.AwsConnection`.
     """
 
-    FEATURES = frozenset({"state", "batched-reads", "drift", "history", "access-check"})
+    FEATURES = frozenset(
+        {"state", "batched-reads", "drift", "history", "access-check", "rolling-window"}
+    )
     # An SSM parameter version's value never changes: :meth:`drift` checks which
     # version clients get (and its value, in the same read).
     immutable_versions = True

@@ -2,11 +2,12 @@
 
 One class per feature of :data:`rotatectl.ports.STORE_FEATURES` that callers rely
 on: :class:`StateContract`, :class:`BatchedReadsContract`, :class:`DriftContract`,
-:class:`HistoryContract`, :class:`AccessCheckContract`. Every store subclasses every
-one: a store that does not declare a feature in ``features()`` gets
-:class:`~rotatectl.ports.StoreBase`'s default, and the contract checks that default
-(a loop over one-credential reads, no history, adopt/restore refused, no access
-problems) where the behaviour differs.
+:class:`HistoryContract`, :class:`AccessCheckContract`,
+:class:`RollingWindowContract`. Every store subclasses every one: a store that does
+not declare a feature in ``features()`` gets :class:`~rotatectl.ports.StoreBase`'s
+default, and the contract checks that default (a loop over one-credential reads, no
+history, adopt/restore refused, no access problems, no window) where the behaviour
+differs.
 
 Usage::
 
@@ -49,9 +50,10 @@ import pytest
 from .. import keyformat
 from ..drift import detect, detect_many, resolve
 from ..engine import Outcome, Runner
-from ..errors import ConflictError, NotFoundError, UsageError
+from ..errors import ConfigError, ConflictError, NotFoundError, UsageError
 from ..model import Phase, Policy, Rotation, Version, VersionState
 from ..ports import SecretStore, Target
+from ..workspace import check_window
 from .fakes import FakeClock, FakeIssuer, FakeProbe
 from .store_contract import make_version
 
@@ -77,8 +79,9 @@ UNKNOWN = [f"partners/unknown-{n:02d}" for n in range(21)]
 class Rotations:
     """The real engine over one store: rotations as ``rotatectl rotate`` makes them."""
 
-    def __init__(self, store: SecretStore) -> None:
+    def __init__(self, store: SecretStore, policy: Policy = POLICY) -> None:
         self.store = store
+        self.policy = policy
         self.clock = FakeClock(T0)
         self.issuer = FakeIssuer(clock=self.clock)
         self.probe = FakeProbe()
@@ -90,7 +93,7 @@ class Rotations:
             store=self.store,
             issuer=self.issuer,
             probe=self.probe,
-            policy=POLICY,
+            policy=self.policy,
             store_name="contract",
         )
 
@@ -495,6 +498,84 @@ class HistoryContract(FeatureContract):
         expected = [first.id] if "history" in store.features() else []
         assert [r.id for r in store.rotation_history(PATH)] == expected
         assert started.id not in {r.id for r in store.rotation_history(PATH)}
+
+
+# -- rolling window ------------------------------------------------------------------
+
+
+class RollingWindowContract(FeatureContract):
+    """``keep_previous = 3``: after five rotations the store holds the current key and
+    the three newest previous keys, accepted by verifiers and readable by their
+    version, with no drift; the older ones were retired, each only after the usage
+    gate said quiet. A store without "rolling-window" is never given such a policy:
+    the workspace refuses it (:func:`rotatectl.workspace.check_window`)."""
+
+    KEEP = 3
+
+    def window_rotations(self, store: SecretStore) -> Rotations:
+        return Rotations(store, replace(POLICY, keep_previous=self.KEEP))
+
+    def test_five_rotations_keep_the_current_and_three_previous_keys(
+        self, store: SecretStore
+    ) -> None:
+        if "rolling-window" not in store.features():
+            with pytest.raises(ConfigError, match="keep_previous = 3: store 'contract'"):
+                check_window(PATH, self.KEEP, "contract", store)
+            return
+        check_window(PATH, self.KEEP, "contract", store)  # accepted
+        engine = self.window_rotations(store)
+        engine.complete(PATH)  # v1, the first key
+        for _ in range(5):
+            engine.complete(PATH)
+        states = {v.number: v.state for v in store.versions(PATH)}
+        assert states == {
+            1: VersionState.RETIRED,
+            2: VersionState.RETIRED,
+            3: VersionState.PREVIOUS,
+            4: VersionState.PREVIOUS,
+            5: VersionState.PREVIOUS,
+            6: VersionState.CURRENT,
+        }
+        by_number = {v.number: v for v in store.versions(PATH)}
+        accepted = store.accepted_keys(PATH, PATH)
+        assert sorted(k.key_id for k in accepted) == sorted(
+            by_number[n].key_id for n in (3, 4, 5, 6)
+        )
+        assert current_or_none(store, PATH) == store.read_value(PATH, by_number[6].version_id)
+        for n in (3, 4, 5):  # a previous key is still there to be read
+            assert store.read_value(PATH, by_number[n].version_id)
+        assert detect(engine.target(PATH)) == []  # the window is not drift
+
+    def test_a_key_leaving_the_window_waits_for_the_gate(self, store: SecretStore) -> None:
+        if "rolling-window" not in store.features():
+            return  # refused, as the test above checks
+        engine = self.window_rotations(store)
+        engine.complete(PATH)
+        for _ in range(3):
+            engine.complete(PATH)  # v1..v3 previous, v4 current: the window is full
+        oldest = next(v for v in store.versions(PATH) if v.number == 1)
+        engine.probe.see(oldest.key_id, engine.clock.now())  # a client still holds v1
+        engine.clock.advance(timedelta(days=1))
+        engine.probe.see(oldest.key_id, engine.clock.now())
+        result = engine.runner().rotate(
+            engine.target(PATH), propagation=timedelta(0), overlap=timedelta(0)
+        )
+        assert result.outcome is Outcome.WAITING, result  # v5 current; v1 in use
+        states = {v.number: v.state for v in store.versions(PATH)}
+        assert states[1] is VersionState.PREVIOUS and states[5] is VersionState.CURRENT
+        assert len(store.accepted_keys(PATH, PATH)) == 5  # v1 still accepted
+        assert detect(engine.target(PATH)) == []
+        engine.clock.advance(POLICY.usage_quiet + timedelta(minutes=1))
+        done = engine.runner().advance(engine.target(PATH), start_if_due=False)
+        assert done.outcome is Outcome.DONE, done
+        states = {v.number: v.state for v in store.versions(PATH)}
+        assert states == {
+            1: VersionState.RETIRED,
+            2: VersionState.PREVIOUS,
+            3: VersionState.PREVIOUS,
+            4: VersionState.PREVIOUS,
+            5: VersionState.CURRENT,
+        }
 
 
 # -- access check --------------------------------------------------------------------

@@ -39,7 +39,7 @@ from ..stores.rules import (
 
 
 class MemoryStore(StoreBase):
-    FEATURES = frozenset({"drift", "history"})
+    FEATURES = frozenset({"drift", "history", "rolling-window"})
 
     """A thread-safe SecretStore held in dicts. Nothing survives the process."""
 

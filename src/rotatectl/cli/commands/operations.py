@@ -75,11 +75,17 @@ def rollback(
     ctx: typer.Context,
     name: NameArgument,
     reason: ReasonOption = "",
+    to: Annotated[
+        int | None,
+        typer.Option(
+            "--to", help="Go back to this previous key (any key of the window).", metavar="N"
+        ),
+    ] = None,
     output: OutputOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Re-promote the key the latest rotation replaced (while it is not destroyed)."""
-    _operate(ctx, output, quiet, name, lambda run, target: run.rollback(target, reason))
+    _operate(ctx, output, quiet, name, lambda run, target: run.rollback(target, reason, to))
 
 
 @app.command()

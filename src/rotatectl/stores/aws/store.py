@@ -70,7 +70,9 @@ _CasLost = CasLost  # the name the tests and earlier code know
 
 
 class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
-    FEATURES = frozenset({"state", "batched-reads", "drift", "history", "access-check"})
+    FEATURES = frozenset(
+        {"state", "batched-reads", "drift", "history", "access-check", "rolling-window"}
+    )
 
     """A SecretStore in AWS Secrets Manager (the layout: :mod:`rotatectl.stores.aws`).
 

@@ -51,7 +51,9 @@ OWN_WRITE_AGE = 20.0  # seconds :meth:`VaultStore.state` trusts copies under a l
 
 
 class VaultStore(VaultDrift, LeaseLock, VaultAccess):
-    FEATURES = frozenset({"state", "batched-reads", "drift", "history", "access-check"})
+    FEATURES = frozenset(
+        {"state", "batched-reads", "drift", "history", "access-check", "rolling-window"}
+    )
 
     """A SecretStore on a Vault/OpenBao KV v2 mount (see the package docstring).
 
