@@ -84,3 +84,31 @@ def test_the_demo_through_the_cli(cli: Cli) -> None:
     result, work = _run_demo(cli, "--cli", "--rotations", "1", "--outage", "2")
     _assert_zero_downtime(result, rotations=1)
     assert "$ rotatectl emergency demo/api" in (work / "cli.log").read_text()
+
+
+WINDOW = DEMO.with_name("window.py")
+
+
+def _run_window(cli: Cli, keep: int) -> tuple[int, dict[str, Any]]:
+    summary = cli.root / f"window-{keep}.json"
+    argv = [sys.executable, str(WINDOW), "--keep-previous", str(keep), "--json", str(summary)]
+    proc = subprocess.run(argv, env=cli.env, capture_output=True, text=True, timeout=180)
+    what = ("examples/zero-downtime/window.py", str(keep))
+    cli.record(what, proc.returncode, proc.stdout, proc.stderr)
+    return proc.returncode, json.loads(summary.read_text())
+
+
+@pytest.mark.slow
+def test_slow_refreshing_clients_keep_working_with_a_window_of_three(cli: Cli) -> None:
+    """Clients that refresh every 3 s and never retry, while a rotation completes every
+    second or so: with keep_previous = 3 no request fails; with 1, requests with the
+    key they still hold are refused ("retired") until their next refresh."""
+    code, kept = _run_window(cli, 3)
+    assert code == 0 and kept["passed"], kept
+    assert kept["failures"] == 0 and kept["requests"] > 500
+    assert kept["rotations_per_client_refresh"] > 1  # their key outlived rotations
+    assert kept["versions"] == {"retired": 3, "previous": 3, "current": 1}
+    code, single = _run_window(cli, 1)
+    assert code == 1 and not single["passed"]
+    assert single["failures"] > 0 and set(single["refused"]) == {"retired"}
+    assert single["versions"] == {"retired": 6, "current": 1}
