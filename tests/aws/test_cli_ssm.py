@@ -255,3 +255,41 @@ def test_rotations_under_live_clients_without_a_failed_request(
     print(f"aws-ssm under live clients: 5 rotations, {counts}, {len(seen)} keys seen")
     assert_no_value_leaked(cli, moto.client("ssm"))
     store.close()
+
+
+def test_a_rolling_window_is_readable_the_ordinary_way(cli: Cli, moto: MotoServer) -> None:
+    """keep_previous = 3: after five rotations the current key and the three newest
+    previous keys are accepted, labelled ``current``/``previous`` (newest two) and each
+    readable by its SSM version with the AWS CLI; the older ones are retired."""
+    configure(cli, moto.url, defaults='keep_previous = 3\npropagation = "0s"\noverlap = "0s"')
+    for _ in range(6):
+        assert cli("-q", "rotate", NAME, "--wait").code == 0
+    store = make_store(cli.root, moto.url)
+    by_number = {v.number: v for v in store.versions(NAME)}
+    assert {n: v.state.value for n, v in by_number.items()} == {
+        1: "retired",
+        2: "retired",
+        3: "previous",
+        4: "previous",
+        5: "previous",
+        6: "current",
+    }
+    ssm = moto.client("ssm")
+    history = ssm.get_parameter_history(Name=PARAMETER, WithDecryption=True)["Parameters"]
+    ssm_version = {
+        n: next(
+            int(p["Version"])
+            for p in history
+            if keyformat.fingerprint_of(str(p["Value"])) == v.fingerprint
+        )
+        for n, v in by_number.items()
+    }
+    labels = {int(p["Version"]): set(p.get("Labels", [])) for p in history}
+    assert "current" in labels[ssm_version[6]] and "previous" in labels[ssm_version[5]]
+    for n in (3, 4, 5, 6):
+        read = aws_cli_reads(moto.url, f"{PARAMETER}:{ssm_version[n]}")
+        assert read is not None and keyformat.fingerprint_of(read) == by_number[n].fingerprint
+    assert {k.key_id for k in store.accepted_keys(NAME, NAME)} == {
+        by_number[n].key_id for n in (3, 4, 5, 6)
+    }
+    assert_no_value_leaked(cli, ssm)
