@@ -334,6 +334,7 @@ def holds(*ids: str):  # type: ignore[no-untyped-def]
 # fmt: off
 ADOPTION_CASES = [
     ("no-current-version", None, [PEND2], holds(), None),
+    ("a-secret-rotatectl-did-not-create", None, [], holds(), "did not write"),
     ("value-is-current", None, [CUR1], holds("id-1"), None),
     ("foreign-value", None, [CUR1], holds(), (2, True, True)),
     ("foreign-after-rotations", rot(Phase.COMPLETED), [RET1, CUR2], holds(), (3, True, True)),

@@ -648,14 +648,22 @@ def plan_adoption(
 ) -> Adoption | None:
     """Adopt the value clients read (``holds(v)``: whether version ``v`` is that value)
     as a new current version; None when the current version holds it (or there is no
-    current version: nothing to replace). ``fingerprint``/``key_id``: the value's, for a
-    new version.
+    current version yet: a first rotation in flight). ``fingerprint``/``key_id``: the
+    value's, for a new version.
 
     A pending or previous version holding the value is promoted instead of a new one
     (the client was pointed at it by hand; or an interrupted adoption resumes).
     UsageError when another rotation is in flight, or the value is a retired,
-    destroyed or compromised key, or its key id is an accepted key's.
+    destroyed or compromised key, or its key id is an accepted key's, or rotatectl
+    has no version at all (a secret it did not create).
     """
+    if not versions:
+        # A secret rotatectl did not create: its next rotation would replace the
+        # value (a JSON document, another tool's key) with a new key; never.
+        raise UsageError(
+            f"{name}: the store holds a value rotatectl did not write and has no version "
+            "of it; taking over an existing secret is not supported yet: use another path"
+        )
     current = current_version(versions)
     if current is None or holds(current):
         return None

@@ -632,14 +632,17 @@ class ParameterStore(RecordLease, StoreBase):
 
     def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
         """NAME's latest version (and its value) and labels against the record: three
-        GetParameters calls per 10 paths. Never names a value."""
+        GetParameters calls per 10 paths; a path without any version is drift when
+        NAME exists (a parameter rotatectl did not write). Never names a value."""
         unique = list(dict.fromkeys(paths))
         known = {p: self._known.get(p) for p in unique}
         records = {p: k for p, k in known.items() if k is not None}
         records |= self._records_many([p for p in unique if p not in records])
         tracked = {p: self.parameter_name(p) for p in unique if records[p].current() is not None}
+        # No version at all: a parameter there was not written by rotatectl.
+        fresh = {p: self.parameter_name(p) for p in unique if not records[p].versions}
         names = list(tracked.values())
-        latest = self._get_many(names)
+        latest = self._get_many([*names, *fresh.values()])
         labels = {
             lb: self._get_many([f"{n}:{lb}" for n in names], False) for lb in (CURRENT, PREVIOUS)
         }
@@ -647,6 +650,15 @@ class ParameterStore(RecordLease, StoreBase):
         for path, name in tracked.items():
             held = {lb: labels[lb].get(f"{name}:{lb}") for lb in labels}
             found[path] = self._drift_of(records[path], latest.get(name), held)
+        for path, name in fresh.items():
+            if latest.get(name) is not None:
+                # Its first rotation would overwrite that value (a JSON document,
+                # another tool's key) at once: the credential is blocked instead.
+                found[path] = [
+                    f"parameter {name} holds a value rotatectl did not write (and no record "
+                    "of it): rotatectl does not replace it; use another path for this "
+                    "credential (taking over an existing parameter is not supported yet)"
+                ]
         return found
 
     def _drift_of(

@@ -77,7 +77,7 @@ class DriftMixin:
         """
         (record, _), _ = self._recent(path)
         if not record.is_credential:
-            return []
+            return self._untracked(self._describe(path, keep=True))
         return self._drift_of(path, record, self._describe(path, keep=True))
 
     def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
@@ -85,14 +85,36 @@ class DriftMixin:
         (100 a page) when there are more than a few paths, DescribeSecret otherwise."""
         unique = list(dict.fromkeys(paths))
         records = {p: self._recent(p)[0][0] for p in unique}
-        tracked = [p for p in unique if records[p].is_credential]
-        descs = self._listed(tracked) if len(tracked) > LIST_FOR_LABELS else {}
+        if len(unique) > LIST_FOR_LABELS:
+            descs = self._listed(unique)
+            # Not listed: no key secret (or one without rotatectl's tags, which a
+            # publish refuses anyway), except for a tracked path: look at it.
+            return {
+                p: self._drift_of(p, records[p], descs.get(p) or self._describe(p))
+                if records[p].is_credential
+                else self._untracked(descs.get(p))
+                for p in unique
+            }
         return {
-            p: self._drift_of(p, records[p], descs[p] if p in descs else self._describe(p))
-            if p in tracked
-            else []
+            p: self._drift_of(p, records[p], self._describe(p))
+            if records[p].is_credential
+            else self._untracked(self._describe(p))
             for p in unique
         }
+
+    @staticmethod
+    def _untracked(desc: Mapping[str, Any] | None) -> list[str]:
+        """Drift of a path rotatectl has no record of: its key secret, when it exists
+        and holds a value clients read, was not written by rotatectl. Rotating would
+        replace that value (a JSON document, another tool's key) with a new key at
+        once, so the credential is blocked instead."""
+        if desc is None or not label_holders(desc).get(CURRENT):
+            return []
+        return [
+            "the key secret holds a value rotatectl did not write (AWSCURRENT, and no "
+            "record of it): rotatectl does not replace it; use another path for this "
+            "credential (taking over an existing secret is not supported yet)"
+        ]
 
     def _drift_of(self, path: str, record: _Record, desc: Mapping[str, Any] | None) -> list[str]:
         current = record.current()
