@@ -148,6 +148,8 @@ class Config:
     audit_key_env: str = "ROTATECTL_AUDIT_KEY"
     looked_at: tuple[Path, ...] = ()  # where a config file was looked for, when none was found
     state_hint: str = _STATE_HINT  # what to set when the state directory is unusable
+    # The local store the config did not declare (always there, for a file-less setup).
+    implicit_local: bool = False
     # Kept out of repr and equality: the environment may hold secrets.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -197,6 +199,14 @@ class Config:
             return str(self.file)
         places = ", ".join(str(p) for p in self.looked_at)
         return f"none found (looked at {places})" if places else "none found"
+
+    def used_stores(self) -> list[str]:
+        """The stores ``check`` reaches: every declared one, and the implicit local
+        store only when something uses it (the default store, or a credential's)."""
+        used = {self.default_store, *(s for c in self.credentials.values() for s in c.stores)}
+        return sorted(
+            n for n in self.stores if n in used or not (n == "local" and self.implicit_local)
+        )
 
     def audit_log(self, via: str = "api") -> AuditLog:
         """The audit log this config names; HMAC-keyed when its key variable is set.
@@ -644,6 +654,7 @@ class _Builder:
                 )
         stores = self._adapters(data, "stores", "store")
         # The local store is always there, so a file-less setup works out of the box.
+        implicit_local = "local" not in stores
         stores.setdefault("local", AdapterSpec("local", {}, "stores.local"))
         notifiers = self._adapters(data, "notifiers", "notifier")
 
@@ -733,6 +744,7 @@ class _Builder:
             stores=stores,
             notifiers=notifiers,
             credentials=credentials,
+            implicit_local=implicit_local,
             env=self.env,
         )
 

@@ -261,7 +261,7 @@ def check(
 
     cfg = ws.config
     probe("audit log", lambda: _check_audit(audit(), cfg.audit_key_env))
-    for name in sorted(cfg.stores):
+    for name in cfg.used_stores():
         probe(f"store {name}", lambda n=name: check_store(ws, n))  # type: ignore[misc]
     for name in sorted(cfg.notifiers):
         probe(f"notifier {name}", lambda n=name: check_notifier(ws, n))  # type: ignore[misc]

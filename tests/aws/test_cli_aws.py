@@ -268,3 +268,21 @@ def test_the_sdk_endpoint_variables_reach_every_aws_adapter(cli: Cli, moto: Moto
     cli.env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = moto.url
     cli.env["AWS_ENDPOINT_URL_SSM"] = moto.url
     assert cli("status").code == 0
+
+
+def test_check_of_an_aws_only_config_leaves_the_unused_local_store_alone(
+    cli: Cli, moto: MotoServer
+) -> None:
+    """The local store no credential uses is not reached (nor its file created); a
+    declared one is, used or not."""
+    configure(cli, moto.url)
+    run = cli("check")
+    assert run.code == 0, run.err
+    assert "  ok store aws - 0 credentials" in run.out.splitlines()
+    assert not any(line.startswith("  ok store local") for line in run.out.splitlines())
+    assert not (cli.state_dir / "state.db").exists()
+    config = cli.cwd / "rotatectl.toml"
+    config.write_text(config.read_text() + '\n[stores.local]\ntype = "local"\n')
+    declared = cli("check")
+    assert declared.code == 0, declared.err
+    assert any(line.startswith("  ok store local - ") for line in declared.out.splitlines())
