@@ -31,7 +31,7 @@ def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
     try:
         with Workspace(load_config(config)) as ws:
             return [n for n in ws.names() if n.startswith(incomplete)]
-    except Exception:
+    except Exception:  # a broken config or an unreachable store: offer nothing, print nothing
         return []
 
 
