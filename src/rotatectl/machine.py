@@ -573,12 +573,18 @@ def plan_rollback(
     return _rollback_rotation(name, rotation, earlier, versions, now, reason, auto)
 
 
-def _window_key(name: str, versions: Sequence[Version], number: int) -> Version:
-    """The previous key numbered ``number``, for ``rollback --to``; UsageError else."""
+def numbered(name: str, versions: Sequence[Version], number: int) -> Version:
+    """Version ``number`` of credential ``name``; UsageError naming the ones it has."""
     found = next((v for v in versions if v.number == number), None)
     if found is None:
         known = ", ".join(f"v{v.number}" for v in sorted(versions, key=lambda v: v.number))
         raise UsageError(f"{name}: no version v{number} (it has {known})")
+    return found
+
+
+def _window_key(name: str, versions: Sequence[Version], number: int) -> Version:
+    """The previous key numbered ``number``, for ``rollback --to``; UsageError else."""
+    found = numbered(name, versions, number)
     if found.state is VersionState.CURRENT:
         raise UsageError(f"{name}: v{number} is current already")
     if found.state is not VersionState.PREVIOUS or found.compromised:
@@ -833,11 +839,7 @@ def retired_key_alarms(
 ) -> list[Notice]:
     """A retired key presented after its retirement: a forgotten client, or a leaked
     key tried (critical when it was compromised)."""
-    compromised = (
-        {rotation.old_version_id, *rotation.also_retire}
-        if rotation is not None and rotation.kind is RotationKind.EMERGENCY
-        else set()
-    )
+    compromised = set(rotation.leaked) if rotation is not None else set()
     alarms = []
     for v in versions:
         usage = seen.get(v.key_id)

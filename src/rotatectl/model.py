@@ -293,6 +293,13 @@ class Rotation:
         return self.phase is Phase.ABORTED and bool(self.failure)
 
     @property
+    def leaked(self) -> tuple[str, ...]:
+        """The versions an emergency replaced as compromised (none for other kinds)."""
+        if self.kind is not RotationKind.EMERGENCY:
+            return ()
+        return tuple(v for v in (self.old_version_id, *self.also_retire) if v is not None)
+
+    @property
     def final_phase(self) -> Phase:
         """Where this rotation ends when all goes well."""
         return Phase.ROLLED_BACK if self.kind is RotationKind.ROLLBACK else Phase.COMPLETED

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import RotatectlError
 from .machine import next_due, retry_after
-from .model import Phase, Policy, Rotation, RotationKind, Version, VersionState, iso
+from .model import Phase, Policy, Rotation, Version, VersionState, iso
 
 if TYPE_CHECKING:  # the runner's imports (retries, hooks, tests) are not needed to report
     from .model import Result
@@ -250,12 +250,7 @@ class History:
 
     def compromised(self, version: Version) -> bool:
         """Marked compromised, or the key an emergency replaced (a leaked key)."""
-        leaked = {
-            vid
-            for r in self.rotations
-            if r.kind is RotationKind.EMERGENCY
-            for vid in (r.old_version_id, *r.also_retire)
-        }
+        leaked = {vid for r in self.rotations for vid in r.leaked}
         return version.compromised or version.version_id in leaked
 
     def only(

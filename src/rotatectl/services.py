@@ -32,19 +32,13 @@ def read_value(ws: Workspace, name: str, number: int | None, via: str, audit: Au
     before it is revealed: an audit log that cannot be written refuses (AuditError).
     UnknownCredentialError for a credential that is not there, UsageError for a version
     number it does not have, NotFoundError for a value that is gone (destroyed)."""
-    from .errors import UsageError
+    from .machine import numbered
 
     target = ws.target(name)
     versions = target.store.versions(target.path)
     if not versions:
         raise ws.unknown(name)
-    version_id = None
-    if number is not None:
-        match = [v for v in versions if v.number == number]
-        if not match:
-            known = ", ".join(f"v{v.number}" for v in versions)
-            raise UsageError(f"{name}: no version v{number} (it has {known})")
-        version_id = match[0].version_id
+    version_id = None if number is None else numbered(name, versions, number).version_id
     value: str = target.store.read_value(target.path, version_id)
     wanted = version_id or next(
         (v.version_id for v in versions if v.state.value == "current"), None

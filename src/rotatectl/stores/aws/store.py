@@ -297,36 +297,42 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
             self._described[name] = (desc, time.monotonic())
         return desc
 
+    def _secrets(self, tag_filters: list[dict[str, Any]], where: str) -> Iterator[dict[str, Any]]:
+        """Every secret ListSecrets returns for ``tag_filters`` under this store's prefix,
+        a page at a time: stop iterating and no further page is read."""
+        filters = list(tag_filters)
+        if self.prefix:
+            filters.append({"Key": "name", "Values": [self.prefix]})
+        params: dict[str, Any] = {"Filters": filters, "MaxResults": LIST_PAGE_SIZE}
+        while True:
+            page = self.conn.call("secretsmanager", "list_secrets", where=where, **params)
+            yield from page.get("SecretList", [])
+            token = page.get("NextToken")
+            if not token:
+                return
+            params["NextToken"] = token
+
     def _listed(self, paths: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Key secrets' descriptions (their labels) by path, from ListSecrets; a path
         missing from it (eventually consistent, or deleted) is left out."""
         by_name = {self.secret_name(p): p for p in paths}
-        filters: list[dict[str, Any]] = [
+        found: dict[str, dict[str, Any]] = {}
+        if not by_name:
+            return found
+        role = [
             {"Key": "tag-key", "Values": [TAG_ROLE]},
             {"Key": "tag-value", "Values": [ROLE_KEY]},
         ]
-        if self.prefix:
-            filters.append({"Key": "name", "Values": [self.prefix]})
-        found: dict[str, dict[str, Any]] = {}
-        params: dict[str, Any] = {"Filters": filters, "MaxResults": LIST_PAGE_SIZE}
-        while True:
-            page = self.conn.call(
-                "secretsmanager",
-                "list_secrets",
-                where=f"secrets tagged {TAG_ROLE}={ROLE_KEY} ({self.conn.region})",
-                **params,
-            )
-            for entry in page.get("SecretList", []):
-                path = by_name.get(str(entry.get("Name")))
-                if path is not None and not entry.get("DeletedDate"):
-                    found[path] = {
-                        **entry,
-                        "VersionIdsToStages": entry.get("SecretVersionsToStages") or {},
-                    }
-            token = page.get("NextToken")
-            if not token or len(found) == len(by_name):
-                break
-            params["NextToken"] = token
+        where = f"secrets tagged {TAG_ROLE}={ROLE_KEY} ({self.conn.region})"
+        for entry in self._secrets(role, where):
+            path = by_name.get(str(entry.get("Name")))
+            if path is not None and not entry.get("DeletedDate"):
+                found[path] = {
+                    **entry,
+                    "VersionIdsToStages": entry.get("SecretVersionsToStages") or {},
+                }
+                if len(found) == len(by_name):
+                    break
         return found
 
     def _check_key_secret(self, path: str, desc: Mapping[str, Any]) -> None:
@@ -460,36 +466,22 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
         Uses ListSecrets with a tag filter (eventually consistent in AWS: a
         secret created a moment ago may be missing).
         """
-        filters: list[dict[str, Any]] = [{"Key": "tag-key", "Values": [TAG_PATH]}]
-        if self.prefix:
-            filters.append({"Key": "name", "Values": [self.prefix]})
         keys: set[str] = set()
         records: set[str] = set()
-        params: dict[str, Any] = {"Filters": filters, "MaxResults": LIST_PAGE_SIZE}
-        while True:
-            page = self.conn.call(
-                "secretsmanager",
-                "list_secrets",
-                where=f"secrets tagged {TAG_PATH} ({self.conn.region})",
-                **params,
-            )
-            for entry in page.get("SecretList", []):
-                tags = {t.get("Key"): t.get("Value") for t in entry.get("Tags", [])}
-                path = tags.get(TAG_PATH)
-                if not path or entry.get("DeletedDate"):
-                    continue
-                try:
-                    expected = (self.secret_name(path), self.record_name(path))
-                except (StoreError, UsageError):
-                    continue
-                if tags.get(TAG_ROLE) == ROLE_KEY and entry.get("Name") == expected[0]:
-                    keys.add(path)
-                elif tags.get(TAG_ROLE) == ROLE_RECORD and entry.get("Name") == expected[1]:
-                    records.add(path)
-            token = page.get("NextToken")
-            if not token:
-                break
-            params["NextToken"] = token
+        tagged = [{"Key": "tag-key", "Values": [TAG_PATH]}]
+        for entry in self._secrets(tagged, f"secrets tagged {TAG_PATH} ({self.conn.region})"):
+            tags = {t.get("Key"): t.get("Value") for t in entry.get("Tags", [])}
+            path = tags.get(TAG_PATH)
+            if not path or entry.get("DeletedDate"):
+                continue
+            try:
+                expected = (self.secret_name(path), self.record_name(path))
+            except (StoreError, UsageError):
+                continue
+            if tags.get(TAG_ROLE) == ROLE_KEY and entry.get("Name") == expected[0]:
+                keys.add(path)
+            elif tags.get(TAG_ROLE) == ROLE_RECORD and entry.get("Name") == expected[1]:
+                records.add(path)
         unsure = sorted(records - keys)
         if unsure:
             snapshot = self._records_many(unsure)
