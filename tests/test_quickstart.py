@@ -31,7 +31,9 @@ TRACED = ",".join(
     ]
 )
 # Successful calls only, file descriptors shown with their paths, every process.
-STRACE = ["-f", "-qq", "-y", "-e", "status=successful", "-e", "trace=" + TRACED]
+# One trace per process (-ff): with one shared file, strace can split a call over two
+# lines when processes interleave.
+STRACE = ["-ff", "-qq", "-y", "-e", "status=successful", "-e", "trace=" + TRACED]
 
 
 def quick_start_block(readme: str) -> str:
@@ -86,35 +88,34 @@ def _paths(call: str, args: str, returned: str | None, cwd: str) -> list[str]:
     return names  # creat, mkdir, rename (both names), unlink, rmdir, truncate
 
 
-def written_paths(trace: str, start: Path) -> set[str]:
-    """Every path written in an ``strace -f -y`` trace of successful calls, made absolute
-    by following each process's working directory (inherited from its parent)."""
-    calls: list[tuple[int, str, str, int, str | None]] = []
-    unfinished: dict[int, str] = {}
-    for raw in trace.splitlines():
-        pid_text, _, rest = raw.partition(" ")
-        rest = rest.strip()
-        if rest.startswith(("---", "+++")):  # signals, exits
-            continue
-        if rest.endswith("<unfinished ...>"):
-            unfinished[int(pid_text)] = rest.removesuffix("<unfinished ...>")
-            continue
-        if rest.startswith("<..."):
-            rest = unfinished.pop(int(pid_text)) + rest.split("resumed>", 1)[1]
-        m = _LINE.match(f"{pid_text} {rest}")
-        assert m, f"cannot read strace line: {raw}"
-        calls.append((int(m[1]), m[2], m[3], int(m[4]), m[5]))
-    parents = {ret: pid for pid, call, _, ret, _ in calls if call in _FORKS}
-    cwd: dict[int, str] = {}
+def written_paths(traces: dict[int, str], start: Path) -> set[str]:
+    """Every path written in ``strace -ff -y`` traces of successful calls (one trace per
+    process, by pid), made absolute by following each process's working directory, which
+    a child inherits from its parent at the fork."""
+    calls: dict[int, list[tuple[str, str, int, str | None]]] = {}
+    for pid, text in traces.items():
+        calls[pid] = []
+        for raw in text.splitlines():
+            if raw.startswith(("---", "+++")):  # signals, exits
+                continue
+            m = _LINE.match(f"{pid} {raw}")
+            assert m, f"cannot read strace line of {pid}: {raw}"
+            calls[pid].append((m[2], m[3], int(m[4]), m[5]))
+    children = {ret for found in calls.values() for call, _, ret, _ in found if call in _FORKS}
+    todo = [(pid, str(start)) for pid in calls if pid not in children]
+    assert len(todo) == 1, f"one first process, not {len(todo)}"
     found: set[str] = set()
-    for pid, call, args, _, returned in calls:
-        here = cwd.setdefault(pid, cwd.get(parents.get(pid, -1), str(start)))
-        if call == "chdir":
-            cwd[pid] = os.path.normpath(_paths("mkdir", args, None, here)[0])
-        elif call == "fchdir":
-            cwd[pid] = _TOKEN.findall(args)[0][0]
-        elif call not in _FORKS:
-            found.update(os.path.normpath(p) for p in _paths(call, args, returned, here))
+    while todo:
+        pid, here = todo.pop()
+        for call, args, ret, returned in calls.get(pid, []):
+            if call == "chdir":
+                here = os.path.normpath(_paths("mkdir", args, None, here)[0])
+            elif call == "fchdir":
+                here = _TOKEN.findall(args)[0][0]
+            elif call in _FORKS:
+                todo.append((ret, here))
+            else:
+                found.update(os.path.normpath(p) for p in _paths(call, args, returned, here))
     return found
 
 
@@ -167,7 +168,8 @@ def test_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
     state = home / ".local" / "state" / "rotatectl"
     assert {p.name for p in state.iterdir()} >= {"state.db", "audit.jsonl"}
     assert f"state in {state}" in proc.stderr
-    written = written_paths(trace.read_text(), repo)
+    traces = {int(p.suffix[1:]): p.read_text() for p in tmp_path.glob("trace.txt.*")}
+    written = written_paths(traces, repo)
     assert {str(state / "state.db"), str(state / "audit.jsonl"), str(repo / ".venv")} <= written
     allowed = [str(tmp_path), "/dev", "/proc", *([cache] if cache else [])]
     outside = {
