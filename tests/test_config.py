@@ -384,9 +384,25 @@ def test_unreadable(tmp_path: Path) -> None:
         (
             '[credentials.a]\npaht = "x"',
             "[credentials.a] paht: ",
-            "allowed: backoff, backoff_max, hooks, issuer, keep_previous",
+            "allowed: backoff, backoff_max, field, format, hooks, issuer, keep_previous",
         ),
         ("[credentials.a.b]", "[credentials.a] b: ", "quote credential names"),
+        # secret formats
+        ('[credentials.a]\nformat = "yaml"', "[credentials.a] format: ", "one of bare, json"),
+        ('[credentials.a]\nformat = "json"', "[credentials.a] field: ", "needs the field"),
+        ('[credentials.a]\nformat = "bare"\nfield = "k"', "[credentials.a] field: ", '"json"'),
+        ("[credentials.a]\nstatic = { a = 1 }", "[credentials.a] static: ", "only for a JSON"),
+        ('[credentials.a]\nfield = ""', "[credentials.a] field: ", "must not be empty"),
+        (
+            '[credentials.a]\nfield = "k"\nstatic = { k = "v" }',
+            "[credentials.a] static: ",
+            "names 'k', the field that holds the key",
+        ),
+        (
+            '[credentials.a]\nfield = "k"\nstatic = { when = 2026-01-01 }',
+            "[credentials.a] static.when: ",
+            "a JSON value is needed, got date",
+        ),
         # types
         ("[defaults]\nstore = 1", "[defaults] store: ", "expected a string, got integer"),
         ("[defaults]\nkeep_previous = true", "[defaults] keep_previous: ", "got boolean"),

@@ -25,6 +25,7 @@ from .files import denied, reason
 from .model import OnStillUsed, Policy
 from .registry import AdapterContext
 from .schedule import Window, parse_window
+from .secretformat import BARE, FORMATS, SecretFormat
 from .stores.rules import path_problem
 
 if TYPE_CHECKING:
@@ -61,7 +62,11 @@ _POLICY_KEYS = (
 )
 _DEFAULTS_KEYS = frozenset((*_POLICY_KEYS, "store", "issuer", "usage", "notify"))
 _CREDENTIAL_KEYS = frozenset(
-    (*_POLICY_KEYS, "store", "path", "issuer", "usage", "scopes", "notify", "hooks", "test")
+    (
+        *_POLICY_KEYS,
+        *("store", "path", "issuer", "usage", "scopes", "notify", "hooks", "test"),
+        *("format", "field", "static"),
+    )
 )
 _HOOK_KEYS = frozenset(("on_promote", "on_retire", "on_failure", "if_failed", "timeout"))
 _TEST_KEYS = frozenset(
@@ -127,6 +132,7 @@ class CredentialConfig:
     declared: bool
     hooks: HookSpec | None = None
     pretest: PrePromotionTest | None = None
+    secret_format: SecretFormat = BARE  # a bare key, or a JSON document with the key in a field
 
 
 @dataclass(frozen=True)
@@ -719,6 +725,7 @@ class _Builder:
                 declared=True,
                 hooks=self._hooks(cred["hooks"], table) if "hooks" in cred else None,
                 pretest=self._pretest(cred["test"], table) if "test" in cred else None,
+                secret_format=self._secret_format(cred, table),
             )
         self._one_credential_per_store_path(credentials)
         audit = self._table(data.get("audit", {}), None, "audit")
@@ -747,6 +754,36 @@ class _Builder:
             implicit_local=implicit_local,
             env=self.env,
         )
+
+    def _secret_format(self, cred: Mapping[str, Any], table: str) -> SecretFormat:
+        """``format``, ``field`` and ``static``: a bare key (the default), or a JSON
+        document with the key in ``field`` (``field`` alone means json)."""
+        kind = self._str(cred["format"], table, "format") if "format" in cred else None
+        if kind is not None and kind not in FORMATS:
+            raise self.error(table, "format", f"expected one of {', '.join(FORMATS)}, got {kind!r}")
+        if kind == "bare" or (kind is None and "field" not in cred):
+            for key in ("field", "static"):
+                if key in cred:
+                    raise self.error(table, key, 'only for a JSON document (format = "json")')
+            return BARE
+        if "field" not in cred:
+            raise self.error(
+                table,
+                "field",
+                'format = "json" needs the field that holds the key, e.g. field = "api_key"',
+            )
+        name = self._str(cred["field"], table, "field")
+        static = self._table(cred["static"], table, "static") if "static" in cred else {}
+        if name in static:
+            raise self.error(table, "static", f"names {name!r}, the field that holds the key")
+        for key, value in static.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                raise self.error(
+                    table, f"static.{key}", f"a JSON value is needed, got {_toml_type(value)}"
+                ) from None
+        return SecretFormat(field=name, static=dict(static))
 
     def _path(self, value: object, table: str) -> str:
         """A credential's ``path``: the same rule as a name, since it is the name in the store."""

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from . import redact
+from . import secretformat
 from .errors import NotFoundError, RotatectlError, UsageError
-from .keyformat import fingerprint_matches, fingerprint_of, key_id_of
+from .keyformat import fingerprint_of, key_id_of
 from .machine import current_version, plan_adoption
 
 if TYPE_CHECKING:
@@ -58,8 +58,8 @@ def value_problems(versions: Sequence[Version], value: str | None) -> list[str]:
         return []
     if value is None:
         return [f"v{current.number} is current but its value is gone"]
-    redact.register(value)
-    if fingerprint_matches(current.fingerprint, value):
+    secretformat.register(value)
+    if secretformat.matches(current, value):
         return []
     return [
         f"the current value does not match v{current.number} ({current.key_id}): "
@@ -140,16 +140,25 @@ def adopt(target: Target, at: datetime) -> None:
     versions, rotation, revision = store.state(path)
     value = store.client_value(path)
     if value is not None:
-        redact.register(value)
-        fingerprint = fingerprint_of(value)
+        secretformat.register(value)
+        field = target.secret_format.field
+        try:
+            key = secretformat.key_of(value, field)
+        except secretformat.DocumentError as exc:
+            raise UsageError(
+                f"{target.name}: clients read a value that is not the configured "
+                f"{target.secret_format.describe()}: {exc}; it cannot be adopted"
+            ) from None
+        fingerprint = fingerprint_of(key)
         plan = plan_adoption(
             target.name,
             rotation,
             versions,
-            lambda v: fingerprint_matches(v.fingerprint, value),
+            lambda v: secretformat.matches(v, value),
             fingerprint,
-            key_id_of(value, fingerprint),
+            key_id_of(key, fingerprint),
             at,
+            field=field,
         )
         if plan is not None:
             if plan.new:

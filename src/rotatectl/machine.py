@@ -430,10 +430,16 @@ def plan_start(
     propagation: timedelta | None = None,
     overlap: timedelta | None = None,
     detail: str = "",
+    field: str | None = None,
 ) -> Rotation:
     """A new rotation record in phase ISSUE. Its new version id is chosen before
-    anything is minted: it is the idempotency token of publish (invariant 6)."""
+    anything is minted: it is the idempotency token of publish (invariant 6).
+    ``field``: the JSON field the config says holds the key ("" a bare value; None: not
+    checked); UsageError when the current version's format is another (a rotation
+    would change what every client reads)."""
     current = current_version(versions)
+    if field is not None and current is not None and current.field != field:
+        raise UsageError(format_refusal(name, current, field))
     failures = latest.failures if latest is not None and latest.failed else 0
     rotation = Rotation(
         id=new_rotation_id(),
@@ -450,6 +456,20 @@ def plan_start(
         failures=failures,
     )
     return rotation.advance(Phase.ISSUE, now, detail=detail or reason or kind.value)
+
+
+def format_refusal(name: str, current: Version, field: str) -> str:
+    """Why a rotation must not start when the config declares another secret format
+    (``field``) than the current version's."""
+
+    def shape(f: str) -> str:
+        return f"a JSON document with the key in field {f!r}" if f else "a bare key"
+
+    return (
+        f"{name}: v{current.number} is {shape(current.field)} but the config declares "
+        f"{shape(field)}; a rotation would change the shape every client reads: make "
+        "format/field match the store, or rotate into a new path"
+    )
 
 
 def check_overlap(name: str, policy: Policy, overlap: timedelta | None) -> None:
@@ -651,11 +671,12 @@ def plan_adoption(
     fingerprint: str,
     key_id: str,
     now: datetime,
+    field: str = "",
 ) -> Adoption | None:
     """Adopt the value clients read (``holds(v)``: whether version ``v`` is that value)
     as a new current version; None when the current version holds it (or there is no
     current version yet: a first rotation in flight). ``fingerprint``/``key_id``: the
-    value's, for a new version.
+    value's key's, for a new version; ``field``: the JSON field the key is in ("": bare).
 
     A pending or previous version holding the value is promoted instead of a new one
     (the client was pointed at it by hand; or an interrupted adoption resumes).
@@ -705,6 +726,7 @@ def plan_adoption(
             state=VersionState.PENDING,
             created=now,
             scopes=current.scopes,
+            field=field,
         )
         new = True
     else:
@@ -737,6 +759,7 @@ def plan_emergency(
     reason: str,
     propagation: timedelta | None = None,
     keep_previous: int = 1,
+    field: str | None = None,
 ) -> Rotation:
     """An emergency rotation: a new key promoted at once, the current (compromised)
     key retired at once. It supersedes a rotation in flight: that rotation's new
@@ -744,7 +767,8 @@ def plan_emergency(
     previous key still accepted, unless the credential keeps a rolling window
     (``keep_previous`` > 1): its keys were not the one that leaked, and the clients
     that refresh rarely rely on them, so they stay (the detail says which).
-    UsageError when there is no current key."""
+    UsageError when there is no current key, or ``field`` is not its format (see
+    :func:`plan_start`)."""
     current = current_version(versions)
     if current is None:
         raise UsageError(f"{name}: no current key to replace")
@@ -780,6 +804,7 @@ def plan_emergency(
             propagation=propagation if propagation is not None else timedelta(0),
             overlap=timedelta(0),
             detail=detail,
+            field=field,
         ),
         force_retire=True,
         supersedes=supersedes,

@@ -7,7 +7,7 @@ so that stores can persist them. No type here ever holds a key value.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -143,6 +143,9 @@ class Version:
     expires: datetime | None = None
     scopes: tuple[str, ...] = ()
     compromised: bool = False
+    # The JSON field of the stored document that holds the key ("": the value is the
+    # key): the fingerprint and key id cover that field only (rotatectl.secretformat).
+    field: str = ""
 
     def with_state(self, state: VersionState, at: datetime) -> Version:
         """Return a copy in ``state``, stamping the matching timestamp."""
@@ -174,6 +177,8 @@ class Version:
             "expires": _iso(self.expires),
             "scopes": list(self.scopes),
             "compromised": self.compromised,
+            # Only for a document: records of bare values stay as they were.
+            **({"field": self.field} if self.field else {}),
         }
 
     @classmethod
@@ -201,6 +206,7 @@ class Version:
             expires=_parse_iso(data.get("expires")),
             scopes=tuple(data.get("scopes") or ()),
             compromised=bool(data.get("compromised", False)),
+            field=str(data.get("field") or ""),
         )
 
 
@@ -396,6 +402,9 @@ class IssuedKey:
     fingerprint: str
     issuer_ref: str
     expires: datetime | None = None
+    # Other values minted with the key (a database user's name), by field name: written
+    # beside it in a JSON document (format = "json"); as secret as ``value``.
+    extra: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # keep the value out of reprs and tracebacks
         return (

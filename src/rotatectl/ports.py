@@ -28,6 +28,7 @@ from .model import (
     VersionState,
     utcnow,
 )
+from .secretformat import BARE, SecretFormat
 
 if TYPE_CHECKING:
     from .hooks import HookSpec
@@ -416,3 +417,4 @@ class Target:
     notifiers: Sequence[tuple[str, Notifier]] = ()
     hooks: HookSpec | None = None
     pretest: PrePromotionTest | None = None
+    secret_format: SecretFormat = BARE

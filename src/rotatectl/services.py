@@ -12,11 +12,11 @@ parses and renders, these decide and act. Each raises rotatectl errors only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ExitCode, RotatectlError
+from .errors import ExitCode, RotatectlError, UsageError
 from .ports import STORE_FEATURES, Target
 
 if TYPE_CHECKING:
@@ -54,6 +54,29 @@ def read_value(ws: Workspace, name: str, number: int | None, via: str, audit: Au
         fingerprint=shown.fingerprint if shown else None,
     )
     return value
+
+
+def field_values(name: str, value: str, fields: Sequence[str]) -> list[str]:
+    """Each of ``fields`` of the JSON secret ``value`` of credential ``name``, as
+    :func:`rotatectl.secretformat.field_text` gives it. UsageError (naming the field
+    and the fields there are, never a value) when ``value`` is not a JSON document or
+    lacks one."""
+    from . import secretformat
+
+    if not fields:
+        return []
+    secretformat.register(value)
+    try:
+        there = secretformat.fields(value)
+    except secretformat.DocumentError:
+        raise UsageError(f"{name}: its value is not a JSON document; it has no fields") from None
+    missing = [f for f in fields if f not in there]
+    if missing:
+        raise UsageError(
+            f"{name}: its document has no field {missing[0]!r} (it has "
+            f"{', '.join(sorted(there)) or 'none'})"
+        )
+    return [secretformat.field_text(value, f) for f in fields]
 
 
 def emergency(

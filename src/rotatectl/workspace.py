@@ -111,6 +111,7 @@ class Workspace:
             notifiers=[(n, self.notifier(n)) for n in cred.notify],
             hooks=cred.hooks,
             pretest=cred.pretest,
+            secret_format=cred.secret_format,
         )
 
     def view(self, name: str, *, allow_adhoc: bool = True) -> CredentialView:

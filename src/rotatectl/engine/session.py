@@ -200,7 +200,14 @@ class Runner:
         with self.session(target, emergency=True) as session:
             result = session.drive(
                 intervene=lambda r, v, now: plan_emergency(
-                    target.name, r, v, now, reason, propagation, target.policy.keep_previous
+                    target.name,
+                    r,
+                    v,
+                    now,
+                    reason,
+                    propagation,
+                    target.policy.keep_previous,
+                    field=target.secret_format.field,
                 )
             )
             if session.retired:
@@ -585,6 +592,7 @@ class Session:
             request.reason,
             propagation=request.propagation,
             overlap=request.overlap,
+            field=self.target.secret_format.field,
         )
         self.effects.event(result, "started", rotation=rotation, message=request.reason)
         self._save(rotation, revision)

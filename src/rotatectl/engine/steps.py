@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import redact
-from ..errors import ConflictError, ProbeError
+from .. import redact, secretformat
+from ..errors import ConflictError, ProbeError, UsageError
 from ..machine import (
     Action,
     ActionKind,
@@ -118,9 +118,16 @@ def _mint(st: Step, versions: Sequence[Version] | None) -> Version:
     if existing is not None:
         return existing
     sweep_orphans(st, versions)
+    base = _current_document(st, versions)
     issued = t.issuer.create(t.name, rotation.new_version_id, t.scopes)
     redact.register(issued.value)
+    for extra in issued.extra.values():
+        redact.register(extra)
     st.boundary("after-issue")
+    try:
+        value = t.secret_format.compose(base, issued.value, issued.extra)
+    except ValueError as exc:  # the message names fields, never a value
+        raise UsageError(f"{t.name}: {exc}") from None
     version = Version(
         version_id=rotation.new_version_id,
         number=rotation.new_version_number,
@@ -132,11 +139,30 @@ def _mint(st: Step, versions: Sequence[Version] | None) -> Version:
         issuer_ref=issued.issuer_ref,
         expires=issued.expires,
         scopes=t.scopes,
+        field=t.secret_format.field,
     )
-    t.store.publish(t.path, version, issued.value)
-    del issued  # the value is in the store now; drop our reference to it
+    t.store.publish(t.path, version, value)
+    del issued, value  # the value is in the store now; drop our reference to it
     st.boundary("after-publish")
     return version
+
+
+def _current_document(st: Step, versions: Sequence[Version]) -> str | None:
+    """The document a new version's is made from: the current version's, whose other
+    fields it keeps byte for byte (None: a bare format, or no current version yet).
+    ConflictError when the current document cannot be read or has no such field."""
+    fmt = st.target.secret_format
+    current = current_version(versions)
+    if not fmt.document or current is None:
+        return None
+    t = st.target
+    base = st.retry(lambda: t.store.read_value(t.path, current.version_id))
+    secretformat.register(base)
+    try:
+        secretformat.key_of(base, current.field)
+    except secretformat.DocumentError as exc:
+        raise ConflictError(f"{t.name}: v{current.number}'s document: {exc}") from None
+    return base
 
 
 def _reinstate(st: Step) -> Version:
@@ -188,13 +214,20 @@ def pre_promotion_test(st: Step) -> None:
     t, rotation = st.target, st.record
     assert t.pretest is not None
     value = t.store.read_value(t.path, rotation.new_version_id)
-    redact.register(value)
+    secretformat.register(value)
     from ..pretest import run_test
 
+    # The key a client presents: of a JSON secret, its field.
+    new = find_version(st.versions, rotation.new_version_id)
+    field = new.field if new is not None else t.secret_format.field
+    try:
+        key = secretformat.key_of(value, field)
+    except secretformat.DocumentError as exc:
+        raise ConflictError(f"{t.name}: the new version's document: {exc}") from None
     outcome = run_test(
-        t.pretest, value, sleep=st.clock.sleep, monotonic=lambda: st.clock.now().timestamp()
+        t.pretest, key, sleep=st.clock.sleep, monotonic=lambda: st.clock.now().timestamp()
     )
-    del value
+    del value, key
     now = st.clock.now()
     intervention = rotation.kind in (RotationKind.EMERGENCY, RotationKind.ROLLBACK)
     if outcome.ok or intervention:
@@ -275,7 +308,7 @@ def _pre_promote_hook(st: Step, new: Version) -> bool:
     if t.hooks is None or not t.hooks.on_promote:
         return True
     value = t.store.read_value(t.path, new.version_id)
-    redact.register(value)
+    secretformat.register(value)
     hook = st.effects.hook(
         st.result, "on_promote", {"version": str(new.number), "key_id": new.key_id}, stdin=value
     )

@@ -7,7 +7,8 @@ probe; :class:`KeyRingMiddleware` (ASGI) and :class:`KeyRingWSGIMiddleware`
 (WSGI) put it in front of an app.
 
 Client side (API consumers): :class:`CurrentKey` always hands out the
-current key and refreshes it once on a 401/403. Auth adapters for
+current key (``field=``: the key in one field of a JSON secret) and
+refreshes it once on a 401/403. Auth adapters for
 ``requests`` and ``httpx`` live in :mod:`rotatectl.sdk.requests_auth` and
 :mod:`rotatectl.sdk.httpx_auth` (optional extras, imported only there).
 
@@ -17,7 +18,7 @@ See docs/sdk.md.
 from __future__ import annotations
 
 from .asgi import KeyRingMiddleware
-from .client import CurrentKey, CurrentValueSource
+from .client import CurrentKey, CurrentValueSource, SecretDocumentError
 from .keyring import (
     AcceptedKeySource,
     CredentialStatus,
@@ -46,6 +47,7 @@ __all__ = [
     "RejectReason",
     "Rejection",
     "Result",
+    "SecretDocumentError",
     "UsageLog",
     "Verification",
     "require_scope",

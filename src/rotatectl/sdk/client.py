@@ -9,9 +9,16 @@ and returns the key to retry with. :meth:`CurrentKey.call` wraps that
 and ``httpx`` adapters (:mod:`.requests_auth`, :mod:`.httpx_auth`) do the
 same inside those libraries.
 
+A credential whose secret is a JSON document (config ``format = "json"``,
+``field = "api_key"``) stores the whole document in every version; give
+``CurrentKey`` the field (``CurrentKey(store, path, field="api_key")``) and it
+hands out the key in that field, never the document (see
+:mod:`rotatectl.secretformat`).
+
 A refresh that fails keeps the cached key (the store being down is no reason
-to stop calling the API) and is retried after ``retry_interval``. Key values
-never appear in logs, reprs or exception messages.
+to stop calling the API) and is retried after ``retry_interval``; so does one
+that reads a document without a string in ``field`` (:class:`SecretDocumentError`).
+Key values never appear in logs, reprs or exception messages.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
+from .. import secretformat
+from ..errors import StoreError
 from ..ports import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -34,6 +43,14 @@ class CurrentValueSource(Protocol):
     """What a client needs of a store: the current value of a path."""
 
     def read_value(self, path: str) -> str: ...
+
+
+class SecretDocumentError(StoreError, secretformat.DocumentError):
+    """The value read for a :class:`CurrentKey` with a ``field`` is not a JSON
+    document with a string in that field (not JSON, no such field, not a string;
+    or the credential holds a bare key). A :class:`~rotatectl.errors.StoreError`,
+    like any other failed read, and a :class:`~rotatectl.secretformat.DocumentError`
+    (a ValueError). The message names the path and the problem, never the value."""
 
 
 def _same(a: str, b: str) -> bool:
@@ -48,6 +65,12 @@ def _seconds(value: float | timedelta) -> timedelta:
 class CurrentKey:
     """The current key of ``path`` in ``store``, cached. Thread-safe.
 
+    ``field``: the JSON field that holds the key when the credential's secret is
+    a JSON document (its config's ``format = "json"``, ``field = "api_key"``;
+    for a configured credential, ``credential.secret_format.field``); the key
+    handed out is the string in that field. "" (the default): the stored value
+    is the key. A value that is not such a document fails the read with
+    :class:`SecretDocumentError`, as a store error would.
     ``refresh_interval``: how long a read key is used before reading again.
     ``retry_interval``: after a failed read, how long before the next try;
     also the least time between two forced reads by :meth:`on_auth_failure`,
@@ -59,12 +82,14 @@ class CurrentKey:
         store: CurrentValueSource,
         path: str,
         *,
+        field: str = "",
         refresh_interval: float | timedelta = 30.0,
         retry_interval: float | timedelta = 1.0,
         clock: Clock | None = None,
     ) -> None:
         self._store = store
         self.path = path
+        self.field = field
         self.refresh_interval = _seconds(refresh_interval)
         self.retry_interval = _seconds(retry_interval)
         if self.refresh_interval <= timedelta(0):
@@ -79,14 +104,16 @@ class CurrentKey:
         self.changes = 0
 
     def __repr__(self) -> str:  # never the value
-        return f"CurrentKey(path={self.path!r}, loaded={self._value is not None})"
+        field = f", field={self.field!r}" if self.field else ""
+        return f"CurrentKey(path={self.path!r}{field}, loaded={self._value is not None})"
 
     def get(self) -> str:
         """The key to present now.
 
         Reads the store when the cached key is older than ``refresh_interval``
         (one thread reads; the others keep using the cached key meanwhile).
-        Raises the store's error only when no key was ever read.
+        Raises the store's error (or :class:`SecretDocumentError`) only when no
+        key was ever read.
         """
         value, due = self._value, self._due
         if value is not None and due is not None and self._clock.now() < due:
@@ -115,8 +142,8 @@ class CurrentKey:
     def refresh(self) -> str:
         """Read the store now (whatever the cache says) and return the key.
 
-        Raises the store's error when no key was ever read; otherwise a failed
-        read keeps the cached key.
+        Raises the store's error (or :class:`SecretDocumentError`) when no key
+        was ever read; otherwise a failed read keeps the cached key.
         """
         with self._lock:
             self._read(keep_on_error=self._value is not None)
@@ -160,11 +187,12 @@ class CurrentKey:
         return response
 
     def _read(self, *, keep_on_error: bool) -> None:
-        """Read the current value; the caller holds ``_lock``."""
+        """Read the current key (the value, or its document's ``field``); the caller
+        holds ``_lock``."""
         now = self._clock.now()
         self.reads += 1
         try:
-            value = self._store.read_value(self.path)
+            value = self._key(self._store.read_value(self.path))
         except Exception as exc:
             self.failed_reads += 1
             if not keep_on_error:
@@ -182,3 +210,15 @@ class CurrentKey:
             logger.info("current key of %s changed", self.path)
         self._value = value
         self._due = now + self.refresh_interval
+
+    def _key(self, value: str) -> str:
+        """The key in ``value``: itself, or the string in the document's ``field``."""
+        if not self.field:
+            return value
+        try:
+            return secretformat.key_of(value, self.field)
+        except secretformat.DocumentError as exc:  # its message never holds the value
+            raise SecretDocumentError(
+                f"{self.path}: {exc} (field={self.field!r}: a JSON document with the key "
+                "in that field was expected)"
+            ) from None

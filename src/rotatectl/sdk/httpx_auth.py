@@ -1,6 +1,9 @@
 """``httpx`` auth for :class:`CurrentKey` (the ``rotatectl[httpx]`` extra).
 
     client = httpx.Client(auth=CurrentKeyAuth(CurrentKey(store, "partners/acme")))
+    # a JSON secret (format = "json"): send the key in its "api_key" field
+    current = CurrentKey(store, "partners/db", field="api_key")
+    client = httpx.Client(auth=CurrentKeyAuth(current))
 
 Works with ``httpx.Client`` and ``httpx.AsyncClient``: every request carries
 the current key; on a 401/403 the key is refreshed once and, if it changed,
@@ -26,7 +29,8 @@ from .client import CurrentKey, _same
 class CurrentKeyAuth(httpx.Auth):
     """Sets ``header`` to ``"<scheme> <key>"`` (or the bare key when ``scheme``
     is None) on each request; retries once with a fresh key on a status in
-    ``retry_on``."""
+    ``retry_on``. The key is ``current``'s: for a JSON secret, the string in
+    the field its ``field`` names, never the document."""
 
     requires_request_body = True  # so that the request can be sent a second time
 

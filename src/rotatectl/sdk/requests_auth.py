@@ -1,6 +1,8 @@
 """``requests`` auth for :class:`CurrentKey` (the ``rotatectl[requests]`` extra).
 
     session.auth = CurrentKeyAuth(CurrentKey(store, "partners/acme"))
+    # a JSON secret (format = "json"): send the key in its "api_key" field
+    session.auth = CurrentKeyAuth(CurrentKey(store, "partners/db", field="api_key"))
 
 Every request carries the current key; on a 401/403 the key is refreshed once
 and, if it changed, the request is sent once more (as ``HTTPDigestAuth``
@@ -26,7 +28,8 @@ from .client import CurrentKey, _same
 class CurrentKeyAuth(AuthBase):
     """Sets ``header`` to ``"<scheme> <key>"`` (or the bare key when ``scheme``
     is None) on each request; retries once with a fresh key on a status in
-    ``retry_on``."""
+    ``retry_on``. The key is ``current``'s: for a JSON secret, the string in
+    the field its ``field`` names, never the document."""
 
     def __init__(
         self,

@@ -222,15 +222,13 @@ class FanoutStore(StoreBase):
     def client_value(self, path: str) -> str | None:
         """The first secondary's client value that is not the primary's current key
         (drift made there), else the primary's: what adopting drift takes."""
-        from ..keyformat import fingerprint_matches
+        from .. import secretformat
         from ..machine import current_version
 
         current = current_version(self.primary.versions(path))
         for name, store in self.secondaries:
             value = self._at(name, store.client_value, path)
-            if value is not None and (
-                current is None or not fingerprint_matches(current.fingerprint, value)
-            ):
+            if value is not None and (current is None or not secretformat.matches(current, value)):
                 return value
         return self._at(self.primary_name, self.primary.client_value, path)
 

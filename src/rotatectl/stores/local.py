@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from .. import secretformat
 from ..errors import (
     ConfigError,
     ConflictError,
@@ -35,7 +36,6 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..files import denied, make_private_dirs, reason
-from ..keyformat import fingerprint_matches
 from ..machine import current_version
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
 from ..ports import StoreBase
@@ -552,7 +552,7 @@ class LocalStore(StoreBase):
             current = current_version(self._versions(conn, path))
             if value is None or current is None:
                 raise ConflictError(f"{path}: {SINGLE_COPY}")
-            if not fingerprint_matches(current.fingerprint, value):
+            if not secretformat.matches(current, value):
                 raise ConflictError(f"{path}: the value to restore is not v{current.number}'s")
             conn.execute(
                 "UPDATE versions SET value = ? WHERE path = ? AND version_id = ?",

@@ -215,15 +215,15 @@ def lost_values(versions: Sequence[Version], values: Mapping[str, str]) -> list[
     version id) is not the one they were recorded with: in a store that keeps one copy
     a value changed in place and then adopted as a new version. Their values are lost
     (wiped, never handed out again); they stay accepted by fingerprint until retired."""
-    from .. import keyformat, redact  # pure; imported here to keep rules' imports small
+    from .. import secretformat  # pure; imported here to keep rules' imports small
 
     lost = []
     for v in versions:
         value = values.get(v.version_id)
         if v.state is VersionState.CURRENT or value is None:
             continue
-        redact.register(value)
-        if not keyformat.fingerprint_matches(v.fingerprint, value):
+        secretformat.register(value)
+        if not secretformat.matches(v, value):
             lost.append(v.version_id)
     return lost
 

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Self
 
-from .. import keyformat
+from .. import secretformat
 from ..aws_common import AwsConnection, AwsExpected
 from ..errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
 from ..model import AcceptedKey, Rotation, Version, VersionState
@@ -679,9 +679,7 @@ class ParameterStore(RecordLease, StoreBase):
             return f"v{v.number} ({v.key_id}, {v.state})" if v else f"SSM version {n}"
 
         problems = []
-        if number != record.ssm.get(current.version_id) or not keyformat.fingerprint_matches(
-            current.fingerprint, value
-        ):
+        if number != record.ssm.get(current.version_id) or not secretformat.matches(current, value):
             problems.append(
                 f"the latest version of {name} is SSM version {number}, not v{current.number} "
                 f"({current.key_id}): it was put outside rotatectl"
@@ -705,7 +703,7 @@ class ParameterStore(RecordLease, StoreBase):
         new = record.find(rotation.new_version_id)
         if new is None or new.state is VersionState.CURRENT:
             return False
-        return keyformat.fingerprint_matches(new.fingerprint, value)
+        return secretformat.matches(new, value)
 
     def adopt_value(self, path: str, version: Version, value: str) -> None:
         """Record ``value``, which NAME's latest version holds though rotatectl did not
@@ -732,7 +730,7 @@ class ParameterStore(RecordLease, StoreBase):
             current, latest = record.current(), self._latest(path)
             if current is None or latest is None or record.ssm.get(current.version_id) == latest[0]:
                 return None
-            if not keyformat.fingerprint_matches(current.fingerprint, latest[1]):
+            if not secretformat.matches(current, latest[1]):
                 raise ConflictError(f"{path}: clients read another key than v{current.number}")
             return record.with_versions([], ssm={current.version_id: latest[0]})
 

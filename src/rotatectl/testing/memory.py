@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Self
 
+from .. import secretformat
 from ..errors import ConflictError, NotFoundError
-from ..keyformat import fingerprint_matches
 from ..machine import current_version
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
 from ..ports import StoreBase
@@ -132,7 +132,7 @@ class MemoryStore(StoreBase):
             current = current_version(self._sorted(path))
             if value is None or current is None:
                 raise ConflictError(f"{path}: {SINGLE_COPY}")
-            if not fingerprint_matches(current.fingerprint, value):
+            if not secretformat.matches(current, value):
                 raise ConflictError(f"{path}: the value to restore is not v{current.number}'s")
             self._values[(path, current.version_id)] = value
 

@@ -180,16 +180,16 @@ class DriftMixin:
         value = out.get("SecretString")
         if not isinstance(value, str):
             return None
-        from ... import redact
+        from ... import secretformat
 
-        redact.register(value)
+        secretformat.register(value)
         return value
 
     def adopt_value(self, path: str, version: Version, value: str) -> None:
         """Record the AWS version ``AWSCURRENT`` is on (put outside rotatectl) as the new
         pending ``version``: no value is written, so what clients read cannot change.
         ConflictError when ``AWSCURRENT`` moved since ``value`` was read."""
-        from ... import keyformat
+        from ... import secretformat
 
         name = self.secret_name(path)
 
@@ -203,9 +203,7 @@ class DriftMixin:
             holder = holders[0]
             out = self._sm("get_secret_value", name, SecretId=name, VersionId=holder)
             held = out.get("SecretString")
-            if not isinstance(held, str) or not keyformat.fingerprint_matches(
-                version.fingerprint, held
-            ):
+            if not isinstance(held, str) or not secretformat.matches(version, held):
                 raise ConflictError(f"{self._where(name)}: AWSCURRENT moved; look again")
             return record.with_versions([version], {version.version_id: holder})
 

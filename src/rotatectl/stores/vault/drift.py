@@ -17,11 +17,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from ... import keyformat, redact
+from ... import secretformat
 from ...errors import ConflictError, PermissionDeniedError
 from ...model import Version, VersionState, parse_iso
 from ..rules import plan_set_state
-from .layout import CLIENT_FIELD, MAX_VERSIONS
+from .layout import (
+    CLIENT_FIELD,
+    MAX_VERSIONS,
+    client_custom,
+    client_data,
+    client_value,
+    client_version_id,
+    document_field,
+)
 from .record import Records, _Index
 
 # Fields of a verifier view entry that ``adopt`` may take from an outside edit:
@@ -82,6 +90,7 @@ class _Scan:
     view: _ViewDiff = field(default_factory=_ViewDiff)
     values: tuple[tuple[Version, str], ...] = ()  # (accepted version, "missing" | "mismatch")
     settings: tuple[tuple[str, str, str], ...] = ()  # (rel, kind, what is wrong)
+    field: str = ""  # the document field that holds the key ("": a bare key)
 
     @property
     def current(self) -> Version | None:
@@ -89,8 +98,7 @@ class _Scan:
 
     @property
     def client_value(self) -> str | None:
-        value = None if self.client is None else self.client.get(CLIENT_FIELD)
-        return value if isinstance(value, str) else None
+        return client_value(self.client, self.field)
 
 
 class VaultDrift(Records):
@@ -160,8 +168,10 @@ class VaultDrift(Records):
         (data, revision), _ = self._recall(where, index_rel, read_only=True)
         index = _Index.decode(data, revision, where)
         client, client_kv = self._read(where, self._full(path))
-        if client is not None and isinstance(client.get(CLIENT_FIELD), str):
-            redact.register(client[CLIENT_FIELD])
+        field = document_field(index.versions)
+        held = client_value(client, field)
+        if held is not None:
+            secretformat.register(held)
         if data is None:
             gone, undeletable = "", False
             meta = self._metadata_if_allowed(where, index_rel)
@@ -171,23 +181,28 @@ class VaultDrift(Records):
                 undeletable = bool(latest.get("deletion_time")) and not latest.get("destroyed")
             elif client is not None:
                 gone = "missing"
-            return _Scan(index, (), client, client_kv, gone, undeletable)
+            return _Scan(index, (), client, client_kv, gone, undeletable, field=field)
         versions = index.versions
         if (
             index.promotion is not None
-            and client is not None
-            and client.get("version_id") == index.promotion.target
+            and client_version_id(client, index.versions) == index.promotion.target
         ):
             versions = index.applied(path).versions  # committed: the client path has it
         current = next((v for v in versions if v.state is VersionState.CURRENT), None)
         scan = _Scan(
-            index, versions, client, client_kv, view=_ViewDiff.of(index, data.get("accepted"))
+            index,
+            versions,
+            client,
+            client_kv,
+            view=_ViewDiff.of(index, data.get("accepted")),
+            field=field,
         )
         client_matches, labels_wrong = True, False
         if current is not None and scan.client_value is not None:
-            client_matches = keyformat.fingerprint_matches(current.fingerprint, scan.client_value)
+            client_matches = secretformat.matches(current, scan.client_value)
             assert client is not None
-            labels_wrong = (client.get("version_id"), client.get("key_id")) != (
+            # A document carries nothing of rotatectl's: its key field is all there is.
+            labels_wrong = not field and (client.get("version_id"), client.get("key_id")) != (
                 current.version_id,
                 current.key_id,
             )
@@ -200,8 +215,8 @@ class VaultDrift(Records):
             if not isinstance(value, str):
                 values.append((v, "missing"))
                 continue
-            redact.register(value)
-            if not keyformat.fingerprint_matches(v.fingerprint, value):
+            secretformat.register(value)
+            if not secretformat.matches(v, value):
                 values.append((v, "mismatch"))
         settings = []
         for rel, kind in ((self._full(path), "client"), (index_rel, "index")):
@@ -235,7 +250,9 @@ class VaultDrift(Records):
             if scan.client is None:
                 lines.append(f"the client path {client_path} is missing")
             elif scan.client_value is None:
-                lines.append(f"the client path {client_path} has no '{CLIENT_FIELD}' field")
+                lines.append(
+                    f"the client path {client_path} has no '{scan.field or CLIENT_FIELD}' field"
+                )
             elif scan.labels_wrong:
                 lines.append(
                     f"the client path's key_id/version_id do not name v{current.number} "
@@ -411,8 +428,8 @@ class VaultDrift(Records):
             value = None if data is None else data.get("value")
             if not isinstance(value, str):
                 return None
-            redact.register(value)
-            return value if keyformat.fingerprint_matches(version.fingerprint, value) else None
+            secretformat.register(value)
+            return value if secretformat.matches(version, value) else None
 
         meta = self._metadata(where, rel)
         history = (meta or {}).get("versions") or {}
@@ -466,16 +483,16 @@ class VaultDrift(Records):
         self._write(
             where,
             rel,
-            {CLIENT_FIELD: value, "key_id": current.key_id, "version_id": current.version_id},
+            client_data(current, value),
             self._kv_version(where, rel),
             "client",
-            {"client-field": CLIENT_FIELD},
+            client_custom(current.field),
         )
 
     def _fix_settings(self, where: str, scan: _Scan) -> None:
         """Set check-and-set and max_versions again where an outside change dropped them."""
         for rel, kind in dict.fromkeys((rel, kind) for rel, kind, _ in scan.settings):
-            custom = {"client-field": CLIENT_FIELD} if kind == "client" else None
+            custom = client_custom(scan.field) if kind == "client" else None
             self._configure(where, rel, kind, custom)
 
     def _kv_version(self, where: str, rel: str) -> int:

@@ -5,7 +5,9 @@ Layout
 A credential stored at ``path`` lives under ``<mount>/<prefix>/<path>``
 (``prefix`` is optional; below, ``P`` is the full path inside the mount)::
 
-    P                              client path: {"current": <key>, "key_id", "version_id"}
+    P                              client path: {"current": <key>, "key_id", "version_id"};
+                                   for a JSON document (format = "json"): the document's
+                                   own fields, nothing added (bao kv get -field=api_key)
     P/.rotatectl/index             verifier view + version metadata (no values):
                                      {"format": 1,
                                       "accepted": {<key_id>: {"version_id", "number",
@@ -18,7 +20,8 @@ A credential stored at ``path`` lives under ``<mount>/<prefix>/<path>``
                                    the KV version written by an acquisition is its fencing token
 
 - A client reads the current key with one read of one field:
-  ``bao kv get -field=current <mount>/P`` (or ``vault kv get ...``).
+  ``bao kv get -field=current <mount>/P`` (or ``vault kv get ...``); of a document,
+  the field the config names (``-field=api_key``) or all of them.
 - A verifier reads every accepted key, hashes only, with one read:
   ``bao kv get -field=accepted <mount>/P/.rotatectl/index``. Its policy needs
   no access to ``P`` or ``P/.rotatectl/versions/*``, where the values are.
@@ -34,17 +37,65 @@ A credential stored at ``path`` lives under ``<mount>/<prefix>/<path>``
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+from ... import secretformat
 from ...errors import UsageError
 from ...registry import AdapterContext
 from ..rules import RESERVED, check_path, path_problem
 
+if TYPE_CHECKING:
+    from ...model import Version
+
 CLIENT_FIELD = "current"
 MAX_VERSIONS = {"client": 1, "value": 5, "index": 10, "rotation": 50, "lock": 1}
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def document_field(versions: Sequence[Version]) -> str:
+    """The JSON field the credential's documents hold the key in ("" for bare keys):
+    every version of a credential has the same format (a change is refused)."""
+    return next((v.field for v in versions if v.field), "")
+
+
+def client_data(version: Version, value: str) -> dict[str, Any]:
+    """What the client path holds while ``version``, whose stored value is ``value``,
+    is current: a bare key with the version's ids beside it; a document's own fields."""
+    if version.field:
+        return secretformat.fields(value)
+    return {CLIENT_FIELD: value, "key_id": version.key_id, "version_id": version.version_id}
+
+
+def client_value(data: Mapping[str, Any] | None, field: str) -> str | None:
+    """The value the client path's ``data`` holds, as a version stores it (a document
+    as its JSON text); None when it holds no key (no path, or no such string field)."""
+    if data is None or not isinstance(data.get(field or CLIENT_FIELD), str):
+        return None
+    if field:
+        return json.dumps(data, ensure_ascii=False)
+    value: str = data[CLIENT_FIELD]
+    return value
+
+
+def client_version_id(data: Mapping[str, Any] | None, versions: Sequence[Version]) -> str | None:
+    """The version the client path's ``data`` holds: named beside a bare key; for a
+    document (which carries nothing of rotatectl's), the version whose fingerprint its
+    key field matches. None when none."""
+    field = document_field(versions)
+    if not field:
+        return None if data is None else data.get("version_id")
+    value = client_value(data, field)
+    if value is None:
+        return None
+    return next((v.version_id for v in versions if secretformat.matches(v, value)), None)
+
+
+def client_custom(field: str) -> dict[str, str]:
+    """The client path's custom metadata: which field holds the key."""
+    return {"client-field": field or CLIENT_FIELD}
 
 
 def mount_and_prefix(settings: Mapping[str, Any], ctx: AdapterContext) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from ...model import Version, VersionState, iso, parse_iso
 from .._cas import confirmed
 from ..rules import plan_promote
 from .kv import VaultKv
-from .layout import CLIENT_FIELD
+from .layout import client_custom, client_data, client_version_id
 
 T = TypeVar("T")
 log = logging.getLogger(__package__)  # the package's logger: rotatectl.stores.vault
@@ -130,9 +130,11 @@ class Records(VaultKv):
         )
         return replace(index, revision=revision)
 
-    def _client_version_id(self, where: str, path: str) -> tuple[str | None, int]:
+    def _client_version_id(self, where: str, path: str, index: _Index) -> tuple[str | None, int]:
+        """The version the client path holds (see :func:`.layout.client_version_id`)
+        and the client path's KV version."""
         data, version = self._read(where, self._full(path))
-        return (None if data is None else data.get("version_id")), version
+        return client_version_id(data, index.versions), version
 
     def _value(self, where: str, path: str, index: _Index, version_id: str) -> str:
         kv_version = index.value_kv.get(version_id)
@@ -148,7 +150,7 @@ class Records(VaultKv):
         """Roll a recorded promotion forward: the client path, then the index."""
         p = index.promotion
         assert p is not None
-        serving, client_version = self._client_version_id(where, path)
+        serving, client_version = self._client_version_id(where, path, index)
         if serving != p.target:
             target = index.find(p.target)
             if target is None:
@@ -156,14 +158,10 @@ class Records(VaultKv):
             self._write(
                 where,
                 self._full(path),
-                {
-                    CLIENT_FIELD: self._value(where, path, index, p.target),
-                    "key_id": target.key_id,
-                    "version_id": target.version_id,
-                },
+                client_data(target, self._value(where, path, index, p.target)),
                 client_version,
                 "client",
-                {"client-field": CLIENT_FIELD},
+                client_custom(target.field),
             )
         return self._write_index(where, path, index.applied(path))
 
@@ -195,7 +193,7 @@ class Records(VaultKv):
         index = self._read_index(where, path, remember=remember)
         if index.promotion is not None:
             # The client path is the commit point of a promotion (:mod:`.store`, write ordering).
-            serving, _ = self._client_version_id(where, path)
+            serving, _ = self._client_version_id(where, path, index)
             if serving == index.promotion.target:
                 index = index.applied(path)
         return index

@@ -43,7 +43,7 @@ from .._cas import RECORD_MAX_AGE
 from ..rules import RESERVED, accepted, plan_promote, plan_publish, plan_set_state
 from .access import VaultAccess
 from .drift import VaultDrift
-from .layout import CLIENT_FIELD, mount_and_prefix
+from .layout import client_value, document_field, mount_and_prefix
 from .lock import LeaseLock
 from .record import _Index, _Promotion
 
@@ -239,11 +239,14 @@ class VaultStore(VaultDrift, LeaseLock, VaultAccess):
     def read_value(self, path: str, version_id: str | None = None) -> str:
         where = f"vault read value of {path}"
         if version_id is None:
-            # Exactly what a client reads.
+            # Exactly what a client reads (a document: its fields, as JSON text). The
+            # format never changes, so the index as the caller's step read it says it.
+            known, _ = self._recall(where, self._rel(path, "index"), read_only=True)
+            field = document_field(_Index.decode(*known, where).versions)
             data, _ = self._read(where, self._full(path))
-            if data is None or not isinstance(data.get(CLIENT_FIELD), str):
+            current = client_value(data, field)
+            if current is None:
                 raise NotFoundError(f"{path}: no current version")
-            current: str = data[CLIENT_FIELD]
             return current
         index = self._effective(where, path)
         found = index.find(version_id)
