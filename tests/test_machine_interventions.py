@@ -30,6 +30,7 @@ from rotatectl.model import (
     Phase,
     RotationKind,
     UsageStatus,
+    Version,
     VersionState,
 )
 from rotatectl.schedule import parse_window
@@ -334,7 +335,7 @@ def holds(*ids: str):  # type: ignore[no-untyped-def]
 # fmt: off
 ADOPTION_CASES = [
     ("no-current-version", None, [PEND2], holds(), None),
-    ("a-secret-rotatectl-did-not-create", None, [], holds(), "did not write"),
+    ("a-secret-rotatectl-did-not-create", None, [], holds(), (1, True, False)),
     ("value-is-current", None, [CUR1], holds("id-1"), None),
     ("foreign-value", None, [CUR1], holds(), (2, True, True)),
     ("foreign-after-rotations", rot(Phase.COMPLETED), [RET1, CUR2], holds(), (3, True, True)),
@@ -372,8 +373,12 @@ def test_plan_adoption(rotation, versions, held, expected) -> None:  # type: ign
         new,
         record,
     )
-    current = next(v for v in versions if v.state is VersionState.CURRENT)
-    assert adoption.replaced == current
+    current = next((v for v in versions if v.state is VersionState.CURRENT), None)
+    assert adoption.replaced == current  # None: taken over as the first version
+    if current is None:
+        assert adoption.target.state is VersionState.PENDING
+        assert (adoption.target.fingerprint, adoption.target.key_id) == ("fp-new", "kX")
+        return
     if new:
         assert adoption.target.state is VersionState.PENDING
         assert (adoption.target.fingerprint, adoption.target.key_id) == ("fp-new", "kX")
@@ -395,3 +400,51 @@ def test_a_new_key_not_current_in_overlap_needs_attention(phase: Phase) -> None:
     action = next_action(rot(phase), [CUR1, PEND2], POLICY, T0 + timedelta(days=1))
     assert action.kind is ActionKind.ATTENTION
     assert "check --adopt" in action.reason
+
+
+# -- secret formats: a rotation never changes the shape clients read --------------------
+
+DOC1 = replace(CUR1, field="api_key")
+# fmt: off
+FORMAT_CASES = [
+    ("bare-stays-bare", [CUR1], "", None),
+    ("json-stays-json", [DOC1], "api_key", None),
+    ("first-key-any-format", [], "api_key", None),
+    ("unchecked", [DOC1], None, None),
+    ("bare-declared-json", [CUR1], "api_key", "v1 is a bare key but the config declares a JSON "
+     "document with the key in field 'api_key'"),
+    ("json-declared-bare", [DOC1], "", "v1 is a JSON document with the key in field 'api_key' "
+     "but the config declares a bare key"),
+    ("another-field", [DOC1], "token", "in field 'api_key' but the config declares a JSON "
+     "document with the key in field 'token'"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("versions", "field", "refused"),
+    [pytest.param(*case[1:], id=case[0]) for case in FORMAT_CASES],
+)
+def test_plan_start_and_emergency_refuse_a_change_of_format(
+    versions: list[Version], field: str | None, refused: str | None
+) -> None:
+    def start() -> object:
+        return plan_start("c", RotationKind.MANUAL, None, versions, T0, field=field)
+
+    def emergency() -> object:
+        return plan_emergency("c", None, versions, T0, "leak", field=field)
+
+    for plan in (start, emergency) if versions else (start,):
+        if refused is None:
+            plan()
+            continue
+        with pytest.raises(UsageError) as raised:
+            plan()
+        assert refused in str(raised.value)
+        assert "a rotation would change the shape every client reads" in str(raised.value)
+
+
+def test_a_first_adoption_records_the_field_the_key_is_in() -> None:
+    adoption = plan_adoption("c", None, [], lambda v: False, "fp", "kX", T0, field="api_key")
+    assert adoption is not None and adoption.replaced is None and adoption.record is None
+    assert (adoption.target.number, adoption.target.field) == (1, "api_key")

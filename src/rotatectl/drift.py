@@ -141,14 +141,8 @@ def adopt(target: Target, at: datetime) -> None:
     value = store.client_value(path)
     if value is not None:
         secretformat.register(value)
+        key = adoptable_key(target, value)
         field = target.secret_format.field
-        try:
-            key = secretformat.key_of(value, field)
-        except secretformat.DocumentError as exc:
-            raise UsageError(
-                f"{target.name}: clients read a value that is not the configured "
-                f"{target.secret_format.describe()}: {exc}; it cannot be adopted"
-            ) from None
         fingerprint = fingerprint_of(key)
         plan = plan_adoption(
             target.name,
@@ -165,6 +159,31 @@ def adopt(target: Target, at: datetime) -> None:
                 store.adopt_value(path, plan.target, value)
             if plan.record is not None:
                 store.save_rotation(path, plan.record, revision)
-            store.promote(path, plan.target.version_id, plan.replaced.version_id, at)
+            replaced = plan.replaced.version_id if plan.replaced is not None else None
+            store.promote(path, plan.target.version_id, replaced, at)
         del value
     store.adopt(path, at)
+
+
+def adoptable_key(target: Target, value: str) -> str:
+    """The key in ``value``, which clients read, when it has the format the config
+    declares for ``target``: never is a document taken as a bare key, or the reverse,
+    so that no later rotation changes the shape clients read. UsageError otherwise
+    (naming the problem, never the value)."""
+    fmt = target.secret_format
+    if not fmt.document:
+        try:
+            secretformat.spans(value)
+        except secretformat.DocumentError:
+            return value
+        raise UsageError(
+            f"{target.name}: clients read a JSON document, but the config declares a bare "
+            'key; declare format = "json" and the field that holds the key, then adopt'
+        )
+    try:
+        return secretformat.key_of(value, fmt.field)
+    except secretformat.DocumentError as exc:
+        raise UsageError(
+            f"{target.name}: clients read a value that is not the configured "
+            f"{fmt.describe()}: {exc}; it cannot be adopted"
+        ) from None

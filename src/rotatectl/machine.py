@@ -654,11 +654,12 @@ class Adoption:
     """How drift adoption makes the client's key current, in this order: record
     ``target`` (when ``new``: a version the store does not have yet), write ``record``
     (None: the rotation in flight already is the adoption), then promote ``target``
-    over ``replaced``. The replaced key then goes through the overlap and the usage
-    gate like the old key of any rotation."""
+    over ``replaced`` (None: a secret rotatectl did not create, taken over as its first
+    version). The replaced key then goes through the overlap and the usage gate like
+    the old key of any rotation."""
 
     target: Version
-    replaced: Version
+    replaced: Version | None
     new: bool
     record: Rotation | None
 
@@ -679,18 +680,24 @@ def plan_adoption(
     value's key's, for a new version; ``field``: the JSON field the key is in ("": bare).
 
     A pending or previous version holding the value is promoted instead of a new one
-    (the client was pointed at it by hand; or an interrupted adoption resumes).
-    UsageError when another rotation is in flight, or the value is a retired,
-    destroyed or compromised key, or its key id is an accepted key's, or rotatectl
-    has no version at all (a secret it did not create).
+    (the client was pointed at it by hand; or an interrupted adoption resumes). A
+    secret rotatectl has no version of (it did not create it) is taken over as it is:
+    its value becomes v1, current, with no rotation record; the first rotation after
+    it has the normal phases. UsageError when another rotation is in flight, or the
+    value is a retired, destroyed or compromised key, or its key id is an accepted
+    key's.
     """
     if not versions:
-        # A secret rotatectl did not create: its next rotation would replace the
-        # value (a JSON document, another tool's key) with a new key; never.
-        raise UsageError(
-            f"{name}: the store holds a value rotatectl did not write and has no version "
-            "of it; taking over an existing secret is not supported yet: use another path"
+        first = Version(
+            version_id=str(uuid.uuid4()),
+            number=1,
+            key_id=key_id,
+            fingerprint=fingerprint,
+            state=VersionState.PENDING,
+            created=now,
+            field=field,
         )
+        return Adoption(first, None, new=True, record=None)
     current = current_version(versions)
     if current is None or holds(current):
         return None

@@ -183,6 +183,13 @@ def _adoption_note(target: Target) -> str:
     from .machine import find_version
 
     versions, rotation, _ = target.store.state(target.path)
+    if rotation is None and len(versions) == 1 and versions[0].rotation_id is None:
+        first = versions[0]
+        return (
+            f"; taken over as v1 ({first.key_id}), current, as it is (the value and its "
+            f"format, {target.secret_format.describe()}, unchanged); the next rotation "
+            "replaces it through the normal phases"
+        )
     if rotation is None or rotation.phase.terminal or rotation.reason != "drift adopted":
         return ""
     new = find_version(versions, rotation.new_version_id)

@@ -656,8 +656,8 @@ class ParameterStore(RecordLease, StoreBase):
                 # another tool's key) at once: the credential is blocked instead.
                 found[path] = [
                     f"parameter {name} holds a value rotatectl did not write (and no record "
-                    "of it): rotatectl does not replace it; use another path for this "
-                    "credential (taking over an existing parameter is not supported yet)"
+                    "of it): rotatectl does not replace it; declare its format and take it "
+                    "over as it is (`check --adopt`), or use another path"
                 ]
         return found
 

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 from ...aws_common import AwsExpected
 from ...errors import ConflictError
 from ...model import Version
-from .layout import CURRENT, PENDING, PREVIOUS, desired_labels, label_holders
+from .layout import (
+    CURRENT,
+    PENDING,
+    PREVIOUS,
+    ROLE_KEY,
+    desired_labels,
+    label_holders,
+    secret_tags,
+)
 from .record import _Record
 
 LIST_FOR_LABELS = 5  # drift of more paths than this lists the key secrets' labels
@@ -112,8 +120,8 @@ class DriftMixin:
             return []
         return [
             "the key secret holds a value rotatectl did not write (AWSCURRENT, and no "
-            "record of it): rotatectl does not replace it; use another path for this "
-            "credential (taking over an existing secret is not supported yet)"
+            "record of it): rotatectl does not replace it; declare its format and take it "
+            "over as it is (`check --adopt`), or use another path"
         ]
 
     def _drift_of(self, path: str, record: _Record, desc: Mapping[str, Any] | None) -> list[str]:
@@ -188,7 +196,9 @@ class DriftMixin:
     def adopt_value(self, path: str, version: Version, value: str) -> None:
         """Record the AWS version ``AWSCURRENT`` is on (put outside rotatectl) as the new
         pending ``version``: no value is written, so what clients read cannot change.
-        ConflictError when ``AWSCURRENT`` moved since ``value`` was read."""
+        A secret rotatectl did not create (no version recorded yet) gets rotatectl's
+        tags first, the only change made to it. ConflictError when ``AWSCURRENT`` moved
+        since ``value`` was read."""
         from ... import secretformat
 
         name = self.secret_name(path)
@@ -197,6 +207,8 @@ class DriftMixin:
             if record.find(version.version_id) is not None:
                 return None  # recorded by an earlier, interrupted adoption
             desc = self._describe(path)
+            if desc is not None and not record.versions:
+                self._take_over(name, path, desc)
             holders = label_holders(desc).get(CURRENT, []) if desc is not None else []
             if len(holders) != 1 or holders[0] in record.aws_ids.values():
                 raise ConflictError(f"{self._where(name)}: AWSCURRENT moved; look again")
@@ -208,6 +220,14 @@ class DriftMixin:
             return record.with_versions([version], {version.version_id: holder})
 
         self._mutate(path, "adopt", decide)
+
+    def _take_over(self, name: str, path: str, desc: Mapping[str, Any]) -> None:
+        """Tag a key secret rotatectl did not create as its own (idempotent): tags are
+        metadata, so neither the value nor a label changes."""
+        wanted = secret_tags(path, ROLE_KEY)
+        have = {t.get("Key"): t.get("Value") for t in desc.get("Tags", [])}
+        if any(have.get(t["Key"]) != t["Value"] for t in wanted):
+            self._sm("tag_resource", name, SecretId=name, Tags=wanted)
 
     def adopt(self, path: str, at: datetime) -> None:
         """After the client's key is adopted (``AWSCURRENT`` is where the record says):

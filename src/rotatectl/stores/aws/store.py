@@ -341,8 +341,9 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
         if tags.get(TAG_PATH) != path or tags.get(TAG_ROLE) != ROLE_KEY:
             raise StoreError(
                 f"{self._where(name)}: exists but is not a rotatectl key secret for {path!r} "
-                f"(tags {TAG_PATH}={path}, {TAG_ROLE}={ROLE_KEY} missing); rotatectl does "
-                "not take over a secret it did not create: configure another path"
+                f"(tags {TAG_PATH}={path}, {TAG_ROLE}={ROLE_KEY} missing); take it over as it "
+                "is with `rotatectl check --adopt` (declare its format first), or use "
+                "another path"
             )
         if desc.get("DeletedDate"):
             raise StoreError(

@@ -12,6 +12,7 @@ copies of values from the KV history where they can; the caller holds the lease.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -127,6 +128,22 @@ class VaultDrift(Records):
             if (revision, client_kv) == (scan.index.revision, scan.client_kv):
                 break  # nothing moved while we looked: the problems are real
         return problems
+
+    def client_value(self, path: str) -> str | None:
+        """What a client reading the client path gets, as a version stores it (see
+        :func:`.layout.client_value`). A KV secret rotatectl did not create (no version
+        recorded) is taken as a JSON document of all its fields: a KV secret is a map,
+        and adopting it must keep every field (the config must declare its format)."""
+        where = f"vault read client value of {path}"
+        versions = self._effective(where, path).versions
+        data, _ = self._read(where, self._full(path))
+        if versions:
+            value = client_value(data, document_field(versions))
+        else:
+            value = None if data is None else json.dumps(data, ensure_ascii=False)
+        if value is not None:
+            secretformat.register(value)
+        return value
 
     def adopt(self, path: str, at: datetime) -> None:
         """After the client path's key is adopted (:func:`rotatectl.drift.adopt` made it
