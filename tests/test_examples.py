@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SRC = Path(rotatectl.__file__).resolve().parent.parent
 NAME = "payments/partners/acme"
+GLOBEX = "payments/partners/globex"
 LOCAL_CONFIG = '[credentials."partners/acme"]\n\n[credentials."internal/batch"]\n'
 
 
@@ -118,7 +119,7 @@ def test_aws_secretsmanager_example(cli: Cli, moto: MotoServer) -> None:
     iam = moto.client("iam")
     iam.create_user(UserName="svc-payments")  # the IAM user whose keys it rotates
     check(cli, config)
-    rotate_twice(cli, config, NAME, "aws/svc-payments")
+    rotate_twice(cli, config, NAME, "aws/svc-payments", GLOBEX)
 
     # Clients read AWSCURRENT, as examples/aws/README.md shows.
     sm = moto.client("secretsmanager")
@@ -137,6 +138,18 @@ def test_aws_secretsmanager_example(cli: Cli, moto: MotoServer) -> None:
         return {
             v["number"]: v["fingerprint"] for v in json.loads(record["SecretString"])["versions"]
         }
+
+    # The JSON secret: its document as the example says, the fingerprint the key's.
+    document = json.loads(
+        sm.get_secret_value(SecretId=GLOBEX, VersionStage="AWSCURRENT")["SecretString"]
+    )
+    assert {k: v for k, v in document.items() if k != "api_key"} == {
+        "username": "globex",
+        "region": "eu-west-1",
+    }
+    field = cli("--config", str(config), "get", GLOBEX, "--field", "api_key")
+    assert field.out == document["api_key"] + "\n"
+    assert fingerprints(GLOBEX)[1] == keyformat.fingerprint(document["api_key"])
 
     generated = fingerprints(NAME)
     assert generated[1] == keyformat.fingerprint(current)

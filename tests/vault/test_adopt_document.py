@@ -64,6 +64,7 @@ def test_a_document_is_adopted_as_it_is_then_rotated_normally(cli: Cli, vault: V
     assert after["data"]["data"] == {**THEIRS, "api_key": new_key}
     client = bao(vault, "kv", "get", "-field=api_key", kv_path(vault))
     assert client.stdout.strip() == new_key
+    # The canary: no field's value (of ours or theirs) in any output.
+    canaries = {new_key, *(v for v in THEIRS.values() if isinstance(v, str) and len(v) >= 8)}
     for done in cli.runs:
-        assert "sk_live_1234567890" not in done.out + done.err
-        assert new_key not in done.out + done.err
+        assert not [c for c in canaries if c in done.out + done.err]
