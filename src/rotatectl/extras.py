@@ -14,6 +14,7 @@ EXTRAS = {
     "botocore": "aws",
     "requests": "requests",
     "httpx": "httpx",
+    "psycopg": "postgres",
 }
 
 

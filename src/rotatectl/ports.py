@@ -347,6 +347,19 @@ class KeyIssuer(Protocol):
         ...
 
 
+# The optional issuer features, by the name an issuer's ``FEATURES`` declares.
+ISSUER_FEATURES = {
+    "keep": "create(..., keep=refs): an issuer with room for a fixed number of keys (two "
+    "alternating database users) is told which keys must keep working",
+}
+
+
+def issuer_features(issuer: KeyIssuer) -> frozenset[str]:
+    """The optional features ``issuer`` declares (``FEATURES``; none by default)."""
+    declared: frozenset[str] = getattr(issuer, "FEATURES", frozenset())
+    return declared
+
+
 @runtime_checkable
 class UsageProbe(Protocol):
     """Who tells whether a key is still used."""

@@ -41,11 +41,13 @@ _BUILTINS = {
     "issuer": {
         "generated": "rotatectl.issuers.generated:GeneratedIssuer",
         "aws-iam": "rotatectl.issuers.aws_iam:IamIssuer",
+        "postgres": "rotatectl.issuers.postgres:PostgresIssuer",
     },
     "probe": {
         "none": "rotatectl.probes.none:NoProbe",
         "access-log": "rotatectl.probes.access_log:AccessLogProbe",
         "aws-iam": "rotatectl.probes.aws_iam:IamLastUsedProbe",
+        "postgres": "rotatectl.probes.postgres:PostgresSessionsProbe",
         "prometheus": "rotatectl.probes.prometheus:PrometheusProbe",
         "http": "rotatectl.probes.http:HttpProbe",
     },

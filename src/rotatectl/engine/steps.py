@@ -35,6 +35,7 @@ from ..model import (
     Version,
     VersionState,
 )
+from ..ports import issuer_features
 from .effects import Effects
 
 if TYPE_CHECKING:
@@ -119,7 +120,19 @@ def _mint(st: Step, versions: Sequence[Version] | None) -> Version:
         return existing
     sweep_orphans(st, versions)
     base = _current_document(st, versions)
-    issued = t.issuer.create(t.name, rotation.new_version_id, t.scopes)
+    if "keep" in issuer_features(t.issuer):
+        # The keys that must keep working: every accepted one this rotation does not retire.
+        keep = [
+            v.issuer_ref
+            for v in versions
+            if v.issuer_ref
+            and v.state.accepted
+            and v.version_id not in rotation.also_retire
+            and v.version_id != rotation.new_version_id
+        ]
+        issued = t.issuer.create(t.name, rotation.new_version_id, t.scopes, keep=keep)  # type: ignore[call-arg]
+    else:
+        issued = t.issuer.create(t.name, rotation.new_version_id, t.scopes)
     redact.register(issued.value)
     for extra in issued.extra.values():
         redact.register(extra)

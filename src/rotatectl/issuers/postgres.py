@@ -1,0 +1,280 @@
+"""PostgreSQL login roles as keys, alternating between two of them (issue 19).
+
+Two login roles take turns (``users = ["app", "app_b"]``); both are members of one
+group role that holds every grant (``group``), so an object granted to the group is
+usable by both and grants never drift between them. A key is a role's password, and
+the secret a client reads names the role beside it (``username``; declare the
+credential ``format = "json"``, ``field = "password"``):
+
+- ``create``: the role of the pair that holds no key that must keep working gets a
+  new password and ``LOGIN``; its comment tags it ``rotatectl:<version id>:<key id>``.
+  The issuer reference is ``<role>@<version id>``. The pair and the group are set up
+  on first use (roles created ``NOLOGIN``, each granted the group).
+- ``disable``: ``NOLOGIN`` and the role's sessions terminated; ``enable``: ``LOGIN``
+  again; ``delete``: a random password nobody knows, ``NOLOGIN``, the tag removed.
+  Each acts only while the role still carries that version's tag: once the role
+  holds a later version's key, an old reference no longer touches it.
+
+Passwords travel as SCRAM-SHA-256 verifiers computed here (libpq's
+``PQencryptPasswordConn``), so no statement, log line or ``pg_stat_activity`` row
+ever holds one. The admin connection's DSN comes from an environment variable
+(``admin_dsn_env``), never from argv or the config file, and is never logged.
+Driver errors are translated here: one line naming the credential, the server and
+the step (:class:`~rotatectl.errors.IssuerError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Self, TypeVar
+
+from .. import keyformat
+from ..errors import IssuerError
+from ..model import IssuedKey, IssuerKey
+from ..pg import ROLE, TAG, admin_dsn, cursor, roles
+from ..registry import AdapterContext, check_settings
+
+T = TypeVar("T")
+
+
+def parse_ref(issuer_ref: str) -> tuple[str, str]:
+    """``<role>@<version id>`` as (role, version id); ("", "") when it is not one."""
+    role, sep, version_id = issuer_ref.partition("@")
+    return (role, version_id) if sep and ROLE.match(role) else ("", "")
+
+
+class PostgresIssuer:
+    """Passwords of two alternating login roles (see the module docstring).
+
+    Declares the ``keep`` issuer feature: :meth:`create` is told which keys must keep
+    working (``keep``: issuer references), since a pair has room for two keys only.
+    """
+
+    FEATURES = frozenset({"keep"})
+
+    def __init__(
+        self,
+        dsn: str,
+        users: Sequence[str],
+        group: str,
+        *,
+        where: str = "postgres",
+        prefix: str = "pg",
+        connect: Callable[[str], Any] | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self.users = tuple(users)
+        self.group = group
+        self.where = where
+        self.prefix = prefix
+        self._connect = connect
+
+    def __repr__(self) -> str:  # never the DSN: it may hold the admin password
+        return f"PostgresIssuer(users={self.users!r}, group={self.group!r}, server={self.where!r})"
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
+        """Settings: ``admin_dsn_env`` (the environment variable holding the admin DSN,
+        default ``ROTATECTL_POSTGRES_DSN``), ``users`` (the two login roles), ``group``
+        (the role holding the grants; default ``<first user>_group``), ``strategy``
+        (``alternating``, the only one), ``prefix`` of the generated passwords."""
+        from ..extras import require
+
+        check_settings(
+            settings,
+            ctx,
+            {"admin_dsn_env": str, "users": list, "group": str, "strategy": str, "prefix": str},
+        )
+        strategy = settings.get("strategy", "alternating")
+        if strategy != "alternating":
+            raise ctx.error(
+                "strategy",
+                f"{strategy!r} is not supported: 'alternating' keeps the old password working "
+                "through the overlap; PostgreSQL cannot give one role two passwords",
+            )
+        users = settings.get("users")
+        if (
+            not isinstance(users, list)
+            or len(users) != 2
+            or len(set(users)) != 2
+            or not all(isinstance(u, str) and ROLE.match(u) for u in users)
+        ):
+            raise ctx.error("users", "expected two distinct role names, e.g. ['app', 'app_b']")
+        group = settings.get("group", f"{users[0]}_group")
+        if not ROLE.match(group) or group in users:
+            raise ctx.error("group", f"invalid group role {group!r}: a third role name")
+        prefix = settings.get("prefix", "pg")
+        if not keyformat.is_valid_prefix(prefix):
+            raise ctx.error("prefix", f"invalid password prefix {prefix!r}")
+        dsn, where = admin_dsn(settings, ctx)
+        require("psycopg", "issuer type 'postgres'")
+        return cls(dsn, users, group, where=where, prefix=prefix)
+
+    # -- the port -------------------------------------------------------------------
+
+    def create(
+        self, credential: str, version_id: str, scopes: Sequence[str], keep: Sequence[str] = ()
+    ) -> IssuedKey:
+        """A new password on the role of the pair that holds no key in ``keep`` (the
+        issuer references of keys that must keep working), preferring one that cannot
+        log in; the role already tagged with ``version_id`` on a retry. IssuerError when
+        both roles hold keys that must keep working."""
+        password = keyformat.generate(self.prefix)
+        parsed = keyformat.parse(password)
+        busy = {parse_ref(ref)[0] for ref in keep}
+
+        def run(cur: Any) -> str:
+            self._ensure_pair(cur)
+            roles = self._roles(cur)
+            again = [r for r in self.users if (roles[r][1] or ("",))[0] == version_id]
+            free = sorted((r for r in self.users if r not in busy), key=lambda r: roles[r][0])
+            if again:
+                role = again[0]
+            elif free:
+                role = free[0]  # NOLOGIN (False) sorts first
+            else:
+                raise IssuerError(
+                    f"{credential}: both roles of {', '.join(self.users)} hold keys that must "
+                    "keep working; retire one first (the pair has room for two keys)"
+                )
+            verifier = cur.connection.pgconn.encrypt_password(
+                password.encode(), role.encode(), b"scram-sha-256"
+            ).decode()
+            sql = self._sql()
+            cur.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(verifier)
+                )
+            )
+            self._tag(cur, role, f"{TAG}{version_id}:{parsed.key_id}")
+            return role
+
+        role = self._run(credential, "create", run)
+        return IssuedKey(
+            value=password,
+            key_id=parsed.key_id,
+            fingerprint=keyformat.secret_hash(parsed.secret),
+            issuer_ref=f"{role}@{version_id}",
+            extra={"username": role},
+        )
+
+    def list_keys(self, credential: str) -> list[IssuerKey] | None:
+        """Each role of the pair that carries a tag: its reference, the version id it
+        was minted for, and whether it can log in."""
+
+        def run(cur: Any) -> list[IssuerKey]:
+            found = []
+            for role, (login, tag) in self._roles(cur).items():
+                if tag is not None:
+                    found.append(IssuerKey(f"{role}@{tag[0]}", tag[0], login))
+            return found
+
+        return self._run(credential, "list", run)
+
+    def disable(self, credential: str, issuer_ref: str) -> None:
+        """``NOLOGIN`` and the role's sessions terminated (the key stops working now),
+        while the role still holds this key. Idempotent."""
+        self._change(credential, "disable", issuer_ref, "NOLOGIN", terminate=True)
+
+    def enable(self, credential: str, issuer_ref: str) -> None:
+        """``LOGIN`` again, while the role still holds this key. Idempotent."""
+        self._change(credential, "enable", issuer_ref, "LOGIN")
+
+    def delete(self, credential: str, issuer_ref: str) -> None:
+        """A random password nobody knows, ``NOLOGIN``, sessions ended and the tag
+        removed, while the role still holds this key. Idempotent; an unknown reference
+        is not an error."""
+        self._change(credential, "delete", issuer_ref, "NOLOGIN", terminate=True, wipe=True)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _change(
+        self,
+        credential: str,
+        step: str,
+        issuer_ref: str,
+        login: str,
+        *,
+        terminate: bool = False,
+        wipe: bool = False,
+    ) -> None:
+        role, version_id = parse_ref(issuer_ref)
+        if role not in self.users:
+            return  # not a key of this pair: nothing of ours to change
+
+        def run(cur: Any) -> None:
+            roles = self._roles(cur)
+            tag = roles.get(role, (False, None))[1]
+            if tag is None or tag[0] != version_id:
+                return  # the role holds another key now (or none): not this one's to touch
+            sql = self._sql()
+            cur.execute(sql.SQL("ALTER ROLE {} WITH " + login).format(sql.Identifier(role)))
+            if wipe:
+                unknown = keyformat.generate(self.prefix)
+                verifier = cur.connection.pgconn.encrypt_password(
+                    unknown.encode(), role.encode(), b"scram-sha-256"
+                ).decode()
+                cur.execute(
+                    sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                        sql.Identifier(role), sql.Literal(verifier)
+                    )
+                )
+                self._tag(cur, role, None)
+            if terminate:
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                    (role,),
+                )
+
+        self._run(credential, step, run)
+
+    def _ensure_pair(self, cur: Any) -> None:
+        """Create what is missing of the pair and the group (roles NOLOGIN), and make
+        both roles members of the group."""
+        sql = self._sql()
+        cur.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
+            ([*self.users, self.group],),
+        )
+        there = {row[0] for row in cur.fetchall()}
+        for role in (self.group, *self.users):
+            if role not in there:
+                cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        cur.execute(
+            "SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member "
+            "JOIN pg_roles g ON g.oid = a.roleid WHERE g.rolname = %s",
+            (self.group,),
+        )
+        members = {row[0] for row in cur.fetchall()}
+        for role in self.users:
+            if role not in members:
+                cur.execute(
+                    sql.SQL("GRANT {} TO {}").format(
+                        sql.Identifier(self.group), sql.Identifier(role)
+                    )
+                )
+
+    def _roles(self, cur: Any) -> dict[str, tuple[bool, tuple[str, str] | None]]:
+        """Each role of the pair: whether it can log in, and its tag."""
+        return roles(cur, self.users)
+
+    def _tag(self, cur: Any, role: str, tag: str | None) -> None:
+        sql = self._sql()
+        cur.execute(
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                sql.Identifier(role), sql.Literal(tag) if tag is not None else sql.SQL("NULL")
+            )
+        )
+
+    @staticmethod
+    def _sql() -> Any:
+        from psycopg import sql
+
+        return sql
+
+    def _run(self, credential: str, step: str, fn: Callable[[Any], T]) -> T:
+        """``fn(cursor)`` in one transaction on the admin connection; driver errors
+        become one IssuerError line naming the credential, the server and the step."""
+        where = f"{credential}: postgres {self.where}: {step}"
+        with cursor(self._dsn, where, IssuerError, self._connect) as cur:
+            return fn(cur)

@@ -1,0 +1,93 @@
+"""PostgreSQL plumbing shared by the ``postgres`` issuer and usage probe: the admin
+connection (its DSN from an environment variable, errors translated to one line), and
+the tags rotatectl puts on the roles it manages.
+
+psycopg is imported only when a connection is made (the ``postgres`` extra).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .errors import RotatectlError
+from .registry import AdapterContext
+
+TAG = "rotatectl:"
+ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+DSN_ENV = "ROTATECTL_POSTGRES_DSN"
+
+
+def admin_dsn(settings: Mapping[str, Any], ctx: AdapterContext) -> tuple[str, str]:
+    """The admin DSN from the variable ``admin_dsn_env`` names (default
+    ``ROTATECTL_POSTGRES_DSN``), and ``host:port`` for messages. ConfigError naming the
+    variable when it is not set; the DSN itself is never in a message."""
+    variable = settings.get("admin_dsn_env", DSN_ENV)
+    dsn = ctx.env.get(variable)
+    if not dsn:
+        raise ctx.error(
+            "admin_dsn_env", f"${variable} is not set: it must hold the admin connection DSN"
+        )
+    return dsn, server_of(dsn)
+
+
+def parse_tag(comment: str | None) -> tuple[str, str] | None:
+    """A role comment ``rotatectl:<version id>:<key id>`` as (version id, key id)."""
+    if not comment or not comment.startswith(TAG):
+        return None
+    version_id, sep, key_id = comment[len(TAG) :].rpartition(":")
+    return (version_id, key_id) if sep and version_id else None
+
+
+def roles(cur: Any, names: Sequence[str]) -> dict[str, tuple[bool, tuple[str, str] | None]]:
+    """Each of ``names``: whether the role can log in, and its tag (False, None when the
+    role does not exist)."""
+    cur.execute(
+        "SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles "
+        "WHERE rolname = ANY(%s)",
+        (list(names),),
+    )
+    found = {row[0]: (bool(row[1]), parse_tag(row[2])) for row in cur.fetchall()}
+    return {r: found.get(r, (False, None)) for r in names}
+
+
+@contextmanager
+def cursor(
+    dsn: str,
+    where: str,
+    error: type[RotatectlError],
+    connect: Callable[[str], Any] | None = None,
+) -> Iterator[Any]:
+    """A cursor in one transaction on a connection to ``dsn``; a driver error becomes
+    ``error`` with one line: ``where``, then the server's reason (never the DSN)."""
+    import psycopg
+
+    try:
+        opened = connect or (lambda d: psycopg.connect(d, connect_timeout=10))
+        with opened(dsn) as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise error(f"{where}: permission denied ({reason(exc)})") from None
+    except psycopg.Error as exc:
+        raise error(f"{where}: {reason(exc)}") from None
+
+
+def server_of(dsn: str) -> str:
+    """``host:port`` of a DSN, for messages (never the password)."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(dsn)
+    except Exception:
+        return "server"
+    host = str(parts.get("host") or "localhost")
+    port = str(parts.get("port") or 5432)
+    return f"{host}:{port}"
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of a driver error; libpq never puts a password in one."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,105 @@
+"""Usage from PostgreSQL itself: who is connected as which role right now (issue 19).
+
+A key of the ``postgres`` issuer is a role's password; the role's comment names the
+key id it holds (``rotatectl:<version id>:<key id>``). This probe maps each key id to
+its role and reads ``pg_stat_activity``: a role with open sessions is in use now
+(``seen``, with the sessions' client addresses, which ``status`` and ``usage`` show),
+one with none is ``not-seen``, and a key id no role holds any more cannot be used by
+anyone (``not-seen``).
+
+It samples: a client that connects once an hour and is not connected when the gate
+looks is not seen. Cover such clients with the server's connection log (PostgreSQL's
+``log_connections``) through the ``access-log`` probe's regex format, as the README
+shows. When the server cannot be reached the answer is ``unknown`` for every key, so
+the gate holds (unless ``unknown_usage = "quiet"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Self
+
+from ..errors import ProbeError
+from ..model import KeyUsage, UsageStatus
+from ..pg import ROLE, admin_dsn, cursor, roles
+from ..registry import AdapterContext, check_settings
+
+
+class PostgresSessionsProbe:
+    """Open sessions of the roles in ``users`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        users: Sequence[str],
+        *,
+        where: str = "postgres",
+        connect: Callable[[str], Any] | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self.users = tuple(users)
+        self.where = where
+        self._connect = connect
+
+    def __repr__(self) -> str:  # never the DSN
+        return f"PostgresSessionsProbe(users={self.users!r}, server={self.where!r})"
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
+        """Settings: ``users`` (the roles whose sessions count: the issuer's pair) and
+        ``admin_dsn_env`` (as the issuer's). ConfigError names the offending key."""
+        from ..extras import require
+
+        check_settings(settings, ctx, {"users": list, "admin_dsn_env": str})
+        users = settings.get("users")
+        if (
+            not isinstance(users, list)
+            or not users
+            or not all(isinstance(u, str) and ROLE.match(u) for u in users)
+        ):
+            raise ctx.error("users", "expected the role names, e.g. ['app', 'app_b']")
+        dsn, where = admin_dsn(settings, ctx)
+        require("psycopg", "usage probe type 'postgres'")
+        return cls(dsn, users, where=where)
+
+    def usage(
+        self, credential: str, key_ids: Sequence[str], since: datetime, now: datetime
+    ) -> dict[str, KeyUsage]:
+        """Each key id: ``seen`` now when the role holding it has open sessions (their
+        client addresses listed), else ``not-seen``. ProbeError when the server cannot
+        be read."""
+        where = f"{credential}: postgres {self.where}: usage"
+        with cursor(self._dsn, where, ProbeError, self._connect) as cur:
+            held = {tag[1]: role for role, (_, tag) in roles(cur, self.users).items() if tag}
+            cur.execute(
+                "SELECT usename, host(client_addr), client_port FROM pg_stat_activity "
+                "WHERE usename = ANY(%s) AND pid <> pg_backend_pid()",
+                (list(self.users),),
+            )
+            sessions: dict[str, list[str]] = {}
+            for user, address, port in cur.fetchall():
+                client = "local socket" if address is None else f"{address}:{port}"
+                sessions.setdefault(user, []).append(client)
+        found: dict[str, KeyUsage] = {}
+        for key_id in key_ids:
+            role = held.get(key_id)
+            if role is None:
+                found[key_id] = KeyUsage(
+                    UsageStatus.NOT_SEEN, detail="no role holds this key any more"
+                )
+                continue
+            open_now = sessions.get(role, [])
+            if open_now:
+                found[key_id] = KeyUsage(
+                    UsageStatus.SEEN,
+                    last_seen=now,
+                    count=len(open_now),
+                    clients=tuple(sorted(set(open_now))),
+                    detail=f"{len(open_now)} session(s) of role {role} open now",
+                )
+            else:
+                found[key_id] = KeyUsage(
+                    UsageStatus.NOT_SEEN, detail=f"no session of role {role} open now"
+                )
+        return found
