@@ -110,7 +110,9 @@ def pg_server() -> Iterator[PgServer]:
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
         # Every statement logged: the tests prove no password ever reaches the log.
-        "-c log_statement=all"
+        "-c log_statement=all "
+        # Connections logged in UTC: the probe's connection_log reads them.
+        "-c log_connections=on -c log_timezone=UTC"
     )
     pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", options]
     start = subprocess.run(

@@ -8,16 +8,23 @@ one with none is ``not-seen``, and a key id no role holds any more cannot be use
 anyone (``not-seen``).
 
 It samples: a client that connects once an hour and is not connected when the gate
-looks is not seen. Cover such clients with the server's connection log (PostgreSQL's
-``log_connections``) through the ``access-log`` probe's regex format, as the README
-shows. When the server cannot be reached the answer is ``unknown`` for every key, so
-the gate holds (unless ``unknown_usage = "quiet"``).
+looks is not seen. Cover such clients with the server's connection log: with
+``log_connections = on`` and ``log_timezone = 'UTC'``, ``connection_log`` names the
+log file(s) (a path or a glob), and a ``connection authorized: user=<role>`` line
+since the window began makes that role's key ``seen`` at the line's time (the default
+``log_line_prefix``, which starts with ``%m``, gives it). A role holds one key from its
+promotion to its retirement, so its connections in that time are that key's. When the
+server cannot be reached the answer is ``unknown`` for every key, so the gate holds
+(unless ``unknown_usage = "quiet"``).
 """
 
 from __future__ import annotations
 
+import glob
+import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Self
 
 from ..errors import ProbeError
@@ -36,11 +43,13 @@ class PostgresSessionsProbe:
         *,
         where: str = "postgres",
         connect: Callable[[str], Any] | None = None,
+        connection_log: str | None = None,
     ) -> None:
         self._dsn = dsn
         self.users = tuple(users)
         self.where = where
         self._connect = connect
+        self.connection_log = connection_log
 
     def __repr__(self) -> str:  # never the DSN
         return f"PostgresSessionsProbe(users={self.users!r}, server={self.where!r})"
@@ -51,7 +60,7 @@ class PostgresSessionsProbe:
         ``admin_dsn_env`` (as the issuer's). ConfigError names the offending key."""
         from ..extras import require
 
-        check_settings(settings, ctx, {"users": list, "admin_dsn_env": str})
+        check_settings(settings, ctx, {"users": list, "admin_dsn_env": str, "connection_log": str})
         users = settings.get("users")
         if (
             not isinstance(users, list)
@@ -61,7 +70,10 @@ class PostgresSessionsProbe:
             raise ctx.error("users", "expected the role names, e.g. ['app', 'app_b']")
         dsn, where = admin_dsn(settings, ctx)
         require("psycopg", "usage probe type 'postgres'")
-        return cls(dsn, users, where=where)
+        log = settings.get("connection_log")
+        if log is not None:
+            log = str(ctx.base_dir / Path(log).expanduser())
+        return cls(dsn, users, where=where, connection_log=log)
 
     def usage(
         self, credential: str, key_ids: Sequence[str], since: datetime, now: datetime
@@ -81,6 +93,7 @@ class PostgresSessionsProbe:
             for user, address, port in cur.fetchall():
                 client = "local socket" if address is None else f"{address}:{port}"
                 sessions.setdefault(user, []).append(client)
+        logged = self._logged(credential, since) if self.connection_log else {}
         found: dict[str, KeyUsage] = {}
         for key_id in key_ids:
             role = held.get(key_id)
@@ -98,8 +111,48 @@ class PostgresSessionsProbe:
                     clients=tuple(sorted(set(open_now))),
                     detail=f"{len(open_now)} session(s) of role {role} open now",
                 )
+            elif role in logged:
+                found[key_id] = KeyUsage(
+                    UsageStatus.SEEN,
+                    last_seen=logged[role],
+                    count=1,
+                    detail=f"role {role} connected at {logged[role]:%Y-%m-%d %H:%M:%SZ} "
+                    "(connection log)",
+                )
             else:
                 found[key_id] = KeyUsage(
                     UsageStatus.NOT_SEEN, detail=f"no session of role {role} open now"
                 )
         return found
+
+    def _logged(self, credential: str, since: datetime) -> dict[str, datetime]:
+        """The last ``connection authorized`` time of each role of ``users`` in the
+        connection log since ``since``. ProbeError when no file matches or one cannot
+        be read (the gate must not take silence for quiet)."""
+        pattern = self.connection_log or ""
+        files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        if not files or not all(Path(f).is_file() for f in files):
+            raise ProbeError(f"{credential}: connection log {pattern}: no such file")
+        last: dict[str, datetime] = {}
+        for name in files:
+            try:
+                with open(name, encoding="utf-8", errors="replace") as lines:
+                    for line in lines:
+                        m = _AUTHORIZED.match(line)
+                        if m is None or m["user"] not in self.users:
+                            continue
+                        at = datetime.strptime(m["ts"], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+                        if at >= since and at > last.get(m["user"], at - timedelta(1)):
+                            last[m["user"]] = at
+            except OSError as exc:
+                raise ProbeError(
+                    f"{credential}: connection log {name}: {exc.strerror or exc}"
+                ) from None
+        return last
+
+
+# ``%m`` (with log_timezone = 'UTC') starts the default log_line_prefix.
+_AUTHORIZED = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC .*?"
+    r"connection authorized: user=(?P<user>\S+)"
+)
