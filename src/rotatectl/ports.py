@@ -351,6 +351,8 @@ class KeyIssuer(Protocol):
 ISSUER_FEATURES = {
     "keep": "create(..., keep=refs): an issuer with room for a fixed number of keys (two "
     "alternating database users) is told which keys must keep working",
+    "setup": "setup(credential, apply=) -> steps: what the issuer's side needs set up once "
+    "(roles, grants), said or done by `rotatectl db init [--dry-run]`",
 }
 
 

@@ -79,6 +79,27 @@ def field_values(name: str, value: str, fields: Sequence[str]) -> list[str]:
     return [secretformat.field_text(value, f) for f in fields]
 
 
+def db_init(ws: Workspace, name: str, dry_run: bool, audit: Callable[[], AuditLog]) -> list[str]:
+    """``db init``: the statements credential ``name``'s issuer needs to set up its side
+    (its "setup" feature), run unless ``dry_run`` (then audited first: an audit log
+    that cannot take the record refuses it). UsageError when the issuer has nothing to
+    set up."""
+    from .ports import issuer_features
+
+    target = ws.target(name)
+    spec = ws.config.credential(name).issuer
+    if "setup" not in issuer_features(target.issuer):
+        raise UsageError(f"{name}: issuer type {spec.type!r} has nothing to set up")
+    if dry_run:
+        return target.issuer.setup(name, apply=False)  # type: ignore[attr-defined, no-any-return]
+    planned: list[str] = target.issuer.setup(name, apply=False)  # type: ignore[attr-defined]
+    if not planned:
+        return []
+    audit().append("db-init", name, outcome="ok", reason=f"{len(planned)} statement(s)")
+    done: list[str] = target.issuer.setup(name, apply=True)  # type: ignore[attr-defined]
+    return done
+
+
 def emergency(
     ws: Workspace,
     runner: Runner,

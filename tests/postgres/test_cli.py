@@ -127,3 +127,55 @@ def test_an_emergency_shuts_the_old_role_out_at_once_and_ends_its_sessions(
     assert second["username"] != first["username"]
     assert not pair.can_login(str(first["username"]), str(first["password"]))
     assert pair.can_login(str(second["username"]), str(second["password"]))
+
+
+def test_db_init_says_what_it_will_run_then_sets_the_pair_up_and_moves_grants(
+    cli: Cli, pair: Pair
+) -> None:
+    configure(cli, pair)
+    app, app_b = pair.users
+    # An existing login role with a grant of its own, as an application has today.
+    with pair.server.admin() as admin:
+        admin.execute(f'CREATE ROLE "{app}" LOGIN')
+        admin.execute(f'CREATE TABLE "orders_{app}" (n int)')
+        admin.execute(f'GRANT SELECT, INSERT ON "orders_{app}" TO "{app}"')
+    try:
+        dry = cli("db", "init", NAME, "--dry-run")
+        assert dry.code == 0, dry.out + dry.err
+        assert dry.out.splitlines() == [
+            f"{NAME}: would run:",
+            f'  CREATE ROLE "{pair.group}" NOLOGIN;',
+            f'  CREATE ROLE "{app_b}" NOLOGIN;',
+            f'  GRANT "{pair.group}" TO "{app}";',
+            f'  GRANT "{pair.group}" TO "{app_b}";',
+            f'  GRANT INSERT ON "public"."orders_{app}" TO "{pair.group}";',
+            f'  REVOKE INSERT ON "public"."orders_{app}" FROM "{app}";',
+            f'  GRANT SELECT ON "public"."orders_{app}" TO "{pair.group}";',
+            f'  REVOKE SELECT ON "public"."orders_{app}" FROM "{app}";',
+        ]
+        with pair.server.admin() as admin:  # nothing changed
+            roles = {r[0] for r in admin.execute("SELECT rolname FROM pg_roles").fetchall()}
+        assert pair.group not in roles and app_b not in roles
+        done = cli("db", "init", NAME)
+        assert done.code == 0, done.out + done.err
+        assert done.out.splitlines()[1:] == dry.out.splitlines()[1:]
+        assert cli("db", "init", NAME).out == f"{NAME}: nothing to set up\n"
+        # Both roles of the pair read the table through the group.
+        for _ in range(2):
+            assert cli("rotate", NAME, "--wait").code == 0
+            doc = secret(cli)
+            with psycopg.connect(pair.server.dsn(str(doc["username"]), str(doc["password"]))) as c:
+                assert c.execute(f'SELECT count(*) FROM "orders_{app}"').fetchone() == (0,)
+        audit = cli("audit", "show", "-o", "json")
+        assert '"db-init"' in audit.out
+    finally:
+        with pair.server.admin() as admin:
+            admin.execute(f'DROP TABLE IF EXISTS "orders_{app}"')
+
+
+def test_db_init_of_an_issuer_with_nothing_to_set_up_is_refused(cli: Cli) -> None:
+    refused = cli("db", "init", "plain/key")
+    assert refused.code == 2
+    assert refused.err == (
+        "rotatectl: error: plain/key: issuer type 'generated' has nothing to set up\n"
+    )

@@ -88,6 +88,7 @@ COMMANDS: dict[str, str] = {
     "check": "check",
     "plugins": "check",
     "audit": "audit",
+    "db": "database",
 }
 
 # The commands the entry point runs without Typer, with the options they take.

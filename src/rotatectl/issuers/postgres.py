@@ -46,11 +46,12 @@ def parse_ref(issuer_ref: str) -> tuple[str, str]:
 class PostgresIssuer:
     """Passwords of two alternating login roles (see the module docstring).
 
-    Declares the ``keep`` issuer feature: :meth:`create` is told which keys must keep
-    working (``keep``: issuer references), since a pair has room for two keys only.
+    Declares the ``keep`` issuer feature (:meth:`create` is told which keys must keep
+    working, since a pair has room for two keys only) and ``setup`` (:meth:`setup`,
+    for ``rotatectl db init``).
     """
 
-    FEATURES = frozenset({"keep"})
+    FEATURES = frozenset({"keep", "setup"})
 
     def __init__(
         self,
@@ -228,31 +229,71 @@ class PostgresIssuer:
 
         self._run(credential, step, run)
 
+    def setup(self, credential: str, *, apply: bool) -> list[str]:
+        """What setting the pair up takes, as SQL statements (no secret in any): the
+        missing roles (``NOLOGIN``) and group, the memberships, and every table
+        privilege either role holds directly moved to the group (granted to it, revoked
+        from the role, which keeps it through the group). ``apply``: run them, in one
+        transaction; else only say them (``db init --dry-run``). [] when all is set."""
+
+        def run(cur: Any) -> list[str]:
+            plan = self._setup_plan(cur, move_grants=True)
+            if apply:
+                for statement in plan:
+                    cur.execute(statement)
+            return [statement.as_string(cur) for statement in plan]
+
+        return self._run(credential, "setup", run)
+
     def _ensure_pair(self, cur: Any) -> None:
         """Create what is missing of the pair and the group (roles NOLOGIN), and make
-        both roles members of the group."""
+        both roles members of the group (the first rotation's part of :meth:`setup`)."""
+        for statement in self._setup_plan(cur, move_grants=False):
+            cur.execute(statement)
+
+    def _setup_plan(self, cur: Any, *, move_grants: bool) -> list[Any]:
         sql = self._sql()
         cur.execute(
             "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
             ([*self.users, self.group],),
         )
         there = {row[0] for row in cur.fetchall()}
-        for role in (self.group, *self.users):
-            if role not in there:
-                cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        plan = [
+            sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role))
+            for role in (self.group, *self.users)
+            if role not in there
+        ]
         cur.execute(
             "SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member "
             "JOIN pg_roles g ON g.oid = a.roleid WHERE g.rolname = %s",
             (self.group,),
         )
         members = {row[0] for row in cur.fetchall()}
-        for role in self.users:
-            if role not in members:
-                cur.execute(
-                    sql.SQL("GRANT {} TO {}").format(
-                        sql.Identifier(self.group), sql.Identifier(role)
+        plan += [
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(self.group), sql.Identifier(role))
+            for role in self.users
+            if role not in members
+        ]
+        if move_grants:
+            cur.execute(
+                "SELECT grantee, table_schema, table_name, privilege_type "
+                "FROM information_schema.role_table_grants WHERE grantee = ANY(%s) "
+                "ORDER BY 1, 2, 3, 4",
+                (list(self.users),),
+            )
+            for grantee, schema, table, privilege in cur.fetchall():
+                name = sql.Identifier(schema, table)
+                plan.append(
+                    sql.SQL("GRANT " + privilege + " ON {} TO {}").format(
+                        name, sql.Identifier(self.group)
                     )
                 )
+                plan.append(
+                    sql.SQL("REVOKE " + privilege + " ON {} FROM {}").format(
+                        name, sql.Identifier(grantee)
+                    )
+                )
+        return plan
 
     def _roles(self, cur: Any) -> dict[str, tuple[bool, tuple[str, str] | None]]:
         """Each role of the pair: whether it can log in, and its tag."""
