@@ -494,8 +494,8 @@ def test_unreadable(tmp_path: Path) -> None:
         (
             "[defaults]\nusage = { type = 'cloudwatch' }",
             "[defaults.usage] type: ",
-            "unknown probe type 'cloudwatch' (installed: access-log, aws-iam, http, none, "
-            "prometheus",
+            "unknown probe type 'cloudwatch' (installed: access-log, aws-iam, http, mysql, none, "
+            "postgres, prometheus",
         ),
         (
             "[credentials.a]\nusage = { path = 'x' }",

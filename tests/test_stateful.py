@@ -436,9 +436,12 @@ class Rotations(RuleBasedStateMachine):
     @invariant()
     def no_retirement_while_in_use(self) -> None:
         # A key its own rotation aborted (an operator's abort, a failed hook) was never
-        # made current in that rotation: no client was told to use it.
+        # made current in that rotation: no client was told to use it. An abort killed
+        # after retiring that key and before its record says ABORTED is still in ABORT.
         aborted = {
-            (r.new_version_id, r.started) for r in self.rotations() if r.phase is Phase.ABORTED
+            (r.new_version_id, r.started)
+            for r in self.rotations()
+            if r.phase in (Phase.ABORT, Phase.ABORTED)
         }
         for v in self.w.store.versions(NAME):
             # A rollback can reinstate a retired key; only keys retired now are judged.

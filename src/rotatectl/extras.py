@@ -15,6 +15,8 @@ EXTRAS = {
     "requests": "requests",
     "httpx": "httpx",
     "psycopg": "postgres",
+    "redis": "redis",
+    "pymysql": "mysql",
 }
 
 

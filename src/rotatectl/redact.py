@@ -18,11 +18,25 @@ _values: set[str] = set()
 _lock = threading.Lock()
 
 
+_public: set[str] = set()
+
+
 def register(value: str) -> None:
-    """Remember ``value`` as secret for the rest of this process."""
+    """Remember ``value`` as secret for the rest of this process (unless it was
+    declared :func:`public`)."""
     if len(value) >= _MIN_LENGTH:
         with _lock:
-            _values.add(value)
+            if value not in _public:
+                _values.add(value)
+
+
+def public(value: str) -> None:
+    """Declare ``value`` not secret: it is written in the config file (a JSON secret's
+    static field, such as a host), and masking it would hide what an operator needs
+    (the client address of a laggard). Registering it later does nothing."""
+    with _lock:
+        _public.add(value)
+        _values.discard(value)
 
 
 def scrub(text: str) -> str:

@@ -99,6 +99,7 @@ class Workspace:
         from .ports import Target
 
         cred = self.credential(name, allow_adhoc=allow_adhoc)
+        _declare_public(cred)
         return Target(
             name=cred.name,
             path=cred.path,
@@ -151,6 +152,15 @@ class Workspace:
         if self.config.credentials:
             return sorted(self.config.credentials)
         return self.store(self.config.default_store).list_paths()
+
+
+def _declare_public(cred: CredentialConfig) -> None:
+    """A JSON secret's static fields are in the config file: never masked in output."""
+    from . import redact
+
+    for value in cred.secret_format.static.values():
+        if isinstance(value, str):
+            redact.public(value)
 
 
 def check_window(name: str, keep_previous: int, store_name: str, store: SecretStore) -> None:
