@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from . import alternating
 from .errors import RotatectlError
 from .registry import AdapterContext
 
@@ -102,8 +103,7 @@ def password_hash(password: str) -> str:
 
 def parse_ref(issuer_ref: str) -> tuple[str, str]:
     """``<user>@<version id>`` as (user, version id); ("", "") when it is not one."""
-    user, sep, version_id = issuer_ref.partition("@")
-    return (user, version_id) if sep and version_id and USER.match(user) else ("", "")
+    return alternating.parse_ref(issuer_ref, lambda user: USER.match(user) is not None)
 
 
 def parse_tags(raw: str | None) -> dict[str, Tag]:

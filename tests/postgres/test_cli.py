@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+from typing import Any
 
 import psycopg
 import pytest
 
+from .. import dbflows
 from ..conftest import Cli
 from .conftest import Pair
 
@@ -38,41 +40,18 @@ usage = {{ type = "postgres", users = {users} }}
     )
 
 
-def secret(cli: Cli) -> dict[str, object]:
-    run = cli("get", NAME)
-    assert run.code == 0, run.err
-    doc: dict[str, object] = json.loads(run.out)
-    return doc
+def secret(cli: Cli) -> dict[str, Any]:
+    return dbflows.secret(cli, NAME)
 
 
 def test_five_rotations_alternate_the_pair_and_retire_each_old_password(
     cli: Cli, pair: Pair
 ) -> None:
     configure(cli, pair)
-    documents = []
-    for _ in range(6):
-        run = cli("rotate", NAME, "--wait")
-        assert run.code == 0, run.out + run.err
-        documents.append(secret(cli))
-    for number, doc in enumerate(documents, start=1):
-        # The shape of AWS's database rotation templates: consumers keep working.
-        assert set(doc) == {"engine", "host", "port", "dbname", "username", "password"}
-        assert (doc["engine"], doc["host"], doc["port"]) == (
-            "postgres",
-            "127.0.0.1",
-            pair.server.port,
-        )
-        assert doc["username"] == pair.users[(number - 1) % 2]
-    last = documents[-1]
-    assert pair.can_login(str(last["username"]), str(last["password"]))
-    for old in documents[:-1]:
-        assert not pair.can_login(str(old["username"]), str(old["password"]))
-    status = json.loads(cli("-o", "json", "status", NAME).out)["credentials"][0]
-    assert [v["state"] for v in status["versions"]][-2:] == ["retired", "current"]
-    for done in cli.runs:
-        if done.args[:1] != ("get",):
-            for doc in documents:
-                assert str(doc["password"]) not in done.out + done.err
+    expected = {"engine": "postgres", "host": "127.0.0.1", "port": pair.server.port}
+    dbflows.rotations_alternate_and_retire_each_old_password(
+        cli, NAME, pair.users, {**expected, "dbname": "postgres"}, pair.can_login
+    )
 
 
 def test_an_open_session_of_the_old_role_holds_the_gate_and_is_named(cli: Cli, pair: Pair) -> None:

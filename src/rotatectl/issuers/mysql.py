@@ -56,7 +56,8 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
-from .. import keyformat
+from .. import alternating, keyformat
+from ..alternating import pick
 from ..errors import IssuerError
 from ..model import IssuedKey, IssuerKey
 from ..mysql import (
@@ -95,8 +96,7 @@ LOCK_WAIT = 30  # seconds to wait for another rotatectl working on the same user
 
 def parse_ref(issuer_ref: str) -> tuple[str, str]:
     """``<user>@<version id>`` as (user, version id); ("", "") when it is not one."""
-    user, sep, version_id = issuer_ref.partition("@")
-    return (user, version_id) if sep and NAME.match(user) and version_id else ("", "")
+    return alternating.parse_ref(issuer_ref, lambda user: NAME.match(user) is not None)
 
 
 class MySQLIssuer:
@@ -227,14 +227,11 @@ class MySQLIssuer:
                 return self.users[0]
             held = self._tags(cur)
             locked = self._locked(cur, srv)
-            again = [u for u in self.users if held[u].get(CURRENT, ("",))[0] == version_id]
-            taken = {parse_ref(ref)[0] for ref in busy}
-            free = sorted((u for u in self.users if u not in taken), key=lambda u: not locked[u])
-            if again:
-                user = again[0]
-            elif free:
-                user = free[0]  # a locked user sorts first
-            else:
+            holds = {u: {t[0] for s, t in held[u].items() if s == CURRENT} for u in self.users}
+            usable = {u: not locked[u] for u in self.users}
+            taken = [parse_ref(ref)[0] for ref in busy]
+            user = pick(self.users, holds, usable, version_id, taken)
+            if user is None:
                 raise IssuerError(
                     f"{credential}: both users of {', '.join(self.users)} hold keys that "
                     "must keep working; retire one first (the pair has room for two keys)"
@@ -244,14 +241,7 @@ class MySQLIssuer:
             self._set_password(cur, srv, user, password, unlock=True)
             return user
 
-        user = self._run(credential, "create", run)
-        return IssuedKey(
-            value=password,
-            key_id=parsed.key_id,
-            fingerprint=keyformat.secret_hash(parsed.secret),
-            issuer_ref=f"{user}@{version_id}",
-            extra={"username": user},
-        )
+        return alternating.issued(password, self._run(credential, "create", run), version_id)
 
     def list_keys(self, credential: str) -> list[IssuerKey] | None:
         """Each tagged key of the users: its reference, the version id it was minted

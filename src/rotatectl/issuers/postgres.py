@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
-from .. import keyformat
+from .. import alternating, keyformat
+from ..alternating import pick
 from ..errors import IssuerError
 from ..model import IssuedKey, IssuerKey
 from ..pg import ROLE, TAG, admin_dsn, cursor, roles
@@ -39,8 +40,7 @@ T = TypeVar("T")
 
 def parse_ref(issuer_ref: str) -> tuple[str, str]:
     """``<role>@<version id>`` as (role, version id); ("", "") when it is not one."""
-    role, sep, version_id = issuer_ref.partition("@")
-    return (role, version_id) if sep and ROLE.match(role) else ("", "")
+    return alternating.parse_ref(issuer_ref, lambda role: ROLE.match(role) is not None)
 
 
 class PostgresIssuer:
@@ -122,18 +122,15 @@ class PostgresIssuer:
         both roles hold keys that must keep working."""
         password = keyformat.generate(self.prefix)
         parsed = keyformat.parse(password)
-        busy = {parse_ref(ref)[0] for ref in keep}
+        busy = [parse_ref(ref)[0] for ref in keep]
 
         def run(cur: Any) -> str:
             self._ensure_pair(cur)
             roles = self._roles(cur)
-            again = [r for r in self.users if (roles[r][1] or ("",))[0] == version_id]
-            free = sorted((r for r in self.users if r not in busy), key=lambda r: roles[r][0])
-            if again:
-                role = again[0]
-            elif free:
-                role = free[0]  # NOLOGIN (False) sorts first
-            else:
+            holds = {r: {tag[0]} if tag else set() for r, (_, tag) in roles.items()}
+            usable = {r: login for r, (login, _) in roles.items()}
+            role = pick(self.users, holds, usable, version_id, busy)
+            if role is None:
                 raise IssuerError(
                     f"{credential}: both roles of {', '.join(self.users)} hold keys that must "
                     "keep working; retire one first (the pair has room for two keys)"
@@ -150,14 +147,7 @@ class PostgresIssuer:
             self._tag(cur, role, f"{TAG}{version_id}:{parsed.key_id}")
             return role
 
-        role = self._run(credential, "create", run)
-        return IssuedKey(
-            value=password,
-            key_id=parsed.key_id,
-            fingerprint=keyformat.secret_hash(parsed.secret),
-            issuer_ref=f"{role}@{version_id}",
-            extra={"username": role},
-        )
+        return alternating.issued(password, self._run(credential, "create", run), version_id)
 
     def list_keys(self, credential: str) -> list[IssuerKey] | None:
         """Each role of the pair that carries a tag: its reference, the version id it

@@ -53,6 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from .. import keyformat
+from ..alternating import issued, pick
 from ..errors import IssuerError
 from ..model import IssuedKey, IssuerKey
 from ..redisacl import (
@@ -206,13 +207,7 @@ class RedisIssuer:
         return password, keyformat.parse(password).key_id, password_hash(password)
 
     def _issued(self, password: str, key_id: str, user: str, version_id: str) -> IssuedKey:
-        return IssuedKey(
-            value=password,
-            key_id=key_id,
-            fingerprint=keyformat.secret_hash(keyformat.parse(password).secret),
-            issuer_ref=f"{user}@{version_id}",
-            extra={"username": user},
-        )
+        return issued(password, user, version_id)
 
     def _apply_rules(self, pipe: Any) -> None:
         """Every user of the strategy gets exactly the configured rules: earlier keys,
@@ -295,17 +290,13 @@ class AlternatingUsers(RedisIssuer):
         preferring one that is ``off``; the user already tagged with ``version_id`` on a
         retry. IssuerError when both users hold keys that must keep working."""
         password, key_id, digest = self._mint()
-        busy = {parse_ref(ref)[0] for ref in keep}
+        busy = [parse_ref(ref)[0] for ref in keep]
 
         def plan(pipe: Any) -> tuple[str, list[Command]]:
             tags, state = self._state(pipe, self.users)
-            again = [u for u in self.users if version_id in tags[u]]
-            free = sorted((u for u in self.users if u not in busy), key=lambda u: state[u].on)
-            if again:
-                user = again[0]
-            elif free:
-                user = free[0]  # off (False) sorts first
-            else:
+            usable = {u: state[u].on for u in self.users}
+            user = pick(self.users, {u: set(tags[u]) for u in self.users}, usable, version_id, busy)
+            if user is None:
                 raise IssuerError(
                     f"{credential}: both users of {', '.join(self.users)} hold keys that must "
                     "keep working; retire one first (the pair has room for two keys)"

@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 
+from ..alternating import session_usage
 from ..errors import ProbeError
-from ..model import KeyUsage, UsageStatus
+from ..model import KeyUsage
 from ..mysql import DATABASE, NAME, Admin, cursor, sessions, tags
 from ..registry import AdapterContext, check_settings
 
@@ -89,25 +90,4 @@ class MySQLSessionsProbe:
                 if slot in _LIVE
             }
             open_now = {u: [c for _, c in s] for u, s in sessions(cur, self.users).items()}
-        found: dict[str, KeyUsage] = {}
-        for key_id in key_ids:
-            user = held.get(key_id)
-            if user is None:
-                found[key_id] = KeyUsage(
-                    UsageStatus.NOT_SEEN, detail="no user holds this key any more"
-                )
-                continue
-            clients = open_now.get(user, [])
-            if clients:
-                found[key_id] = KeyUsage(
-                    UsageStatus.SEEN,
-                    last_seen=now,
-                    count=len(clients),
-                    clients=tuple(sorted(set(clients))),
-                    detail=f"{len(clients)} session(s) of user {user} open now",
-                )
-            else:
-                found[key_id] = KeyUsage(
-                    UsageStatus.NOT_SEEN, detail=f"no session of user {user} open now"
-                )
-        return found
+        return session_usage(key_ids, held, open_now, now)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
+from ..alternating import session_usage
 from ..errors import ProbeError
 from ..model import KeyUsage, UsageStatus
 from ..pg import ROLE, admin_dsn, cursor, roles
@@ -94,34 +95,16 @@ class PostgresSessionsProbe:
                 client = "local socket" if address is None else f"{address}:{port}"
                 sessions.setdefault(user, []).append(client)
         logged = self._logged(credential, since) if self.connection_log else {}
-        found: dict[str, KeyUsage] = {}
-        for key_id in key_ids:
+        found = session_usage(key_ids, held, sessions, now, who="role")
+        for key_id, usage in found.items():
             role = held.get(key_id)
-            if role is None:
-                found[key_id] = KeyUsage(
-                    UsageStatus.NOT_SEEN, detail="no role holds this key any more"
-                )
-                continue
-            open_now = sessions.get(role, [])
-            if open_now:
-                found[key_id] = KeyUsage(
-                    UsageStatus.SEEN,
-                    last_seen=now,
-                    count=len(open_now),
-                    clients=tuple(sorted(set(open_now))),
-                    detail=f"{len(open_now)} session(s) of role {role} open now",
-                )
-            elif role in logged:
+            if usage.status is UsageStatus.NOT_SEEN and role in logged:
                 found[key_id] = KeyUsage(
                     UsageStatus.SEEN,
                     last_seen=logged[role],
                     count=1,
                     detail=f"role {role} connected at {logged[role]:%Y-%m-%d %H:%M:%SZ} "
                     "(connection log)",
-                )
-            else:
-                found[key_id] = KeyUsage(
-                    UsageStatus.NOT_SEEN, detail=f"no session of role {role} open now"
                 )
         return found
 
