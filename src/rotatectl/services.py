@@ -81,9 +81,9 @@ def field_values(name: str, value: str, fields: Sequence[str]) -> list[str]:
 
 def db_init(ws: Workspace, name: str, dry_run: bool, audit: Callable[[], AuditLog]) -> list[str]:
     """``db init``: the statements credential ``name``'s issuer needs to set up its side
-    (its "setup" feature), run unless ``dry_run`` (then audited first: an audit log
-    that cannot take the record refuses it). UsageError when the issuer has nothing to
-    set up."""
+    (its "setup" feature); unless ``dry_run``, audited and then run (an audit log that
+    cannot take the record refuses it: AuditError). UsageError when the issuer has
+    nothing to set up."""
     from .ports import issuer_features
 
     target = ws.target(name)
