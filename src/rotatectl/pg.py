@@ -20,17 +20,58 @@ ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DSN_ENV = "ROTATECTL_POSTGRES_DSN"
 
 
-def admin_dsn(settings: Mapping[str, Any], ctx: AdapterContext) -> tuple[str, str]:
-    """The admin DSN from the variable ``admin_dsn_env`` names (default
-    ``ROTATECTL_POSTGRES_DSN``), and ``host:port`` for messages. ConfigError naming the
-    variable when it is not set; the DSN itself is never in a message."""
+def admin_dsn(settings: Mapping[str, Any], ctx: AdapterContext) -> tuple[Callable[[], str], str]:
+    """The admin connection's DSN, as a function called when it is first needed, and
+    where it comes from for messages (never the DSN, which may hold a password).
+
+    ``admin_credential`` names another credential of the config that rotatectl
+    manages: its current value is a database secret (``host``, ``port``, ``dbname``,
+    ``username``, ``password``) or a DSN, read from its store at the first connection.
+    Else ``admin_dsn_env`` names the variable holding the DSN (default
+    ``ROTATECTL_POSTGRES_DSN``). ConfigError naming the key when neither is usable."""
+    credential = settings.get("admin_credential")
+    if credential is not None:
+        if "admin_dsn_env" in settings:
+            raise ctx.error("admin_credential", "use admin_credential or admin_dsn_env, not both")
+        reader = ctx.credential_value
+        if reader is None:
+            raise ctx.error("admin_credential", "not available here")
+        known: list[str] = []
+
+        def from_credential() -> str:
+            if not known:
+                known.append(dsn_of(reader(credential)))
+            return known[0]
+
+        return from_credential, f"(admin {credential})"
     variable = settings.get("admin_dsn_env", DSN_ENV)
     dsn = ctx.env.get(variable)
     if not dsn:
         raise ctx.error(
             "admin_dsn_env", f"${variable} is not set: it must hold the admin connection DSN"
         )
-    return dsn, server_of(dsn)
+    return (lambda: dsn), server_of(dsn)
+
+
+def dsn_of(value: str) -> str:
+    """A DSN from a credential's value: a database secret's fields (the JSON document
+    AWS's templates use), or the value itself when it is not a JSON object."""
+    from . import secretformat
+
+    try:
+        doc = secretformat.fields(value)
+    except secretformat.DocumentError:
+        return value
+    from psycopg.conninfo import make_conninfo
+
+    parts = {
+        "host": doc.get("host"),
+        "port": doc.get("port"),
+        "dbname": doc.get("dbname"),
+        "user": doc.get("username"),
+        "password": doc.get("password"),
+    }
+    return make_conninfo(**{k: str(v) for k, v in parts.items() if v is not None})
 
 
 def parse_tag(comment: str | None) -> tuple[str, str] | None:
@@ -55,14 +96,18 @@ def roles(cur: Any, names: Sequence[str]) -> dict[str, tuple[bool, tuple[str, st
 
 @contextmanager
 def cursor(
-    dsn: str,
+    dsn: str | Callable[[], str],
     where: str,
     error: type[RotatectlError],
     connect: Callable[[str], Any] | None = None,
 ) -> Iterator[Any]:
-    """A cursor in one transaction on a connection to ``dsn``; a driver error becomes
-    ``error`` with one line: ``where``, then the server's reason (never the DSN)."""
+    """A cursor in one transaction on a connection to ``dsn`` (or the DSN it returns);
+    a driver error becomes ``error`` with one line: ``where``, then the server's reason
+    (never the DSN)."""
     import psycopg
+
+    if callable(dsn):
+        dsn = dsn()
 
     try:
         opened = connect or (lambda d: psycopg.connect(d, connect_timeout=10))

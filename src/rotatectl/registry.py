@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,9 @@ class AdapterContext:
     config_file: Path | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     state_hint: str = "set ROTATECTL_STATE_DIR to a directory this user can write"
+    # The current value of another credential of the config, by name, read when called
+    # (an admin connection that rotatectl manages too); None: not available here.
+    credential_value: Callable[[str], str] | None = None
 
     def error(self, key: str | None, message: str) -> ConfigError:
         """A ConfigError naming the file, the table and the key."""

@@ -7,7 +7,7 @@ never imports boto3 or hvac.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import registry
@@ -55,9 +55,20 @@ class Workspace:
                 store.close()
 
     def _build(self, kind: str, spec: AdapterSpec) -> Any:
-        return registry.build(
-            kind, {"type": spec.type, **spec.settings}, self.config.context(spec.table)
-        )
+        ctx = replace(self.config.context(spec.table), credential_value=self._current_value)
+        return registry.build(kind, {"type": spec.type, **spec.settings}, ctx)
+
+    def _current_value(self, name: str) -> str:
+        """The current value of credential ``name`` (an adapter's admin connection that
+        rotatectl manages too), read from its store when the adapter first needs it.
+        UnknownCredentialError for a name the config does not declare, NotFoundError
+        when it has no current value."""
+        from . import secretformat
+
+        cred = self.credential(name, allow_adhoc=False)
+        value = self._credential_store(cred).read_value(cred.path)
+        secretformat.register(value)
+        return value
 
     def store(self, name: str) -> SecretStore:
         """The store declared as ``[stores.NAME]`` (``local`` always exists)."""

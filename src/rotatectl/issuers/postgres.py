@@ -55,7 +55,7 @@ class PostgresIssuer:
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | Callable[[], str],
         users: Sequence[str],
         group: str,
         *,
@@ -76,15 +76,24 @@ class PostgresIssuer:
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
         """Settings: ``admin_dsn_env`` (the environment variable holding the admin DSN,
-        default ``ROTATECTL_POSTGRES_DSN``), ``users`` (the two login roles), ``group``
-        (the role holding the grants; default ``<first user>_group``), ``strategy``
-        (``alternating``, the only one), ``prefix`` of the generated passwords."""
+        default ``ROTATECTL_POSTGRES_DSN``) or ``admin_credential`` (another credential
+        of the config whose value is the admin's database secret); ``users`` (the two
+        login roles); ``group`` (the role holding the grants; default ``<first
+        user>_group``); ``strategy`` (``alternating``, the only one); ``prefix`` of the
+        generated passwords."""
         from ..extras import require
 
         check_settings(
             settings,
             ctx,
-            {"admin_dsn_env": str, "users": list, "group": str, "strategy": str, "prefix": str},
+            {
+                "admin_dsn_env": str,
+                "admin_credential": str,
+                "users": list,
+                "group": str,
+                "strategy": str,
+                "prefix": str,
+            },
         )
         strategy = settings.get("strategy", "alternating")
         if strategy != "alternating":

@@ -39,7 +39,7 @@ class PostgresSessionsProbe:
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | Callable[[], str],
         users: Sequence[str],
         *,
         where: str = "postgres",
@@ -57,11 +57,16 @@ class PostgresSessionsProbe:
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
-        """Settings: ``users`` (the roles whose sessions count: the issuer's pair) and
-        ``admin_dsn_env`` (as the issuer's). ConfigError names the offending key."""
+        """Settings: ``users`` (the roles whose sessions count: the issuer's pair),
+        ``admin_dsn_env`` or ``admin_credential`` (as the issuer's), ``connection_log``.
+        ConfigError names the offending key."""
         from ..extras import require
 
-        check_settings(settings, ctx, {"users": list, "admin_dsn_env": str, "connection_log": str})
+        check_settings(
+            settings,
+            ctx,
+            {"users": list, "admin_dsn_env": str, "admin_credential": str, "connection_log": str},
+        )
         users = settings.get("users")
         if (
             not isinstance(users, list)
