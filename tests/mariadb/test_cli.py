@@ -18,7 +18,7 @@ from .conftest import Pair
 NAME = "db/app"
 
 
-def configure(cli: Cli, pair: Pair) -> None:
+def configure(cli: Cli, pair: Pair, retain: str = "1h") -> None:
     users, port = json.dumps(list(pair.users)), pair.server.port
     cli.env["ROTATECTL_MYSQL_DSN"] = pair.server.admin_url
     (cli.cwd / "rotatectl.toml").write_text(
@@ -26,7 +26,7 @@ def configure(cli: Cli, pair: Pair) -> None:
 [defaults]
 propagation = "0s"
 overlap = "0s"
-retain = "1h"
+retain = "{retain}"
 
 [credentials."{NAME}"]
 format = "json"

@@ -21,7 +21,9 @@ NAME = "cache/app"
 RULES = "~app:* +@read +@write -@dangerous"
 
 
-def configure(cli: Cli, users: Users, strategy: str = "alternating") -> tuple[str, ...]:
+def configure(
+    cli: Cli, users: Users, strategy: str = "alternating", retain: str = "1h"
+) -> tuple[str, ...]:
     names = users.names if strategy == "alternating" else users.names[:1]
     listed, port = json.dumps(list(names)), users.server.port
     cli.env["ROTATECTL_REDIS_URL"] = users.server.admin_url
@@ -30,7 +32,7 @@ def configure(cli: Cli, users: Users, strategy: str = "alternating") -> tuple[st
 [defaults]
 propagation = "0s"
 overlap = "0s"
-retain = "1h"
+retain = "{retain}"
 
 [credentials."{NAME}"]
 format = "json"
