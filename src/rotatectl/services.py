@@ -250,12 +250,21 @@ def check_store(ws: Workspace, name: str) -> str:
 
 
 def check_target(ws: Workspace, name: str) -> str:
-    """Build credential ``name``'s adapters and check the issuer's and probe's
-    permissions; "store S, path P", or PermissionDeniedError."""
+    """Build credential ``name``'s adapters, check the issuer's and probe's
+    permissions, and that the secret format the config declares is the current
+    version's; "store S, path P" (and the format of a JSON secret), PermissionDeniedError,
+    or UsageError for a format the next rotation would refuse to change."""
+    from .machine import current_version, format_refusal
+
     target = ws.target(name)
     for adapter in (target.issuer, target.probe):
         _denied(adapter)
-    return f"store {target.store_name}, path {target.path}"
+    fmt = target.secret_format
+    current = current_version(target.store.versions(target.path))
+    if current is not None and current.field != fmt.field:
+        raise UsageError(format_refusal(name, current, fmt.field))
+    shape = f", {fmt.describe()}" if fmt.document else ""
+    return f"store {target.store_name}, path {target.path}{shape}"
 
 
 def check_notifier(ws: Workspace, name: str) -> str:

@@ -206,3 +206,20 @@ def test_get_field_needs_a_document_on_an_ad_hoc_credential(cli: Cli) -> None:
     assert refused.err == (
         "rotatectl: error: adhoc/key: its value is not a JSON document; it has no fields\n"
     )
+
+
+@pytest.mark.parametrize("backend", STORES, indirect=True)
+def test_check_names_a_format_the_store_does_not_have(cli: Cli, backend: Backend) -> None:
+    write_config(backend, {NAME: JSON_TABLE})
+    ok(cli("rotate", NAME, "--wait"))
+    assert f"ok credential {NAME} - store {backend.table}, path {NAME}, json (field api_key)" in (
+        ok(cli("check")).out
+    )
+    write_config(backend)  # the config now says: a bare key
+    run = cli("check")
+    assert run.code == 2, run.out + run.err
+    assert (
+        f"error credential {NAME} - {NAME}: v1 is a JSON document with the key in field "
+        "'api_key' but the config declares a bare key; a rotation would change the shape "
+        "every client reads"
+    ) in run.out + run.err
