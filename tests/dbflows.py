@@ -4,12 +4,18 @@ tests/redis_acl): each server's tests pass their own login check and fields."""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .conftest import Cli
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "database"
 
 
 def secret(cli: Cli, name: str) -> dict[str, Any]:
@@ -118,3 +124,29 @@ def kill_at_every_boundary_then_resume(
     status = json.loads(cli("-o", "json", "status", name).out)["credentials"][0]
     states = [v["state"] for v in status["versions"]]
     assert states[-1] == "current" and "destroyed" in states
+
+
+def pool_demo_loses_nothing(
+    script: str, port: int, users: Sequence[str], env: dict[str, str], secret: str, work: Path
+) -> None:
+    """``examples/database/<script>`` as written, against a real server: five rotations
+    under a pool of client threads, no query failed, every old password refused after
+    its retirement, the admin's ``secret`` in no output (the figures print with -s)."""
+    summary = work / "summary.json"
+    args = ["--port", str(port), "--users", *users, "--rotations", "5"]
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args, "--json", str(summary)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    print(run.stdout)  # the figures, shown with `pytest -s`
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = json.loads(summary.read_text())
+    assert figures["failed"] == 0
+    assert figures["old_passwords_refused"] == figures["rotations"] == 5
+    assert figures["queries"] >= 500, figures
+    assert "PASSED" in run.stdout
+    assert secret not in run.stdout + run.stderr

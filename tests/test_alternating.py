@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from rotatectl.alternating import parse_ref, pick, session_usage
+from rotatectl.alternating import parse_ref, pick, session_usage, well_formed_users
 from rotatectl.model import UsageStatus
 
 USERS = ("app", "app_b")
@@ -71,3 +71,21 @@ def test_session_usage() -> None:
     assert k1.detail == "3 session(s) of role app open now"
     assert (k2.status, k2.detail) == (UsageStatus.NOT_SEEN, "no session of role app_b open now")
     assert (k3.status, k3.detail) == (UsageStatus.NOT_SEEN, "no role holds this key any more")
+
+
+@pytest.mark.parametrize(
+    ("users", "count", "ok"),
+    [
+        (["app", "app_b"], 2, True),
+        (["app", "app"], 2, False),
+        (["app"], 2, False),
+        (["app", "Bad Name"], 2, False),
+        ("app", 2, False),
+        (["app", 3], None, False),
+        (["app"], None, True),
+        (["app", "app"], None, True),  # a probe's list: duplicates are harmless
+        ([], None, False),
+    ],
+)
+def test_well_formed_users(users: object, count: int | None, ok: bool) -> None:
+    assert well_formed_users(users, str.isidentifier, count) is ok

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from typing import TypeGuard
 
 from . import keyformat
 from .model import IssuedKey, KeyUsage, UsageStatus
@@ -21,6 +22,18 @@ def parse_ref(issuer_ref: str, valid: Callable[[str], bool]) -> tuple[str, str]:
     (``valid``: whether a user name is well formed)."""
     user, sep, version_id = issuer_ref.partition("@")
     return (user, version_id) if sep and version_id and valid(user) else ("", "")
+
+
+def well_formed_users(
+    users: object, valid: Callable[[str], object], count: int | None = None
+) -> TypeGuard[list[str]]:
+    """Whether a ``users`` setting is a list of names ``valid`` accepts: exactly ``count``
+    distinct ones (an issuer's slots), or at least one (None: a probe's)."""
+    if not isinstance(users, list) or not all(isinstance(u, str) and valid(u) for u in users):
+        return False
+    if count is None:
+        return bool(users)
+    return len(users) == count and len(set(users)) == count
 
 
 def issued(password: str, user: str, version_id: str) -> IssuedKey:

@@ -170,12 +170,7 @@ class MySQLIssuer:
             )
         count = 2 if strategy == "alternating" else 1
         users = settings.get("users")
-        if (
-            not isinstance(users, list)
-            or len(users) != count
-            or len(set(users)) != count
-            or not all(isinstance(u, str) and NAME.match(u) for u in users)
-        ):
+        if not alternating.well_formed_users(users, NAME.match, count):
             expected = (
                 "two distinct user names, e.g. ['app', 'app_b']"
                 if count == 2

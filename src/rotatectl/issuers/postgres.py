@@ -103,12 +103,7 @@ class PostgresIssuer:
                 "through the overlap; PostgreSQL cannot give one role two passwords",
             )
         users = settings.get("users")
-        if (
-            not isinstance(users, list)
-            or len(users) != 2
-            or len(set(users)) != 2
-            or not all(isinstance(u, str) and ROLE.match(u) for u in users)
-        ):
+        if not alternating.well_formed_users(users, ROLE.match, 2):
             raise ctx.error("users", "expected two distinct role names, e.g. ['app', 'app_b']")
         group = settings.get("group", f"{users[0]}_group")
         if not ROLE.match(group) or group in users:

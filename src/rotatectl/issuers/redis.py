@@ -53,7 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from .. import keyformat
-from ..alternating import issued, pick
+from ..alternating import issued, pick, well_formed_users
 from ..errors import IssuerError
 from ..model import IssuedKey, IssuerKey
 from ..redisacl import (
@@ -167,11 +167,8 @@ class RedisIssuer:
                 "'dual-password' (one user, two passwords during the overlap)",
             )
         users = settings.get("users")
-        if (
-            not isinstance(users, list)
-            or len(users) != kind.SLOTS
-            or len(set(users)) != len(users)
-            or not all(isinstance(u, str) and USER.match(u) and u != "default" for u in users)
+        if not well_formed_users(
+            users, lambda u: bool(USER.match(u)) and u != "default", kind.SLOTS
         ):
             example = "['app', 'app_b']" if kind.SLOTS == 2 else "['app']"
             raise ctx.error(

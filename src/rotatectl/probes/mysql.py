@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 
-from ..alternating import session_usage
+from ..alternating import session_usage, well_formed_users
 from ..errors import ProbeError
 from ..model import KeyUsage
 from ..mysql import DATABASE, NAME, Admin, cursor, sessions, tags
@@ -63,11 +63,7 @@ class MySQLSessionsProbe:
 
         check_settings(settings, ctx, {"users": list, "admin_dsn_env": str, "tag_database": str})
         users = settings.get("users")
-        if (
-            not isinstance(users, list)
-            or not users
-            or not all(isinstance(u, str) and NAME.match(u) for u in users)
-        ):
+        if not well_formed_users(users, NAME.match):
             raise ctx.error("users", "expected the user names, e.g. ['app', 'app_b']")
         tag_database = settings.get("tag_database", "rotatectl")
         if not DATABASE.match(tag_database):

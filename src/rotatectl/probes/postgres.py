@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
-from ..alternating import session_usage
+from ..alternating import session_usage, well_formed_users
 from ..errors import ProbeError
 from ..model import KeyUsage, UsageStatus
 from ..pg import ROLE, admin_dsn, cursor, roles
@@ -68,11 +68,7 @@ class PostgresSessionsProbe:
             {"users": list, "admin_dsn_env": str, "admin_credential": str, "connection_log": str},
         )
         users = settings.get("users")
-        if (
-            not isinstance(users, list)
-            or not users
-            or not all(isinstance(u, str) and ROLE.match(u) for u in users)
-        ):
+        if not well_formed_users(users, ROLE.match):
             raise ctx.error("users", "expected the role names, e.g. ['app', 'app_b']")
         dsn, where = admin_dsn(settings, ctx)
         require("psycopg", "usage probe type 'postgres'")

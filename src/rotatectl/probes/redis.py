@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 
+from ..alternating import well_formed_users
 from ..errors import ProbeError
 from ..model import KeyUsage, UsageStatus
 from ..redisacl import TAG_KEY, USER, acl_user, admin_url, connections, read_tags, session
@@ -64,11 +65,7 @@ class RedisClientsProbe:
 
         check_settings(settings, ctx, {"users": list, "admin_url_env": str, "tag_key": str})
         users = settings.get("users")
-        if (
-            not isinstance(users, list)
-            or not users
-            or not all(isinstance(u, str) and USER.match(u) for u in users)
-        ):
+        if not well_formed_users(users, USER.match):
             raise ctx.error("users", "expected the ACL user names, e.g. ['app', 'app_b']")
         tag_key = settings.get("tag_key", TAG_KEY)
         if not tag_key:
