@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import RotatectlError
 from .registry import AdapterContext
@@ -18,6 +18,7 @@ from .registry import AdapterContext
 TAG = "rotatectl:"
 ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DSN_ENV = "ROTATECTL_POSTGRES_DSN"
+T = TypeVar("T")
 
 
 def admin_dsn(settings: Mapping[str, Any], ctx: AdapterContext) -> tuple[Callable[[], str], str]:
@@ -75,11 +76,37 @@ def dsn_of(value: str) -> str:
 
 
 def parse_tag(comment: str | None) -> tuple[str, str] | None:
-    """A role comment ``rotatectl:<version id>:<key id>`` as (version id, key id)."""
+    """A role comment ``rotatectl:<version id>:<key id>[ since=<epoch>]`` as (version
+    id, key id)."""
     if not comment or not comment.startswith(TAG):
         return None
-    version_id, sep, key_id = comment[len(TAG) :].rpartition(":")
+    head = comment[len(TAG) :].partition(" ")[0]
+    version_id, sep, key_id = head.rpartition(":")
     return (version_id, key_id) if sep and version_id else None
+
+
+def tag_since(comment: str | None) -> float | None:
+    """When the role's password was set, as the ``single`` strategy records it in the
+    tag (``since=<epoch seconds>``, the server's clock); None for any other comment."""
+    if parse_tag(comment) is None:
+        return None
+    for word in (comment or "").split(" ")[1:]:
+        name, _, value = word.partition("=")
+        if name == "since":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def comment_of(cur: Any, role: str) -> str | None:
+    """The role's comment (None when it has none or does not exist)."""
+    cur.execute(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+    )
+    row = cur.fetchone()
+    return None if row is None else row[0]
 
 
 def roles(cur: Any, names: Sequence[str]) -> dict[str, tuple[bool, tuple[str, str] | None]]:
@@ -136,3 +163,53 @@ def reason(exc: BaseException) -> str:
     """The first line of a driver error; libpq never puts a password in one."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def run_admin(
+    dsn: str | Callable[[], str],
+    connect: Callable[[str], Any] | None,
+    where: str,
+    fn: Callable[[Any], T],
+) -> T:
+    """``fn(cursor)`` in one transaction on the admin connection; driver errors become
+    one IssuerError line starting with ``where`` (the credential, the server, the step)."""
+    from .errors import IssuerError
+
+    with cursor(dsn, where, IssuerError, connect) as cur:
+        return fn(cur)
+
+
+def set_password(cur: Any, role: str, password: str, *, login: bool = False) -> None:
+    """Give ``role`` ``password`` (and ``LOGIN`` when asked) as a SCRAM-SHA-256 verifier
+    computed here, so no statement, log line or ``pg_stat_activity`` row holds it."""
+    from psycopg import sql
+
+    verifier = cur.connection.pgconn.encrypt_password(
+        password.encode(), role.encode(), b"scram-sha-256"
+    ).decode()
+    cur.execute(
+        sql.SQL("ALTER ROLE {} WITH " + ("LOGIN " if login else "") + "PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(verifier)
+        )
+    )
+
+
+def set_comment(cur: Any, role: str, tag: str | None) -> None:
+    """Tag ``role`` (its comment), or clear the tag (None)."""
+    from psycopg import sql
+
+    cur.execute(
+        sql.SQL("COMMENT ON ROLE {} IS {}").format(
+            sql.Identifier(role), sql.Literal(tag) if tag is not None else sql.SQL("NULL")
+        )
+    )
+
+
+def terminate_sessions(cur: Any, role: str, before: float | None = None) -> None:
+    """End ``role``'s sessions (only those started before ``before``, epoch seconds on
+    the server's clock, when given)."""
+    query = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s"
+    if before is None:
+        cur.execute(query, (role,))
+    else:
+        cur.execute(query + " AND backend_start < to_timestamp(%s)", (role, before))

@@ -353,6 +353,10 @@ ISSUER_FEATURES = {
     "alternating database users) is told which keys must keep working",
     "setup": "setup(credential, apply=) -> steps: what the issuer's side needs set up once "
     "(roles, grants), said or done by `rotatectl db init [--dry-run]`",
+    "promote": "promote(credential, issuer_ref, key): a service that holds one key at a time "
+    "switches to this key at its promotion (before the store makes it current; idempotent); "
+    "a key works only from its promotion, so the engine disables only keys once promoted "
+    "and an abort re-promotes the current key instead",
 }
 
 

@@ -278,6 +278,9 @@ def promote(st: Step) -> None:
         expected = rotation.old_version_id
         if st.emergency:
             rotation, revision, expected = _displaced(st, rotation, revision)
+        # A service that holds one key at a time switches first: should it fail,
+        # nothing has changed and clients keep the key in force.
+        _promote_at_issuer(st, new)
         st.retry(lambda: t.store.promote(t.path, rotation.new_version_id, expected, st.now))
         # Now, not the version's earlier promotion: a rollback re-promotes an old key,
         # and the key it demotes gets its overlap from this moment (invariant 8).
@@ -295,6 +298,23 @@ def promote(st: Step) -> None:
         version=new,
         severity="critical" if st.emergency else "info",
     )
+
+
+def _promote_at_issuer(st: Step, version: Version | None) -> None:
+    """Tell an issuer with the ``promote`` feature that ``version``'s key is the one in
+    force (idempotent); nothing for other issuers."""
+    t = st.target
+    if version is None or not version.issuer_ref or "promote" not in issuer_features(t.issuer):
+        return
+    value = st.retry(lambda: t.store.read_value(t.path, version.version_id))
+    secretformat.register(value)
+    try:
+        key = secretformat.key_of(value, version.field)
+    except secretformat.DocumentError as exc:
+        raise ConflictError(f"{t.name}: v{version.number}'s document: {exc}") from None
+    del value
+    ref = version.issuer_ref
+    st.retry(lambda: t.issuer.promote(t.name, ref, key))  # type: ignore[attr-defined]
 
 
 def _displaced(st: Step, rotation: Rotation, revision: int) -> tuple[Rotation, int, str | None]:
@@ -397,10 +417,11 @@ def retire(st: Step) -> None:
         st.effects.hook(st.result, "on_retire", {"version": str(old.number), "key_id": old.key_id})
 
 
-def retire_version(st: Step, old: Version) -> None:
-    """Disable ``old`` at the issuer, then mark it retired (disable before destroy)."""
+def retire_version(st: Step, old: Version, *, disable: bool = True) -> None:
+    """Disable ``old`` at the issuer (unless ``disable`` is False: it never worked
+    there), then mark it retired (disable before destroy)."""
     t = st.target
-    if old.issuer_ref:
+    if old.issuer_ref and disable:
         st.retry(lambda: t.issuer.disable(t.name, old.issuer_ref or ""))
         st.boundary("after-disable")
     st.retry(
@@ -428,7 +449,14 @@ def abort(st: Step) -> None:
     if new is None:
         sweep_orphans(st, st.versions)
     elif new.state is VersionState.PENDING:
-        retire_version(st, new)
+        current = current_version(st.versions)
+        if "promote" in issuer_features(st.target.issuer) and current is not None:
+            # The new key works only once promoted: undo a promotion a crash cut short
+            # by putting the current key back in force, rather than disabling the new.
+            _promote_at_issuer(st, current)
+            retire_version(st, new, disable=False)
+        else:
+            retire_version(st, new)
         st.result.steps.append(f"revoked the new key v{new.number} ({new.key_id})")
     elif new.state is VersionState.CURRENT:
         raise ConflictError("the new key is already current; use rollback")

@@ -1,4 +1,5 @@
-"""PostgreSQL login roles as keys, alternating between two of them (issue 19).
+"""PostgreSQL login roles as keys, alternating between two of them (issue 19); the
+``single`` strategy (one role) is :mod:`rotatectl.issuers.postgres_single`.
 
 Two login roles take turns (``users = ["app", "app_b"]``); both are members of one
 group role that holds every grant (``group``), so an object granted to the group is
@@ -26,14 +27,26 @@ the step (:class:`~rotatectl.errors.IssuerError`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import alternating, keyformat
 from ..alternating import pick
 from ..errors import IssuerError
 from ..model import IssuedKey, IssuerKey
-from ..pg import ROLE, TAG, admin_dsn, cursor, roles
+from ..pg import (
+    ROLE,
+    TAG,
+    admin_dsn,
+    roles,
+    run_admin,
+    set_comment,
+    set_password,
+    terminate_sessions,
+)
 from ..registry import AdapterContext, check_settings
+
+if TYPE_CHECKING:
+    from .postgres_single import PostgresSingleRoleIssuer
 
 T = TypeVar("T")
 
@@ -74,14 +87,20 @@ class PostgresIssuer:
         return f"PostgresIssuer(users={self.users!r}, group={self.group!r}, server={self.where!r})"
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
+    def from_config(
+        cls, settings: Mapping[str, Any], ctx: AdapterContext
+    ) -> PostgresIssuer | PostgresSingleRoleIssuer:
         """Settings: ``admin_dsn_env`` (the environment variable holding the admin DSN,
         default ``ROTATECTL_POSTGRES_DSN``) or ``admin_credential`` (another credential
-        of the config whose value is the admin's database secret); ``users`` (the two
-        login roles); ``group`` (the role holding the grants; default ``<first
-        user>_group``); ``strategy`` (``alternating``, the only one); ``prefix`` of the
-        generated passwords."""
+        of the config whose value is the admin's database secret); ``strategy``
+        (``alternating``, the default, or ``single``); ``users`` (the two login roles
+        of the pair, or the one role of ``single``); ``group`` (alternating: the role
+        holding the grants; default ``<first user>_group``); ``accept_login_failures``
+        (``single`` only, required true: it acknowledges that clients holding the old
+        password fail until they re-read the secret); ``prefix`` of the generated
+        passwords. ConfigError names the offending key."""
         from ..extras import require
+        from .postgres_single import ACKNOWLEDGE, PostgresSingleRoleIssuer
 
         check_settings(
             settings,
@@ -92,19 +111,38 @@ class PostgresIssuer:
                 "users": list,
                 "group": str,
                 "strategy": str,
+                ACKNOWLEDGE: bool,
                 "prefix": str,
             },
         )
         strategy = settings.get("strategy", "alternating")
-        if strategy != "alternating":
+        if strategy not in ("alternating", "single"):
             raise ctx.error(
                 "strategy",
-                f"{strategy!r} is not supported: 'alternating' keeps the old password working "
-                "through the overlap; PostgreSQL cannot give one role two passwords",
+                f"{strategy!r} is not supported: 'alternating' (two roles take turns) or "
+                "'single' (one role, new password at promotion)",
             )
+        single = strategy == "single"
         users = settings.get("users")
-        if not alternating.well_formed_users(users, ROLE.match, 2):
-            raise ctx.error("users", "expected two distinct role names, e.g. ['app', 'app_b']")
+        if not alternating.well_formed_users(users, ROLE.match, 1 if single else 2):
+            example = "['app']" if single else "['app', 'app_b']"
+            raise ctx.error(
+                "users", f"expected {1 if single else 2} distinct role name(s), e.g. {example}"
+            )
+        if single and settings.get(ACKNOWLEDGE) is not True:
+            raise ctx.error(
+                ACKNOWLEDGE,
+                "strategy 'single' changes the one role's password at promotion: a client "
+                "still holding the old password fails to connect until it re-reads the secret "
+                f"(PostgreSQL gives a role one password); set {ACKNOWLEDGE} = true to accept "
+                "that, or use 'alternating', which has no such window",
+            )
+        if not single and ACKNOWLEDGE in settings:
+            raise ctx.error(ACKNOWLEDGE, "only strategy 'single' has login failures to accept")
+        if single and "group" in settings:
+            raise ctx.error(
+                "group", "strategy 'single' has no group: its one role keeps its grants"
+            )
         group = settings.get("group", f"{users[0]}_group")
         if not ROLE.match(group) or group in users:
             raise ctx.error("group", f"invalid group role {group!r}: a third role name")
@@ -113,6 +151,8 @@ class PostgresIssuer:
             raise ctx.error("prefix", f"invalid password prefix {prefix!r}")
         dsn, where = admin_dsn(settings, ctx)
         require("psycopg", "issuer type 'postgres'")
+        if single:
+            return PostgresSingleRoleIssuer(dsn, users[0], where=where, prefix=prefix)
         return cls(dsn, users, group, where=where, prefix=prefix)
 
     # -- the port -------------------------------------------------------------------
@@ -139,16 +179,8 @@ class PostgresIssuer:
                     f"{credential}: both roles of {', '.join(self.users)} hold keys that must "
                     "keep working; retire one first (the pair has room for two keys)"
                 )
-            verifier = cur.connection.pgconn.encrypt_password(
-                password.encode(), role.encode(), b"scram-sha-256"
-            ).decode()
-            sql = self._sql()
-            cur.execute(
-                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(verifier)
-                )
-            )
-            self._tag(cur, role, f"{TAG}{version_id}:{parsed.key_id}")
+            set_password(cur, role, password, login=True)
+            set_comment(cur, role, f"{TAG}{version_id}:{parsed.key_id}")
             return role
 
         return alternating.issued(password, self._run(credential, "create", run), version_id)
@@ -205,21 +237,10 @@ class PostgresIssuer:
             sql = self._sql()
             cur.execute(sql.SQL("ALTER ROLE {} WITH " + login).format(sql.Identifier(role)))
             if wipe:
-                unknown = keyformat.generate(self.prefix)
-                verifier = cur.connection.pgconn.encrypt_password(
-                    unknown.encode(), role.encode(), b"scram-sha-256"
-                ).decode()
-                cur.execute(
-                    sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
-                        sql.Identifier(role), sql.Literal(verifier)
-                    )
-                )
-                self._tag(cur, role, None)
+                set_password(cur, role, keyformat.generate(self.prefix))
+                set_comment(cur, role, None)
             if terminate:
-                cur.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
-                    (role,),
-                )
+                terminate_sessions(cur, role)
 
         self._run(credential, step, run)
 
@@ -293,14 +314,6 @@ class PostgresIssuer:
         """Each role of the pair: whether it can log in, and its tag."""
         return roles(cur, self.users)
 
-    def _tag(self, cur: Any, role: str, tag: str | None) -> None:
-        sql = self._sql()
-        cur.execute(
-            sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                sql.Identifier(role), sql.Literal(tag) if tag is not None else sql.SQL("NULL")
-            )
-        )
-
     @staticmethod
     def _sql() -> Any:
         from psycopg import sql
@@ -308,8 +321,6 @@ class PostgresIssuer:
         return sql
 
     def _run(self, credential: str, step: str, fn: Callable[[Any], T]) -> T:
-        """``fn(cursor)`` in one transaction on the admin connection; driver errors
-        become one IssuerError line naming the credential, the server and the step."""
-        where = f"{credential}: postgres {self.where}: {step}"
-        with cursor(self._dsn, where, IssuerError, self._connect) as cur:
-            return fn(cur)
+        return run_admin(
+            self._dsn, self._connect, f"{credential}: postgres {self.where}: {step}", fn
+        )

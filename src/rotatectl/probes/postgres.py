@@ -30,7 +30,7 @@ from typing import Any, Self
 from ..alternating import session_usage, well_formed_users
 from ..errors import ProbeError
 from ..model import KeyUsage, UsageStatus
-from ..pg import ROLE, admin_dsn, cursor, roles
+from ..pg import ROLE, admin_dsn, comment_of, cursor, roles, tag_since
 from ..registry import AdapterContext, check_settings
 
 
@@ -86,15 +86,26 @@ class PostgresSessionsProbe:
         where = f"{credential}: postgres {self.where}: usage"
         with cursor(self._dsn, where, ProbeError, self._connect) as cur:
             held = {tag[1]: role for role, (_, tag) in roles(cur, self.users).items() if tag}
+            # A role of the ``single`` strategy: when its password was set.
+            password_set = {role: tag_since(comment_of(cur, role)) for role in held.values()}
             cur.execute(
-                "SELECT usename, host(client_addr), client_port FROM pg_stat_activity "
+                "SELECT usename, host(client_addr), client_port, "
+                "extract(epoch FROM backend_start) FROM pg_stat_activity "
                 "WHERE usename = ANY(%s) AND pid <> pg_backend_pid()",
                 (list(self.users),),
             )
             sessions: dict[str, list[str]] = {}
-            for user, address, port in cur.fetchall():
+            for user, address, port, started in cur.fetchall():
                 client = "local socket" if address is None else f"{address}:{port}"
+                set_at = password_set.get(user)
+                if set_at is not None and float(started) < set_at:
+                    user = _earlier(user)  # authenticated with an earlier password
                 sessions.setdefault(user, []).append(client)
+        for named, set_at in password_set.items():
+            if set_at is not None:
+                # Every other key asked about is an earlier password of that role.
+                for key_id in key_ids:
+                    held.setdefault(key_id, _earlier(named))
         logged = self._logged(credential, since) if self.connection_log else {}
         found = session_usage(key_ids, held, sessions, now, who="role")
         for key_id, usage in found.items():
@@ -133,6 +144,11 @@ class PostgresSessionsProbe:
                     f"{credential}: connection log {name}: {exc.strerror or exc}"
                 ) from None
         return last
+
+
+def _earlier(role: str) -> str:
+    """How a ``single`` role's earlier password is named in the probe's answers."""
+    return f"{role} (an earlier password)"
 
 
 # ``%m`` (with log_timezone = 'UTC') starts the default log_line_prefix.
