@@ -44,6 +44,8 @@ _BUILTINS = {
         "postgres": "rotatectl.issuers.postgres:PostgresIssuer",
         "redis": "rotatectl.issuers.redis:RedisIssuer",
         "mysql": "rotatectl.issuers.mysql:MySQLIssuer",
+        "command": "rotatectl.issuers.command:CommandIssuer",
+        "http": "rotatectl.issuers.http:HttpIssuer",
     },
     "probe": {
         "none": "rotatectl.probes.none:NoProbe",

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .config import AdapterSpec, Config, CredentialConfig
     from .errors import UnknownCredentialError
     from .model import Policy
-    from .ports import Notifier, SecretStore, Target
+    from .ports import KeyIssuer, Notifier, SecretStore, Target
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,12 @@ class Workspace:
             pretest=cred.pretest,
             secret_format=cred.secret_format,
         )
+
+    def issuer(self, name: str) -> KeyIssuer:
+        """Credential ``name``'s issuer alone (``issuer-test``): nothing else is built.
+        UnknownCredentialError for a name the config does not declare, ConfigError for
+        the issuer's settings."""
+        return self._build("issuer", self.credential(name, allow_adhoc=False).issuer)  # type: ignore[no-any-return]
 
     def view(self, name: str, *, allow_adhoc: bool = True) -> CredentialView:
         """Credential ``name`` for reading its status, with the same checks and errors

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from ..config import Config
+    from ..conformance import Check
     from ..engine import Result
     from ..machine import Action
     from ..model import KeyUsage, Rotation, Version
@@ -610,6 +611,33 @@ def print_check(config: Config, items: Sequence[CheckItem], output: str, quiet: 
             if line.startswith(mark):
                 text.stylize(style, 2, len(mark) - 1)
         out.print(text)
+
+
+def print_conformance(credential: str, checks: Sequence[Check], output: str, quiet: bool) -> None:
+    """``issuer-test``'s report: a line per check (``PASS``/``FAIL``, the check, why),
+    then the count; to stderr when any failed. ``quiet``: only the failed checks."""
+    failed = [c for c in checks if not c.ok]
+    if output == "json":
+        emit_json(
+            {
+                "credential": credential,
+                "ok": not failed,
+                "passed": len(checks) - len(failed),
+                "failed": len(failed),
+                "checks": [c.to_dict() for c in checks],
+            }
+        )
+        return
+    shown = failed if quiet else checks
+    lines = [
+        f"{'PASS' if c.ok else 'FAIL'}  {c.name}" + (f" - {c.detail}" if c.detail else "")
+        for c in shown
+    ]
+    if not quiet or failed:
+        lines.append(f"{credential}: {len(checks) - len(failed)} passed, {len(failed)} failed")
+    stream = sys.stderr if failed else sys.stdout
+    stream.write(scrub("".join(line.replace("\n", " ") + "\n" for line in lines)))
+    stream.flush()
 
 
 def print_plugins(found: dict[str, dict[str, str]], output: str) -> None:

@@ -86,6 +86,7 @@ COMMANDS: dict[str, str] = {
     "get": "values",
     "exec": "values",
     "check": "check",
+    "issuer-test": "check",
     "plugins": "check",
     "audit": "audit",
     "db": "database",

@@ -1,4 +1,5 @@
-"""``check`` (config, stores, notifiers, drift) and ``plugins`` (installed adapters)."""
+"""``check`` (config, stores, notifiers, drift), ``issuer-test`` (the issuer contract
+against a configured issuer) and ``plugins`` (installed adapters)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import typer
 
 from ...errors import UsageError
 from ..common import (
+    NameArgument,
     OptionalNamesArgument,
     OutputOption,
     QuietOption,
@@ -16,6 +18,7 @@ from ..common import (
     exit_with,
     opts,
     validated,
+    validated_one,
     workspace,
 )
 
@@ -53,6 +56,36 @@ def check(
         items = services.check(ws, checked, how, lambda: audit_log(o, ws.config))
     print_check(ws.config, items, o.output, quiet=o.quiet)
     exit_with(services.check_exit(items))
+
+
+@app.command("issuer-test")
+def issuer_test(
+    ctx: typer.Context,
+    name: NameArgument,
+    scratch: Annotated[
+        str | None,
+        typer.Option(
+            "--credential",
+            help="The scratch credential the test keys are made for (default: issuer-test/NAME).",
+            metavar="SCRATCH",
+        ),
+    ] = None,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the issuer contract against credential NAME's issuer (a `command` or `http`
+    plug-in, or any other) on a scratch credential: create, list, test, disable,
+    enable, delete, each checked as rotatectl relies on it. Every key it creates is
+    deleted. Exit 0 when every check passes, 1 when one fails."""
+    from ...conformance import check_issuer
+    from ..render import print_conformance
+
+    o = opts(ctx, output, quiet)
+    credential = scratch or f"issuer-test/{name}"
+    with workspace(o) as ws:
+        checks = check_issuer(ws.issuer(validated_one(name)), credential)
+    print_conformance(credential, checks, o.output, quiet=o.quiet)
+    exit_with(1 if any(not c.ok for c in checks) else 0)
 
 
 @app.command()
