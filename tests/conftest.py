@@ -66,12 +66,17 @@ class Cli:
         return [sys.executable, "-m", "rotatectl", *args]
 
     def __call__(
-        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        stdin: str | None = None,
     ) -> CliRun:
         proc = subprocess.run(
             self.argv(*args),
             cwd=self.cwd,
             env={**self.env, **(env or {})},
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,

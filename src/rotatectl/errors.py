@@ -7,6 +7,7 @@ never a key value.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import IntEnum
 
 
@@ -102,6 +103,35 @@ class ConflictError(StoreError):
 
 class IssuerError(OperationError):
     """The issuer could not create, disable or delete a key."""
+
+
+class PersonNeeded(IssuerError):
+    """The issuer waits for a person (the ``manual`` issuer): a key to be created and
+    handed over with ``rotatectl supply``, or one to be revoked at the service and
+    confirmed with ``rotatectl confirm``. Not a failure: the rotation waits, ``run``
+    returns at once, and the person is told (then reminded, then escalated).
+
+    ``ask`` names what is awaited ("supply v3", "revoke v2"); the message is the
+    instructions, one line; ``remind_every`` and ``deadline`` (timedeltas or None) say
+    when to remind and when to escalate."""
+
+    exit_code = ExitCode.ATTENTION
+
+    def __init__(
+        self,
+        ask: str,
+        instructions: str,
+        *,
+        owner: str = "",
+        remind_every: timedelta | None = None,
+        deadline: timedelta | None = None,
+    ) -> None:
+        super().__init__(instructions)
+        self.ask = ask
+        self.instructions = instructions
+        self.owner = owner
+        self.remind_every = remind_every
+        self.deadline = deadline
 
 
 class ProbeError(OperationError):

@@ -858,6 +858,53 @@ def laggard_notice(
     return Notice(kind, "warning", message, old)
 
 
+PERSON_EVENTS = ("person-needed", "person-reminder", "person-overdue")
+
+
+def person_notice(
+    rotation: Rotation,
+    ask: str,
+    instructions: str,
+    now: datetime,
+    remind_every: timedelta | None,
+    deadline: timedelta | None,
+) -> Notice | None:
+    """What to tell the person a rotation waits for (``ask``: "supply v3"): the
+    instructions the first time (``person-needed``); once ``deadline`` has passed since
+    then, one critical ``person-overdue``; else a ``person-reminder`` each
+    ``remind_every`` (none when None). None when they were told recently enough.
+    The rotation record keeps what was said, so cron repeats nothing early."""
+    told = [e for e in rotation.history if e.what in PERSON_EVENTS and _asks(e.detail, ask)]
+    message = f"{ask}: {instructions}"
+    if not told:
+        return Notice("person-needed", "warning", message, attention=True)
+    since = told[0].at
+    overdue = any(e.what == "person-overdue" for e in told)
+    if deadline is not None and not overdue and now - since >= deadline:
+        late = f"{ask}: waited since {since:%Y-%m-%d %H:%M}Z, past its deadline: {instructions}"
+        return Notice("person-overdue", "critical", late, attention=True)
+    if remind_every is not None and now - told[-1].at >= remind_every:
+        return Notice("person-reminder", "warning", message, attention=True)
+    return None
+
+
+def person_waiting(rotation: Rotation | None) -> tuple[str, datetime, str] | None:
+    """The person an in-flight rotation waits for now, as (ask, since, instructions):
+    its latest event is a person notice (any later step means the person acted)."""
+    if rotation is None or rotation.phase.terminal or not rotation.history:
+        return None
+    last = rotation.history[-1]
+    if last.what not in PERSON_EVENTS:
+        return None
+    ask, _, instructions = last.detail.partition(": ")
+    first = next(e.at for e in rotation.history if e.what in PERSON_EVENTS and _asks(e.detail, ask))
+    return ask, first, instructions
+
+
+def _asks(detail: str, ask: str) -> bool:
+    return detail.partition(": ")[0] == ask
+
+
 def still_used_notice(rotation: Rotation, action: Action, now: datetime) -> Notice | None:
     """The old key is still used past max_overlap and the policy waits: say so once
     per REMINDER_INTERVAL, not on every cron run."""

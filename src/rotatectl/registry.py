@@ -46,6 +46,7 @@ _BUILTINS = {
         "mysql": "rotatectl.issuers.mysql:MySQLIssuer",
         "command": "rotatectl.issuers.command:CommandIssuer",
         "http": "rotatectl.issuers.http:HttpIssuer",
+        "manual": "rotatectl.issuers.manual:ManualIssuer",
     },
     "probe": {
         "none": "rotatectl.probes.none:NoProbe",

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import RotatectlError
-from .machine import next_due, retry_after
+from .machine import next_due, person_waiting, retry_after
 from .model import Phase, Policy, Rotation, Version, VersionState, iso
 
 if TYPE_CHECKING:  # the runner's imports (retries, hooks, tests) are not needed to report
@@ -58,17 +58,29 @@ class CredentialStatus:
         return self.rotation is not None and not self.rotation.phase.terminal
 
     @property
+    def person(self) -> tuple[str, datetime, str] | None:
+        """What a person must do for the rotation to go on (a ``manual`` issuer): the
+        ask, since when, and the instructions; None when nobody is waited for."""
+        return person_waiting(self.rotation)
+
+    @property
     def needs_attention(self) -> bool:
-        """What ``status -q`` shows: an error, drift, destinations that disagree, or a
-        failed rotation that ``run`` retries after its backoff."""
-        return bool(self.error or self.drift or self.disagree or self.retry_after is not None)
+        """What ``status -q`` shows: an error, drift, destinations that disagree, a
+        failed rotation that ``run`` retries after its backoff, or a person waited for."""
+        return bool(
+            self.error
+            or self.drift
+            or self.disagree
+            or self.retry_after is not None
+            or self.person is not None
+        )
 
     @property
     def current(self) -> Version | None:
         return next((v for v in self.versions if v.state is VersionState.CURRENT), None)
 
     def to_dict(self) -> dict[str, Any]:
-        current = self.current
+        current, person = self.current, self.person
         return {
             "name": self.name,
             "store": self.store,
@@ -85,6 +97,9 @@ class CredentialStatus:
             "drift": list(self.drift),
             "retry_after": iso(self.retry_after),
             "window_opens": iso(self.window_opens),
+            "waiting_for_person": None
+            if person is None
+            else {"ask": person[0], "since": iso(person[1]), "instructions": person[2]},
             "last_failure": self.rotation.failure
             if self.rotation is not None and self.rotation.failed
             else None,

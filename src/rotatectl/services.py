@@ -3,6 +3,7 @@ parses and renders, these decide and act. Each raises rotatectl errors only.
 
 - :func:`read_value`: a key value for ``get``/``exec``, audited before it is revealed.
 - :func:`emergency`: the checks around the runner's emergency, and what it reports.
+- :func:`supply`, :func:`confirm`: a person's part in a ``manual`` issuer's rotation.
 - :func:`check_drift`: drift of one credential, and its repair (``check --adopt``
   or ``--restore``), audited.
 - :func:`check`: everything ``check`` checks, as a list of :class:`CheckItem`;
@@ -20,7 +21,7 @@ from .errors import ExitCode, RotatectlError, UsageError
 from .ports import STORE_FEATURES, Target
 
 if TYPE_CHECKING:
-    from datetime import timedelta
+    from datetime import datetime, timedelta
 
     from .audit import AuditLog
     from .engine import Result, Runner
@@ -126,6 +127,54 @@ def emergency(
     if result.revoked_after is not None and any("AUDIT LOG" in w for w in result.warnings):
         result.message += "; the audit log missed part of this emergency (see the warnings)"
     return result
+
+
+def supply(ws: Workspace, runner: Runner, name: str, key: str, expires: datetime | None) -> Result:
+    """``supply``: hand ``key`` to credential ``name``'s ``manual`` issuer and drive its
+    rotation on (start one when none is in flight). UsageError (nothing changed) when
+    the issuer is not manual, no rotation waits for a key, or the key is refused."""
+    from .issuers.manual import ManualIssuer
+    from .machine import person_waiting
+
+    target = ws.target(name)
+    issuer = target.issuer
+    if not isinstance(issuer, ManualIssuer):
+        raise UsageError(f"{name}: its issuer is not manual: it makes its own keys")
+    versions = target.store.versions(target.path)
+    rotation, _ = target.store.load_rotation(target.path)
+    in_flight = rotation is not None and not rotation.phase.terminal
+    if in_flight and rotation is not None:
+        waiting = person_waiting(rotation)
+        if waiting is None or not waiting[0].startswith("supply"):
+            raise UsageError(
+                f"{name}: rotation {rotation.id} does not wait for a key (it is in "
+                f"{rotation.phase.value}): nothing was changed"
+            )
+    why = issuer.refusal(key, [v.fingerprint for v in versions])
+    if why is not None:
+        raise UsageError(f"{name}: key refused: {why}; nothing was changed")
+    issuer.supply(key, expires)
+    if in_flight:
+        return runner.advance(target, start_if_due=False)
+    return runner.rotate(target, reason="a new key supplied by hand")
+
+
+def confirm(ws: Workspace, runner: Runner, name: str) -> Result:
+    """``confirm``: the person did what credential ``name``'s rotation waits for; drive
+    it on. UsageError when the issuer is not manual or nothing waits for a person."""
+    from .issuers.manual import ManualIssuer
+    from .machine import person_waiting
+
+    target = ws.target(name)
+    if not isinstance(target.issuer, ManualIssuer):
+        raise UsageError(f"{name}: its issuer is not manual: nothing to confirm")
+    rotation, _ = target.store.load_rotation(target.path)
+    waiting = person_waiting(rotation)
+    if waiting is None or waiting[0].startswith("supply"):
+        what = "a key (use supply)" if waiting else "nothing from a person"
+        raise UsageError(f"{name}: its rotation waits for {what}: nothing to confirm")
+    target.issuer.confirm()
+    return runner.advance(target, start_if_due=False)
 
 
 def where_it_stands(ws: Workspace, names: list[str]) -> str:

@@ -241,6 +241,9 @@ def _credential_notes(st: CredentialStatus) -> list[str]:
         notes.append(f"retry after {_minute(st.retry_after)}")
     if st.window_opens is not None:
         notes.append(f"window opens {_minute(st.window_opens)}")
+    if st.person is not None:
+        ask, since, _ = st.person
+        notes.append(f"waiting for a person since {_minute(since)}: {ask}")
     return notes
 
 

@@ -80,6 +80,8 @@ COMMANDS: dict[str, str] = {
     "emergency": "operations",
     "rollback": "operations",
     "abort": "operations",
+    "supply": "person",
+    "confirm": "person",
     "usage": "reports",
     "history": "reports",
     "status": "reports",

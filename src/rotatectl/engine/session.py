@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 from ..errors import (
     ConflictError,
     LockedError,
+    PersonNeeded,
     ProbeError,
     RotatectlError,
     UsageError,
@@ -37,6 +38,8 @@ from ..machine import (
     gated_version,
     laggard_notice,
     next_action,
+    person_notice,
+    person_waiting,
     plan_abort,
     plan_emergency,
     plan_overrides,
@@ -398,6 +401,8 @@ class Session:
             return self._fail(result, f"{self.step}: {exc}")
         except AuditRefused as exc:
             return self._fail(result, f"{self.step}: {exc}", tell=False)
+        except PersonNeeded as exc:
+            return self._wait_for_person(result, exc)
         except RotatectlError as exc:
             return self._fail(result, f"{self.step}: {exc}")
         except Exception as exc:  # a plugin's bug: still this credential's failure
@@ -641,6 +646,38 @@ class Session:
                 self.effects.event(result, "failed", severity="critical", message=message)
         if first_time:
             self.effects.hook(result, "on_failure", {"error": message})
+        return result
+
+    def _wait_for_person(self, result: Result, need: PersonNeeded) -> Result:
+        """The issuer waits for a person: the rotation stays where it is, ``run``
+        returns at once (attention), and the person is told what to do, then reminded,
+        then escalated past the deadline (:func:`~rotatectl.machine.person_notice`;
+        the rotation record keeps what was said)."""
+        t, now = self.target, self.runner.clock.now()
+        result.outcome = Outcome.ATTENTION
+        result.attention = True
+        who = need.owner or "a person"
+        rotation, revision = self.runner.retrying(lambda: t.store.load_rotation(t.path))
+        if rotation is None or rotation.phase.terminal:
+            result.message = f"waiting for {who}: {need.ask}: {need.instructions}"
+            return result
+        notice = person_notice(
+            rotation, need.ask, need.instructions, now, need.remind_every, need.deadline
+        )
+        if notice is not None:
+            rotation = rotation.noted(notice.kind, now, notice.message)
+            self._save(rotation, revision)
+            self.effects.event(
+                result,
+                notice.kind,
+                severity=notice.severity,
+                rotation=rotation,
+                message=f"{who}: {notice.message}",
+            )
+        waiting = person_waiting(rotation)
+        since = f" since {waiting[1]:%Y-%m-%d %H:%M}Z" if waiting else ""
+        result.rotation_id, result.phase = rotation.id, rotation.phase
+        result.message = f"waiting for {who}{since}: {need.ask}: {need.instructions}"
         return result
 
     def _record_error(self, message: str) -> bool:

@@ -40,6 +40,9 @@ TITLES = {
     "emergency": "Emergency rotation",
     "rolled-back": "Rotation rolled back",
     "attention": "Needs attention",
+    "person-needed": "A person is needed",
+    "person-reminder": "Reminder: a person is needed",
+    "person-overdue": "Overdue: a person is needed",
 }
 HEADER_MAX, TEXT_MAX, FIELD_MAX, FIELDS_MAX = 150, 3000, 2000, 10
 
