@@ -51,6 +51,7 @@ _DURATION_KEYS = (
     "rejection_window",
     "backoff",
     "backoff_max",
+    "renew_before",
 )
 _POLICY_KEYS = (
     *_DURATION_KEYS,

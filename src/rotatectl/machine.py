@@ -130,7 +130,33 @@ def next_due(versions: Sequence[Version], policy: Policy) -> datetime | None:
     current = current_version(versions)
     if current is None:
         return None
-    return (current.promoted or current.created) + policy.max_age
+    due = (current.promoted or current.created) + policy.max_age
+    if current.expires is not None:
+        # A key that expires is renewed renew_before its expiry, if that comes first.
+        due = min(due, current.expires - policy.renew_before)
+    return due
+
+
+def expiry_attention(versions: Sequence[Version], policy: Policy, now: datetime) -> str | None:
+    """Why the current key's expiry needs a person now: it comes sooner than a rotation
+    takes (propagation + overlap), so a rotation started now would not finish before
+    it; or it has passed. None for a key without an expiry, or with time to spare."""
+    current = current_version(versions)
+    if current is None or current.expires is None:
+        return None
+    left = current.expires - now
+    needs = policy.propagation + policy.overlap
+    when = f"{current.expires:%Y-%m-%d %H:%M}Z"
+    if left <= timedelta(0):
+        return f"v{current.number} ({current.key_id}) expired at {when}: rotate it now"
+    if left <= needs:
+        return (
+            f"v{current.number} ({current.key_id}) expires at {when}, in "
+            f"{format_duration(left)}: sooner than a rotation takes (propagation "
+            f"{format_duration(policy.propagation)} + overlap {format_duration(policy.overlap)})"
+            "; rotate it now with a shorter --overlap"
+        )
+    return None
 
 
 def is_due(versions: Sequence[Version], policy: Policy, now: datetime) -> bool:
@@ -387,6 +413,18 @@ def _quiet_reason(usage: KeyUsage, policy: Policy) -> str:
     if usage.status is UsageStatus.NOT_SEEN:
         return "overlap elapsed; old key not seen"
     return f"overlap elapsed; old key quiet for {format_duration(policy.usage_quiet)}"
+
+
+def expiry_action(
+    action: Action, versions: Sequence[Version], policy: Policy, now: datetime
+) -> Action:
+    """What cron does instead of waiting or idling when the current key expires sooner
+    than a rotation takes (:func:`expiry_attention`): ATTENTION, saying so. Any other
+    action, and an ATTENTION already, as it is."""
+    if action.kind not in (ActionKind.WAIT, ActionKind.IDLE):
+        return action
+    why = expiry_attention(versions, policy, now)
+    return Action(ActionKind.ATTENTION, why) if why else action
 
 
 def drift_action(name: str, problems: Sequence[str]) -> Action:

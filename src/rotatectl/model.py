@@ -122,6 +122,9 @@ class Policy:
     # again, doubling per consecutive failure up to backoff_max (manual rotate: never held).
     backoff: timedelta = timedelta(minutes=15)
     backoff_max: timedelta = timedelta(hours=24)
+    # A key with an expiry (the service's, or `supply --expires`): `run` starts the
+    # next rotation this long before it (certbot's renew_before_expiry).
+    renew_before: timedelta = timedelta(days=14)
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,12 @@ def status_rows(
             if v.state is VersionState.CURRENT:
                 due = st.next_due
                 note = f"due in {format_duration(due - now)}" if due and due > now else "due now"
+            if v.expires is not None and v.state.accepted:
+                left = v.expires - now
+                said_expiry = (
+                    f"expires in {format_duration(left)}" if left.total_seconds() > 0 else "EXPIRED"
+                )
+                note = (note + "; " if note else "") + said_expiry
             if first and st.in_flight and st.rotation is not None:
                 note = (note + "; " if note else "") + f"rotation {st.rotation.phase.value}"
             if v.compromised:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from ..errors import RotatectlError, UsageError
-from ..machine import ActionKind, check_overlap, drift_action, next_action
+from ..machine import ActionKind, check_overlap, drift_action, expiry_action, next_action
 from ..model import Outcome, Result, RotationKind, Version, VersionState
 from ..ports import Target
 from .session import Runner, Session, StartRequest
@@ -115,6 +115,7 @@ def settled(targets: Sequence[Target], now: datetime) -> dict[str, Result]:
             continue
         if problems:
             action = drift_action(t.name, problems)
+        action = expiry_action(action, versions, t.policy, now)
         # As Session._settle builds it for these actions (a WAIT is always in
         # flight; an IDLE credential shows its finished rotation).
         outcome = {

@@ -34,6 +34,7 @@ from ..machine import (
     Notice,
     current_version,
     drift_action,
+    expiry_action,
     find_version,
     gated_version,
     laggard_notice,
@@ -451,6 +452,7 @@ class Session:
             if action.kind in (ActionKind.WAIT, ActionKind.IDLE, ActionKind.ATTENTION):
                 if start_if_due:
                     action = self._drift_attention(action, versions)
+                    action = expiry_action(action, versions, self.target.policy, now)
                 return self._settle(result, action, rotation, revision, usage, versions, now)
             if action.kind is ActionKind.START:
                 refused = self._drift_attention(action, versions)
