@@ -488,7 +488,7 @@ def test_unreadable(tmp_path: Path) -> None:
         (
             "[defaults]\nissuer = { type = 'aws_iam' }",
             "[defaults.issuer] type: ",
-            "unknown issuer type 'aws_iam' (installed: aws-iam, generated",
+            "unknown issuer type 'aws_iam' (installed: aws-apigateway, aws-iam, ",
         ),
         ("[defaults]\nissuer = 'generated'", "[defaults] issuer: ", "expected a table"),
         (

@@ -41,6 +41,7 @@ _BUILTINS = {
     "issuer": {
         "generated": "rotatectl.issuers.generated:GeneratedIssuer",
         "aws-iam": "rotatectl.issuers.aws_iam:IamIssuer",
+        "aws-apigateway": "rotatectl.issuers.aws_apigateway:ApiGatewayIssuer",
         "postgres": "rotatectl.issuers.postgres:PostgresIssuer",
         "redis": "rotatectl.issuers.redis:RedisIssuer",
         "mysql": "rotatectl.issuers.mysql:MySQLIssuer",

@@ -14,7 +14,7 @@ import pytest
 from ..conftest import Cli
 
 # A protocol-1 plug-in keeping its keys in a JSON file; BROKEN (argv) breaks operations.
-PLUGIN = r'''
+PLUGIN = r"""
 import json, os, secrets, sys
 from pathlib import Path
 
@@ -53,7 +53,7 @@ elif op == "test":
     reply = {"ok": bool(found), "detail": "accepted" if found else "refused"}
 state.write_text(json.dumps(keys))
 print(json.dumps(reply))
-'''
+"""
 
 
 def configure(cli: Cli, tmp_path: Path, broken: str = "") -> Path:

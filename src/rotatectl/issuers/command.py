@@ -17,6 +17,7 @@ rotatectl knows).
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -40,7 +41,7 @@ class CommandTransport:
     def __init__(self, argv: Sequence[str], *, timeout: float = 30.0) -> None:
         self.argv = tuple(argv)
         self.timeout = timeout
-        self.where = f"command {Path(self.argv[0]).name}"
+        self.where = f"command {_program_name(self.argv)}"
 
     def exchange(self, credential: str, operation: str, body: bytes) -> bytes:
         """The program's stdout. IssuerError (one line) on a failure; retryable on
@@ -76,6 +77,17 @@ class CommandTransport:
         if len(out) > REPLY_LIMIT:
             raise IssuerError(f"{where}: malformed reply: longer than {REPLY_LIMIT} bytes")
         return out
+
+
+def _program_name(argv: Sequence[str]) -> str:
+    """The plug-in's name for messages: the program, or the script an interpreter
+    runs (``python3 plugin.py`` is ``plugin.py``)."""
+    program = Path(argv[0]).name
+    if re.fullmatch(r"(python|perl|ruby|node|bash|sh|dash|zsh)[0-9.]*", program):
+        script = next((a for a in argv[1:] if not a.startswith("-")), None)
+        if script is not None:
+            return Path(script).name
+    return program
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

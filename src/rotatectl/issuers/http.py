@@ -58,7 +58,7 @@ class HttpTransport:
         self._secret = secret
         self.timeout = timeout
         self._clock = clock
-        self.where = f"http {host_of(url)}"
+        self.where = host_of(url)  # https://host[:port]: never the path or query
 
     def __repr__(self) -> str:  # the URL's path may hold a token
         return f"HttpTransport({host_of(self.url)})"

@@ -52,7 +52,7 @@ REPLY_LIMIT = 1 << 20  # a reply longer than 1 MiB is not a key
 class Transport(Protocol):
     """Carries one request to the plug-in and brings its reply back."""
 
-    where: str  # the plug-in, for messages: "command admin-api.py", "http admin.internal"
+    where: str  # the plug-in, for messages: "command admin-api.py", "https://admin.internal"
 
     def exchange(self, credential: str, operation: str, body: bytes) -> bytes:
         """The reply's bytes. IssuerError (one line, retryable when trying again may
@@ -78,8 +78,8 @@ class ProtocolIssuer:
             raise bad("'key' must be a non-empty string")
         redact.register(key)
         ref = reply.get("issuer_ref")
-        if not isinstance(ref, str) or not ref:
-            raise bad("'issuer_ref' must be a non-empty string")
+        if not isinstance(ref, str) or not ref or not ref.isprintable():
+            raise bad("'issuer_ref' must be a non-empty string of printable characters")
         if key in ref:
             raise bad("'issuer_ref' holds the key: references are printed")
         fields = reply.get("fields", {})
@@ -93,8 +93,8 @@ class ProtocolIssuer:
         key_id = reply.get("key_id")
         if key_id is None:
             key_id = keyformat.key_id_of(key, fingerprint)
-        if not isinstance(key_id, str) or not key_id or key in key_id:
-            raise bad("'key_id' must be a string that does not hold the key")
+        if not isinstance(key_id, str) or not key_id.isprintable() or not key_id or key in key_id:
+            raise bad("'key_id' must be a printable string that does not hold the key")
         expires = reply.get("expires")
         when = None
         if expires is not None:
@@ -128,8 +128,8 @@ class ProtocolIssuer:
             if not isinstance(item, dict):
                 raise bad("each key must be an object")
             ref, tag, active = item.get("issuer_ref"), item.get("version_id"), item.get("active")
-            if not isinstance(ref, str) or not ref:
-                raise bad("each key needs an 'issuer_ref' string")
+            if not isinstance(ref, str) or not ref or not ref.isprintable():
+                raise bad("each key needs an 'issuer_ref' string of printable characters")
             if tag is not None and not isinstance(tag, str):
                 raise bad("'version_id' must be a string or null")
             if not isinstance(active, bool):
