@@ -54,7 +54,7 @@ sys.path.insert(0, str(HERE))
 
 import servers  # noqa: E402 - a sibling module, found through the path set just above
 
-SECTIONS = ("startup", "calls", "fleet", "overhead", "verify")
+SECTIONS = ("startup", "calls", "fleet", "overhead", "verify", "scrub")
 STORES = ("local", "aws", "vault")
 STORE_LABEL = {"local": "local store", "aws": "moto_server", "vault": "OpenBao"}
 
@@ -790,6 +790,34 @@ def verify(wd: Workdir, prof: Profile, report: Report) -> None:
     )
 
 
+def scrub(wd: Workdir, report: Report) -> None:
+    """redact.scrub with 10,000 registered keys against 1,000 (benchmarks/scrub.py)."""
+    section("output scrubbing at scale (benchmarks/scrub.py)")
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "scrub.py")],
+        env=wd.env("scrub"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(proc.stdout, end="")
+    found = re.search(r"^scrub / ([\d.]+ ms): ([\d.]+)x", proc.stdout, re.MULTILINE)
+    if found is None:
+        report.add(Figure("scrub", "scrub", "no figure", ok=False, note=(proc.stderr or "")[-500:]))
+        return
+    ratio = float(found.group(2))
+    report.add(
+        Figure(
+            "scrub",
+            "redact.scrub of 10,000 lines, 10,000 keys registered",
+            f"{ratio:.2f}x",
+            baseline=f"1,000 keys registered: {found.group(1)}",
+            target="<= 1.5x (linear in the text)",
+            ok=ratio <= 1.5,
+        )
+    )
+
+
 # -- main -----------------------------------------------------------------------
 
 
@@ -873,6 +901,9 @@ def main() -> int:
         if "verify" in only:
             with took("verify"):
                 verify(wd, prof, report)
+        if "scrub" in only:
+            with took("scrub"):
+                scrub(wd, report)
     code = summary(report, started, prof)
     if args.json:
         args.json.write_text(

@@ -9,6 +9,8 @@ import pty
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rotatectl import redact
 from rotatectl.cli.render import console
@@ -74,3 +76,52 @@ def test_the_canary_check_catches_a_leak(cli: Cli) -> None:
     with pytest.raises(AssertionError, match="leaked"):
         cli.assert_no_secret_leaked()
     (cli.root / "notes.log").unlink()
+
+
+# -- scrub finds what the plain search found, with a cost that follows the text ----
+
+_secrets = st.text(alphabet='abcdefghij_-:"{} 0123', min_size=8, max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_secrets, min_size=1, max_size=12),
+    st.lists(st.integers(0, 11), max_size=6),
+    st.text(alphabet="abcdefghij_ 01", max_size=30),
+)
+def test_scrub_masks_exactly_what_a_search_of_every_value_masks(
+    values: list[str], picks: list[int], filler: str
+) -> None:
+    """The indexed scrub against the plain one it replaced: every value in turn,
+    longest first, on texts made of registered values, their parts and filler."""
+    kept = set(redact._values)
+    try:
+        # More values than a plain search per value is used for: the indexed path.
+        for n in range(redact._FEW + 1):
+            redact.register(f"padding-{n:03d}-ZZZZ")
+        for value in values:
+            redact.register(value)
+        parts = [values[i % len(values)] for i in picks]
+        # Values at the very start and end too: the text's first and last windows.
+        text = values[-1] + filler.join([*parts, values[0][: len(values[0]) // 2]]) + values[0]
+        expected = text
+        for value in sorted(set(redact._values), key=lambda v: (-len(v), v)):
+            if value in expected:
+                expected = expected.replace(value, redact.MASK)
+        assert redact.scrub(text) == expected
+    finally:
+        redact.forget_all_but(kept)
+
+
+def test_keys_sharing_a_prefix_are_filed_apart() -> None:
+    kept = set(redact._values)
+    try:
+        keys = [f"rk_live_{n:04d}" + "x" * 40 for n in range(200)]
+        for key in keys:
+            redact.register(key)
+        # Each key is filed under a window of its own: one lookup finds one key.
+        owners = [len(v) for v in redact._anchors.values() if v & set(keys)]
+        assert max(owners) == 1
+        assert redact.scrub(f"a {keys[7]} b") == f"a {redact.MASK} b"
+    finally:
+        redact.forget_all_but(kept)

@@ -180,8 +180,7 @@ def registered() -> Iterator[None]:
     in this process."""
     kept = set(redact._values)
     yield
-    with redact._lock:
-        redact._values.intersection_update(kept)
+    redact.forget_all_but(kept)
 
 
 # The fixture runs once around all examples: what they register is forgotten after.

@@ -14,8 +14,14 @@ from typing import IO, Any
 
 MASK = "<redacted>"
 _MIN_LENGTH = 8  # shorter strings would mask ordinary words; keys are far longer
+_ANCHOR = _MIN_LENGTH  # every value is indexed under one of its 8-character windows
 _values: set[str] = set()
+# anchor -> the values indexed under it. scrub() looks up the text's own windows here,
+# so its cost grows with the text, not with how many values are registered (a
+# 10,000-credential run registers 10,000 keys and prints a line for each).
+_anchors: dict[str, set[str]] = {}
 _lock = threading.Lock()
+_FEW = 32  # up to this many values, one C-speed search each beats indexing the text
 
 
 _public: set[str] = set()
@@ -26,8 +32,26 @@ def register(value: str) -> None:
     declared :func:`public`)."""
     if len(value) >= _MIN_LENGTH:
         with _lock:
-            if value not in _public:
+            if value not in _public and value not in _values:
                 _values.add(value)
+                _index(value)
+
+
+def _index(value: str) -> None:
+    """File ``value`` under its window shared by the fewest values so far: keys that
+    share a prefix (``rk_live_``) are told apart by their random part."""
+    best = min(
+        (value[i : i + _ANCHOR] for i in range(0, len(value) - _ANCHOR + 1)),
+        key=lambda window: len(_anchors.get(window, ())),
+    )
+    _anchors.setdefault(best, set()).add(value)
+
+
+def _unindex(value: str) -> None:
+    for window, values in list(_anchors.items()):
+        values.discard(value)
+        if not values:
+            del _anchors[window]
 
 
 def public(value: str) -> None:
@@ -36,16 +60,33 @@ def public(value: str) -> None:
     (the client address of a laggard). Registering it later does nothing."""
     with _lock:
         _public.add(value)
-        _values.discard(value)
+        if value in _values:
+            _values.discard(value)
+            _unindex(value)
+
+
+def forget_all_but(kept: set[str]) -> None:
+    """Forget every registered value not in ``kept`` (tests: random strings registered
+    by one test must not mask another's output)."""
+    with _lock:
+        for value in _values - kept:
+            _values.discard(value)
+            _unindex(value)
 
 
 def scrub(text: str) -> str:
-    """``text`` with every registered value replaced by a mask."""
-    if not _values:
+    """``text`` with every registered value replaced by a mask (the longest first,
+    then in sorted order, where two overlap). Linear in the text: only the values
+    filed under one of the text's own 8-character windows are looked for."""
+    if not _values or len(text) < _MIN_LENGTH:
         return text
     with _lock:
-        values = sorted(_values, key=len, reverse=True)
-    for value in values:
+        if len(_values) <= _FEW:
+            candidates = list(_values)  # a search per value is cheaper than the windows
+        else:
+            windows = {text[i : i + _ANCHOR] for i in range(len(text) - _ANCHOR + 1)}
+            candidates = [v for w in windows if w in _anchors for v in _anchors[w]]
+    for value in sorted(set(candidates), key=lambda v: (-len(v), v)):
         if value in text:
             text = text.replace(value, MASK)
     return text

@@ -1,8 +1,9 @@
-"""The ``command`` issuer running ``admin_api_issuer.py``, killed at every boundary of a
-rotation (issue 20): the real CLI is SIGKILLed where it pauses, then ``run`` resumes.
-After every resume each key the admin API holds enabled for the credential is a
-version the store accepts, each accepted version's key is taken by ``/whoami``, and
-the API holds no key the store does not record (an orphan of the kill was deleted)."""
+"""The ``command`` issuer running ``admin_api_issuer.py``, and the ``http`` issuer
+against the admin API's endpoint, killed at every boundary of a rotation (issue 20):
+the real CLI is SIGKILLed where it pauses, then ``run`` resumes. After every resume
+each key the admin API holds enabled for the credential is a version the store
+accepts, each accepted version's key is taken by ``/whoami``, and the API holds no
+key the store does not record (an orphan of the kill was deleted)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,18 @@ from .conftest import ADMIN_API_ISSUER, AdminApi
 from .test_cli import configure
 
 
-@pytest.mark.long  # ~20-30 s: 12 kills, each resumed
-def test_kill_at_every_boundary_then_resume(cli: Cli, name: str, admin_api: AdminApi) -> None:
+@pytest.mark.long  # ~20-30 s each: 12 kills, each resumed
+@pytest.mark.parametrize("kind", ["command", "http"])
+def test_kill_at_every_boundary_then_resume(
+    cli: Cli, name: str, admin_api: AdminApi, kind: str
+) -> None:
     cli.env.update(admin_api.env)
-    issuer = f'{{ type = "command", command = ["{ADMIN_API_ISSUER}"] }}'
+    issuer = (
+        f'{{ type = "command", command = ["{ADMIN_API_ISSUER}"] }}'
+        if kind == "command"
+        else f'{{ type = "http", url = "{admin_api.rotatectl_url}", '
+        'secret_env = "ADMIN_API_HMAC_SECRET" }'
+    )
     configure(cli, name, issuer, retain="1s")
     assert cli("rotate", name, "--wait").code == 0
     for boundary in BOUNDARIES:

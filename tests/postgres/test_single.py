@@ -155,6 +155,7 @@ def test_an_emergency_ends_the_sessions_of_the_leaked_password_at_once(
     assert states(cli) == {1: "retired", 2: "current"}
 
 
+@pytest.mark.long  # ~11 s; the alternating pair's crash matrix runs by default
 def test_kill_at_every_boundary_then_resume_leaves_the_server_on_the_stores_current(
     cli: Cli, pair: Pair
 ) -> None:

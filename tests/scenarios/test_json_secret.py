@@ -22,8 +22,8 @@ from .conftest import NAME, STORES, Backend
 from .test_operator_flows import ok, versions, write_config
 
 JSON_TABLE = 'field = "api_key"\nstatic = { username = "svc", region = "eu-west-1" }'
-# A client caches for at most 1 s; old keys stay accepted for 3 s after a promotion.
-TIMING = {"propagation": "1s", "overlap": "3s"}
+# A client caches for at most 1 s; old keys stay accepted for 2 s after a promotion.
+TIMING = {"propagation": "1s", "overlap": "2s"}
 
 
 def reader(backend: Backend, cli: Cli) -> Callable[[], str]:

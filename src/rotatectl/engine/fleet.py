@@ -61,8 +61,30 @@ def run(
             return found
         return isolated(item.name, lambda: runner.advance(item, dry_run=dry_run))
 
+    # Several runners over one fleet (hosts, CronJob pods) start together: each takes
+    # the credentials in an order of its own, so they spread over the fleet instead of
+    # queueing on the same locks. Results keep the config's order.
+    order = spread(runner.holder, work)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, work))
+        done = list(pool.map(one, [work[i] for i in order]))
+    results: list[Result] = [done[0]] * len(work) if work else []
+    for position, index in enumerate(order):
+        results[index] = done[position]
+    return results
+
+
+def spread(holder: str, work: Sequence[Target | Result]) -> list[int]:
+    """The order a runner (``holder``: user, host and process) takes ``work`` in: a
+    hash of its holder and each credential's name, so two runners' orders differ and
+    one runner's is the same on every call."""
+    import hashlib
+
+    def key(index: int) -> bytes:
+        item = work[index]
+        name = item.credential if isinstance(item, Result) else item.name
+        return hashlib.blake2b(f"{holder}\0{name}".encode(), digest_size=8).digest()
+
+    return sorted(range(len(work)), key=key)
 
 
 def settled(targets: Sequence[Target], now: datetime) -> dict[str, Result]:
