@@ -171,3 +171,19 @@ def check_settings(
                 else expected.__name__
             )
             raise ctx.error(key, f"expected {names}, got {type(value).__name__}")
+
+
+def positive_seconds(
+    settings: Mapping[str, Any], ctx: AdapterContext, key: str, default: str
+) -> float:
+    """The duration setting ``key`` (``default`` when absent) in seconds; ConfigError
+    naming ``key`` when it is not a duration or not longer than 0s."""
+    from .durations import parse_duration
+
+    try:
+        seconds = parse_duration(settings.get(key, default)).total_seconds()
+    except ValueError as exc:
+        raise ctx.error(key, str(exc)) from None
+    if seconds <= 0:
+        raise ctx.error(key, "must be longer than 0s")
+    return seconds

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from .. import redact
-from ..durations import parse_duration
 from ..errors import IssuerError
-from ..registry import AdapterContext, check_settings
+from ..registry import AdapterContext, check_settings, positive_seconds
 from .protocol import REPLY_LIMIT, ProtocolIssuer
 
 TEMPFAIL = 75  # sysexits.h EX_TEMPFAIL: try again later
@@ -127,10 +126,5 @@ class CommandIssuer(ProtocolIssuer):
         if not program.is_absolute() and os.sep in command[0]:
             program = ctx.base_dir / program
         argv = [str(program) if os.sep in command[0] else command[0], *command[1:]]
-        try:
-            timeout = parse_duration(settings.get("timeout", "30s")).total_seconds()
-        except ValueError as exc:
-            raise ctx.error("timeout", str(exc)) from None
-        if timeout <= 0:
-            raise ctx.error("timeout", "must be longer than 0s")
+        timeout = positive_seconds(settings, ctx, "timeout", "30s")
         return cls(CommandTransport(argv, timeout=timeout))

@@ -29,11 +29,10 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
-from ..durations import parse_duration
 from ..errors import IssuerError
 from ..notifiers.base import host_of
 from ..notifiers.webhook import ENV_NAME, Permanent, Transient, post
-from ..registry import AdapterContext, check_settings
+from ..registry import AdapterContext, check_settings, positive_seconds
 from .protocol import ProtocolIssuer
 
 
@@ -115,12 +114,7 @@ class HttpIssuer(ProtocolIssuer):
         env = ctx.env
         if not env.get(variable):
             raise ctx.error("secret_env", f"${variable} is not set: it must hold the HMAC secret")
-        try:
-            timeout = parse_duration(settings.get("timeout", "10s")).total_seconds()
-        except ValueError as exc:
-            raise ctx.error("timeout", str(exc)) from None
-        if timeout <= 0:
-            raise ctx.error("timeout", "must be longer than 0s")
+        timeout = positive_seconds(settings, ctx, "timeout", "10s")
         return cls(HttpTransport(url, lambda: env[variable], timeout=timeout))
 
 

@@ -43,10 +43,9 @@ from tenacity import (
     wait_random,
 )
 
-from ..durations import parse_duration
 from ..errors import NotifierError
 from ..model import Event
-from ..registry import AdapterContext, check_settings
+from ..registry import AdapterContext, check_settings, positive_seconds
 from .base import NotifierBase, host_of, reach_url, scrub, unset
 
 MAX_WAIT = 8.0  # seconds: cap of one backoff sleep
@@ -168,12 +167,7 @@ def env_name(settings: Mapping[str, Any], ctx: AdapterContext, key: str) -> str 
 
 def delivery_settings(settings: Mapping[str, Any], ctx: AdapterContext) -> dict[str, Any]:
     """``timeout`` (default 5s) and ``retries`` (default 3) as constructor arguments."""
-    try:
-        timeout = parse_duration(settings.get("timeout", "5s")).total_seconds()
-    except ValueError as exc:
-        raise ctx.error("timeout", str(exc)) from None
-    if timeout <= 0:
-        raise ctx.error("timeout", "must be longer than 0s")
+    timeout = positive_seconds(settings, ctx, "timeout", "5s")
     retries = settings.get("retries", 3)
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
         raise ctx.error("retries", "expected a whole number from 0 to 10")
