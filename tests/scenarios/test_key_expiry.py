@@ -14,11 +14,13 @@ import pytest
 from tests.conftest import Cli
 
 from .conftest import NAME, STORES, Backend
+from .test_operator_flows import log_notifier
 
 KEYS = ["acme_" + c * 24 for c in "abcdef"]
 
 
 def configure(backend: Backend, overlap: str = "1h", renew_before: str = "14d") -> None:
+    events = backend.cli.root / "events.jsonl"
     (backend.cli.cwd / "rotatectl.toml").write_text(
         f"""[defaults]
 store = "{backend.table}"
@@ -26,8 +28,10 @@ propagation = "0s"
 overlap = "{overlap}"
 renew_before = "{renew_before}"
 max_age = "90d"
+notify = ["log"]
 
 {backend.store_toml(None)}
+{log_notifier(events)}
 [credentials."{NAME}"]
 issuer = {{ type = "manual", owner = "ops" }}
 """
@@ -77,6 +81,10 @@ def test_an_expiry_sooner_than_a_rotation_takes_is_an_attention(cli: Cli, backen
     assert run.code == 3, run.out + run.err
     assert "v1 (" in run.err and f"expires at {soon:%Y-%m-%d %H:%M}Z" in run.err, run.err
     assert "sooner than a rotation takes (propagation 0s + overlap 2d)" in run.err
+    # The notifiers hear it too, as an attention event.
+    events = [json.loads(line) for line in (cli.root / "events.jsonl").read_text().splitlines()]
+    said = [e for e in events if e["event"] == "attention"]
+    assert said and "sooner than a rotation takes" in said[-1]["message"], events
     assert json.loads(cli("-o", "json", "status", NAME).out)["credentials"][0]["in_flight"] is False
     # With an overlap that fits, the same key is no one's concern yet.
     configure(backend, overlap="1h", renew_before="1h")

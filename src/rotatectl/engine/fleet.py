@@ -137,7 +137,8 @@ def settled(targets: Sequence[Target], now: datetime) -> dict[str, Result]:
             continue
         if problems:
             action = drift_action(t.name, problems)
-        action = expiry_action(action, versions, t.policy, now)
+        elif expiry_action(action, versions, t.policy, now) is not action:
+            continue  # the runner says it, and tells the notifiers (an attention event)
         # As Session._settle builds it for these actions (a WAIT is always in
         # flight; an IDLE credential shows its finished rotation).
         outcome = {
