@@ -536,13 +536,13 @@ MINIMUM = {
     ),
     ("vault", "status"): (
         "3N + 2 requests: index, rotation record and client path of each credential (KV "
-        "v2 has no batch read), and the token lookup and mount check; the drift check "
-        "adds each accepted version's value path and the settings of the two paths",
+        "v2 has no batch read), and the token lookup and mount check; the drift check's "
+        "settings and value-path versions come from one SCAN of detailed-metadata (OpenBao)",
     ),
     ("vault", "noop-run"): (
         "3N + 2 requests: index, rotation record and lock of each credential (no batch "
         "read), and the token lookup and mount check; the drift check cron must report "
-        "adds the client path and the current value path of each",
+        "adds the client path of each (and one SCAN of detailed-metadata, OpenBao)",
     ),
 }
 CALL_KIND = {"local": "local", "aws": "aws", "vault": "vault"}

@@ -29,3 +29,11 @@ path "secret/undelete/apikeys/*" {
 }
 
 # No "delete" capability anywhere: rotatectl never removes a path's metadata.
+
+# OpenBao only (HashiCorp Vault has neither the "scan" capability nor this path):
+# the drift check of `rotatectl status` and `run` over many credentials reads
+# every path's settings and versions (no values) with one recursive scan instead
+# of 3 requests a credential. Without it rotatectl reads them path by path.
+# path "secret/detailed-metadata/apikeys/*" {
+#   capabilities = ["scan"]
+# }

@@ -2,18 +2,23 @@
 
 KV v2 has no batch read, so ``status`` and a no-op ``run`` read each credential;
 a rotation reads the index and rotation record once, then works from what it
-wrote itself while it holds the lease (every write is a check-and-set).
+wrote itself while it holds the lease (every write is a check-and-set). The drift
+check of many credentials (issue 21) reads the client path once (the current value's
+read) and the metadata of them all with one SCAN of ``detailed-metadata``.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from typing import Any
 
 from rotatectl.model import VersionState as V
 from rotatectl.testing.store_contract import PATH, T0, T1, T2, T3, make_rotation, publish, states
 
 from ..conftest import Cli
 from .conftest import Vault, write_config
+from .test_layout import policy_text
 
 NAMES = [f"fleet/c{i:02d}" for i in range(6)]
 # Every process: the token lookup and the mount check.
@@ -42,6 +47,114 @@ def test_a_no_op_run_reads_at_most_eight_times_a_credential(cli: Cli, vault: Vau
     # it should be. Bounds, not pins: at most 8 requests a credential in all.
     assert not any(op.startswith(("POST", "PUT", "DELETE")) for op in calls)
     assert sum(calls.values()) - sum(START.values()) <= 8 * n
+
+
+def test_status_is_at_most_three_requests_a_credential(cli: Cli, vault: Vault) -> None:
+    _fleet(cli, vault)
+    run, calls = cli.counted("status", "-o", "json", count="vault")
+    assert run.code == 0, run.err
+    assert all(not c["drift"] for c in json.loads(run.out)["credentials"])
+    n = len(NAMES)
+    # Index, rotation record and client path of each (KV v2 has no batch read); the
+    # settings and value paths the drift check looks at come from one scan for all.
+    for read in ("GET data .../index", "GET data .../rotation", "GET data .../<client path>"):
+        assert calls[read] == n, calls
+    assert not any(op.startswith(("POST", "PUT", "DELETE")) for op in calls)
+    # A bound, not a pin: 3N and a constant (the token lookup, the mount check, scans).
+    assert sum(calls.values()) <= 3 * n + sum(START.values()) + 2, calls
+
+
+def _value_rel(vault: Vault, store: Any, name: str) -> str:
+    """The value path (rel in the mount) of ``name``'s current version."""
+    current = next(v for v in store.versions(name) if v.state is V.CURRENT)
+    return f"{vault.prefix}/{name}/.rotatectl/versions/{current.version_id}"
+
+
+def _put(vault: Vault, rel: str, data: dict[str, Any]) -> None:
+    """Write ``data`` as the next KV version of ``rel`` (check-and-set, as rotatectl's
+    paths require), like ``bao kv put -cas=N``."""
+    kv = vault.kv()
+    meta = kv.read_secret_metadata(rel, mount_point="secret")["data"]
+    kv.create_or_update_secret(rel, data, cas=meta["current_version"], mount_point="secret")
+
+
+def test_status_of_many_finds_what_the_one_credential_check_finds(cli: Cli, vault: Vault) -> None:
+    """The scan-based check of many credentials reports each change made behind
+    rotatectl's back exactly as :meth:`VaultStore.drift` does, and nothing where the
+    change leaves what clients and verifiers see as rotatectl wrote it."""
+    _fleet(cli, vault)
+    store, kv = vault.store(), vault.kv()
+    same, overwritten, recreated, settings, cas_off, deleted = NAMES
+    rel = {name: _value_rel(vault, store, name) for name in NAMES}
+    # The same value written again (a new KV version): nothing changed.
+    _put(vault, rel[same], vault.read(rel[same].removeprefix(f"{vault.prefix}/")))
+    _put(vault, rel[overwritten], {"value": "rk_test_someone_else"})
+    # Metadata and history gone, then one version again: the KV version number the
+    # index pins is back, with another value (the scan sees the custom metadata gone).
+    kv.delete_metadata_and_all_versions(rel[recreated], mount_point="secret")
+    kv.create_or_update_secret(rel[recreated], {"value": "rk_test_other"}, mount_point="secret")
+    kv.update_metadata(
+        f"{vault.prefix}/{settings}/.rotatectl/index", max_versions=3, mount_point="secret"
+    )
+    kv.update_metadata(f"{vault.prefix}/{cas_off}", cas_required=False, mount_point="secret")
+    kv.delete_latest_version_of_secret(rel[deleted], mount_point="secret")
+
+    run, calls = cli.counted("status", "-o", "json", count="vault")
+    assert run.code == 3, run.err
+    assert calls["SCAN v1/secret/detailed-metadata/" + vault.prefix] == 1
+    found = {c["name"]: c["drift"] for c in json.loads(run.out)["credentials"]}
+    fresh = vault.store()
+    assert found == {name: fresh.drift(name) for name in NAMES}
+    assert found[same] == []
+    assert "holds another value" in found[overwritten][0]
+    assert "holds another value" in found[recreated][0]
+    assert found[settings] == [
+        f"secret/{vault.prefix}/{settings}/.rotatectl/index keeps 3 versions, not 10"
+    ]
+    assert found[cas_off] == [f"secret/{vault.prefix}/{cas_off} does not require check-and-set"]
+    assert "is missing" in found[deleted][0]
+
+
+def test_without_the_scan_status_reads_each_credential_and_finds_the_same(
+    cli: Cli, vault: Vault
+) -> None:
+    """HashiCorp Vault has no SCAN, and a policy may not grant it (the example
+    operator policy does not): one refused request, then the metadata and value path
+    reads of each credential, as before."""
+    _fleet(cli, vault)
+    vault.kv().update_metadata(
+        f"{vault.prefix}/{NAMES[2]}", cas_required=False, mount_point="secret"
+    )
+    store = vault.store()
+    paths = list(NAMES)
+    store.snapshot_many(paths, locks=False)
+    store.current_values_many(paths)
+    scanned = store.drift_many(paths)
+    store._scan_refused = True  # as after a refusal
+    store.snapshot_many(paths, locks=False)
+    store.current_values_many(paths)
+    assert store.drift_many(paths) == scanned == {p: store.drift(p) for p in paths}
+    assert [p for p, lines in scanned.items() if lines] == [NAMES[2]]
+
+    hcl = policy_text("rotatectl-operator.hcl", vault)
+    vault.policy(f"{vault.prefix}-op", hcl)
+    cli.env["VAULT_TOKEN"] = vault.token_with(f"{vault.prefix}-op")
+    run, calls = cli.counted("status", "-o", "json", count="vault")
+    assert run.code == 3, run.err
+    drift = {c["name"]: c["drift"] for c in json.loads(run.out)["credentials"]}
+    assert drift == scanned
+    assert calls["SCAN v1/secret/detailed-metadata/" + vault.prefix] == 1  # refused: 403
+    # Each credential's index settings, and the drifted one's again: a credential with
+    # drift is looked at once more on fresh reads, as drift() does.
+    assert calls["GET metadata .../index"] == len(NAMES) + 1
+
+    # The example policy's OpenBao block, uncommented: the scan, and the same answer.
+    hcl = hcl.replace("# path ", "path ").replace("#   capabilities", "  capabilities")
+    vault.policy(f"{vault.prefix}-op", hcl.replace("# }", "}"))
+    run, calls = cli.counted("status", "-o", "json", count="vault")
+    assert run.code == 3, run.err
+    assert {c["name"]: c["drift"] for c in json.loads(run.out)["credentials"]} == scanned
+    assert calls["GET metadata .../index"] == 1  # the drifted one, looked at again
 
 
 def test_a_full_rotation_is_27_requests(cli: Cli, vault: Vault) -> None:

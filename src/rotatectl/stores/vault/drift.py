@@ -13,7 +13,7 @@ copies of values from the KV history where they can; the caller holds the lease.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from ... import secretformat
 from ...errors import ConflictError, PermissionDeniedError
 from ...model import Version, VersionState, parse_iso
+from .._cas import RECORD_MAX_AGE, RecordCache
 from ..rules import plan_set_state
 from .layout import (
     CLIENT_FIELD,
@@ -102,6 +103,36 @@ class _Scan:
         return client_value(self.client, self.field)
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """What :meth:`VaultDrift.drift_many` already has for one credential's drift check,
+    read moments before in this status or run: the client path's (data, KV version) as
+    ``current_values_many`` read it, and the metadata of every path under the
+    credentials' common folder (one scan). None: read it now."""
+
+    client: tuple[dict[str, Any] | None, int] | None = None
+    meta: Mapping[str, Mapping[str, Any]] | None = None
+
+
+def _unproven(meta: Mapping[str, Any] | None, version: Version, pin: int) -> str:
+    """Why a value path's metadata does not prove that its latest KV version is the one
+    rotatectl wrote for ``version`` (``pin``, as the index records it): "missing" or
+    "mismatch"; "" when it proves it. A KV version's data never changes once written
+    (it can only be deleted or destroyed), so the latest being that live version,
+    under the custom metadata rotatectl gave the path (gone if the path's metadata was
+    deleted and written again), means the value path holds what rotatectl wrote."""
+    if meta is None:
+        return "missing"
+    latest = int(meta.get("current_version") or 0)
+    state = (meta.get("versions") or {}).get(str(latest)) or {}
+    if not latest or state.get("deletion_time") or state.get("destroyed"):
+        return "missing"
+    custom = meta.get("custom_metadata") or {}
+    if latest != pin or custom.get("version-id") != version.version_id:
+        return "mismatch"
+    return ""
+
+
 class VaultDrift(Records):
     """The DriftAware methods of :class:`VaultStore`: changes made outside rotatectl."""
 
@@ -145,6 +176,61 @@ class VaultDrift(Records):
             secretformat.register(value)
         return value
 
+    def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
+        """Each path's current value (what :meth:`read_value` gives, None for none): one
+        read of the client path each, handed on to the :meth:`drift_many` that follows
+        (``rotatectl.drift.detect_many`` calls the two in turn), which then does not
+        read it again."""
+        seen: RecordCache[str, tuple[dict[str, Any] | None, int]] = RecordCache(RECORD_MAX_AGE)
+        values: dict[str, str | None] = {}
+        for path in dict.fromkeys(paths):
+            where = f"vault read value of {path}"
+            # As read_value does: the format never changes, so the step's index says it.
+            known, _ = self._recall(where, self._rel(path, "index"), read_only=True)
+            field = document_field(_Index.decode(*known, where).versions)
+            data, kv = self._read(where, self._full(path))
+            seen.put(path, (data, kv))
+            values[path] = client_value(data, field)
+        self._clients_seen = seen
+        return values
+
+    def drift_many(self, paths: Sequence[str]) -> dict[str, list[str]]:
+        """:meth:`drift` of many paths, without its reads a credential beyond the index
+        (the caller's snapshot) and the client path (``current_values_many``'s read,
+        when it came just before): on OpenBao, one ``SCAN`` of the paths' common folder
+        gives every client path's and index's settings and each value path's KV
+        versions. A credential whose check finds anything on these is checked again by
+        :meth:`drift`, on fresh reads (each value path's data too), and reported as it
+        says; so a clean answer here is one :meth:`drift` would give.
+        """
+        paths = list(dict.fromkeys(paths))
+        # Taken once: a later call reads the client path again.
+        clients, self._clients_seen = self._clients_seen, RecordCache(RECORD_MAX_AGE)
+        meta = None
+        if len(paths) > 1:  # one credential: its own reads cost no more than a scan
+            meta = self._scan_metadata("vault drift check", self._common_folder(paths))
+        found: dict[str, list[str]] = {}
+        for path in paths:
+            where = f"vault drift check of {path}"
+            scan = self._scan(where, path, _Seen(clients.get(path), meta))
+            found[path] = self.drift(path) if self._describe(path, scan) else []
+        clients.clear()
+        return found
+
+    def _common_folder(self, paths: Sequence[str]) -> str:
+        """The deepest folder (rel) that holds every path's client path and records."""
+        common: list[str] | None = None
+        for path in paths:
+            parent = self._full(path).split("/")[:-1]
+            if common is None:
+                common = parent
+                continue
+            n = 0
+            while n < min(len(common), len(parent)) and common[n] == parent[n]:
+                n += 1
+            common = common[:n]
+        return "/".join(common or [])
+
     def adopt(self, path: str, at: datetime) -> None:
         """After the client path's key is adopted (:func:`rotatectl.drift.adopt` made it
         a new current version), take the rest of what verifiers see as the truth:
@@ -178,20 +264,30 @@ class VaultDrift(Records):
         where = f"vault restore {path}"
         self._optimistic(where, lambda: self._restore(where, path))
 
-    def _scan(self, where: str, path: str) -> _Scan:
+    def _scan(self, where: str, path: str, seen: _Seen | None = None) -> _Scan:
+        """One look at ``path``'s layout; ``seen``: what was read for it already (a value
+        path then counts as changed unless its metadata proves it is not: see
+        :func:`_unproven`; :meth:`drift_many` confirms anything found on fresh reads)."""
+        seen = seen or _Seen()
         index_rel = self._rel(path, "index")
         # As the caller's step has just read it; never a copy of our own write: drift
         # is what others changed since.
         (data, revision), _ = self._recall(where, index_rel, read_only=True)
         index = _Index.decode(data, revision, where)
-        client, client_kv = self._read(where, self._full(path))
+        client, client_kv = seen.client or self._read(where, self._full(path))
+
+        def metadata(rel: str) -> Mapping[str, Any] | None:
+            if seen.meta is not None:
+                return seen.meta.get(rel)
+            return self._metadata_if_allowed(where, rel)
+
         field = document_field(index.versions)
         held = client_value(client, field)
         if held is not None:
             secretformat.register(held)
         if data is None:
             gone, undeletable = "", False
-            meta = self._metadata_if_allowed(where, index_rel)
+            meta = metadata(index_rel)
             if meta is not None and int(meta.get("current_version") or 0):
                 gone = "deleted"
                 latest = (meta.get("versions") or {}).get(str(meta["current_version"])) or {}
@@ -227,6 +323,12 @@ class VaultDrift(Records):
         for v in versions:
             if not v.state.accepted or v.version_id not in index.value_kv:
                 continue  # no pin: never published here, or its loss was adopted
+            if seen.meta is not None:
+                rel = self._value_rel(path, v.version_id)
+                problem = _unproven(seen.meta.get(rel), v, index.value_kv[v.version_id])
+                if problem:
+                    values.append((v, problem))
+                continue
             found, _ = self._read(where, self._value_rel(path, v.version_id))
             value = None if found is None else found.get("value")
             if not isinstance(value, str):
@@ -237,7 +339,7 @@ class VaultDrift(Records):
                 values.append((v, "mismatch"))
         settings = []
         for rel, kind in ((self._full(path), "client"), (index_rel, "index")):
-            meta = self._metadata_if_allowed(where, rel)
+            meta = metadata(rel)
             if meta is None:
                 continue
             if not meta.get("cas_required"):

@@ -13,7 +13,13 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from ... import retry
-from ...errors import NotFoundError, PermissionDeniedError, StoreError
+from ...errors import (
+    NotFoundError,
+    PermissionDeniedError,
+    RotatectlError,
+    StoreError,
+    StoreUnavailableError,
+)
 from ...ports import StoreBase
 from ...vault_auth import Authenticator, CasMismatch, Connection, translate
 from .._cas import RECORD_MAX_AGE, RecordCache, again_while_lost
@@ -58,6 +64,12 @@ class VaultKv(Layout, StoreBase):
         self._known: RecordCache[str, tuple[dict[str, Any] | None, int, bool]] = RecordCache(
             RECORD_MAX_AGE
         )
+        # path -> the client path's (data, KV version) as ``current_values_many`` read it,
+        # handed to the ``drift_many`` that follows it (which empties it; see there).
+        self._clients_seen: RecordCache[str, tuple[dict[str, Any] | None, int]] = RecordCache(
+            RECORD_MAX_AGE
+        )
+        self._scan_refused = False  # the server or the token refused a metadata scan
 
     def close(self) -> None:
         """Revoke a token we logged in for (best effort) and close the session."""
@@ -216,6 +228,34 @@ class VaultKv(Layout, StoreBase):
             return None
         data: dict[str, Any] = resp["data"]
         return data
+
+    def _scan_metadata(self, where: str, folder: str) -> dict[str, dict[str, Any]] | None:
+        """The metadata of every KV path under ``folder`` (recursively), by rel, in one
+        request: OpenBao's ``SCAN`` of ``detailed-metadata`` (``scan`` capability on
+        ``<mount>/detailed-metadata/<folder>/``). No values: settings, KV versions and
+        custom metadata. None when the server has no such request (HashiCorp Vault) or
+        the token may not make it (then not asked again by this store), or it failed:
+        the caller reads each path's metadata instead."""
+        if self._scan_refused:
+            return None
+        base = f"{folder}/" if folder else ""
+        api_path = self._api("detailed-metadata", base)
+        try:
+            resp = self._call(
+                where, api_path, "scan", lambda c: c.adapter.request("SCAN", f"/v1/{api_path}")
+            )
+        except StoreUnavailableError:
+            return None  # the reads that follow will say so (or succeed)
+        except RotatectlError:  # no such request or path (405, 404), denied (403)
+            self._scan_refused = True
+            return None
+        data = (resp or {}).get("data") if isinstance(resp, dict) else None
+        info = (data or {}).get("key_info") or {}
+        return {
+            base + str(key): meta
+            for key, meta in info.items()
+            if not str(key).endswith("/") and isinstance(meta, dict)
+        }
 
     def _configure(
         self, where: str, rel: str, kind: str, custom: Mapping[str, str] | None = None
