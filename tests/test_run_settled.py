@@ -96,3 +96,25 @@ def test_a_store_with_the_default_batched_read_is_settled_the_same(ws: Workspace
     [(name, snapshot)] = snapshots([plain]).items()
     assert name == "idle" and [v.number for v in snapshot[0]] == [1] and not snapshot[3]
     assert sorted(settled([plain], clock.now())) == ["idle"]
+
+
+def test_settled_in_shares_gives_what_one_pass_gives(tmp_path: Path) -> None:
+    """The lock-free pass on several threads, each over a share of the fleet, settles
+    exactly what one pass settles (65 credentials: shares of 20, 20, 20 and 5)."""
+    from rotatectl.engine.fleet import settled_in_shares
+
+    names = [f"fleet/c{n:02d}" for n in range(65)]
+    (tmp_path / "rotatectl.toml").write_text(
+        '[defaults]\nmax_age = "30d"\n' + "".join(f'[credentials."{n}"]\n' for n in names)
+    )
+    env = {"ROTATECTL_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path)}
+    with Workspace(load_config(None, env=env, cwd=tmp_path)) as ws:
+        clock = FakeClock(START)
+        runner = Runner(clock, holder="me@here:1")
+        targets = [ws.target(n) for n in names]
+        for target in targets[::2]:  # half have a key (idle); half have none (due)
+            runner.rotate(target)
+        one = settled(targets, clock.now())
+        assert sorted(one) == names[::2]
+        for jobs in (1, 2, 4, 16):
+            assert settled_in_shares(targets, clock.now(), jobs) == one

@@ -50,8 +50,8 @@ def run(
     targets = [t for t in work if not isinstance(t, Result)]
     quiet: dict[str, Result] = {}
     if not dry_run:
-        # Credentials with nothing to do now need no lock: one batched read decides.
-        quiet = settled(targets, runner.clock.now())
+        # Credentials with nothing to do now need no lock: batched reads decide.
+        quiet = settled_in_shares(targets, runner.clock.now(), jobs)
 
     def one(item: Target | Result) -> Result:
         if isinstance(item, Result):
@@ -85,6 +85,26 @@ def spread(holder: str, work: Sequence[Target | Result]) -> list[int]:
         return hashlib.blake2b(f"{holder}\0{name}".encode(), digest_size=8).digest()
 
     return sorted(range(len(work)), key=key)
+
+
+# The fewest credentials a share of the lock-free pass reads: a store's batched read
+# stays full (Secrets Manager's BatchGetSecretValue takes 20 secrets a call).
+SHARE = 20
+
+
+def settled_in_shares(targets: Sequence[Target], now: datetime, jobs: int) -> dict[str, Result]:
+    """:func:`settled` on ``jobs`` threads, each over a contiguous share of at least
+    SHARE credentials. A store that reads credential by credential (OpenBao: a few
+    requests each) then no longer reads the whole fleet on one thread before the
+    pool starts: behind 20 ms a request, that pass was half of a ``--jobs 16`` run
+    (``benchmarks/latency.py``)."""
+    size = max(SHARE, -(-len(targets) // max(jobs, 1)))
+    shares = [targets[i : i + size] for i in range(0, len(targets), size)]
+    if len(shares) <= 1:
+        return settled(targets, now)
+    with ThreadPoolExecutor(max_workers=len(shares)) as pool:
+        parts = list(pool.map(lambda share: settled(share, now), shares))
+    return {name: result for part in parts for name, result in part.items()}
 
 
 def settled(targets: Sequence[Target], now: datetime) -> dict[str, Result]:
