@@ -7,8 +7,11 @@ never a key value.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 
 class ExitCode(IntEnum):

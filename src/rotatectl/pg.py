@@ -112,12 +112,27 @@ def comment_of(cur: Any, role: str) -> str | None:
 def roles(cur: Any, names: Sequence[str]) -> dict[str, tuple[bool, tuple[str, str] | None]]:
     """Each of ``names``: whether the role can log in, and its tag (False, None when the
     role does not exist)."""
+    return {r: (login, parse_tag(comment)) for r, (login, comment) in _roles(cur, names).items()}
+
+
+def roles_since(
+    cur: Any, names: Sequence[str]
+) -> dict[str, tuple[tuple[str, str] | None, float | None]]:
+    """Each of ``names``: its tag, and when its password was set (:func:`tag_since`;
+    None but for a ``single`` role), in one query."""
+    return {
+        r: (parse_tag(comment), tag_since(comment))
+        for r, (_, comment) in _roles(cur, names).items()
+    }
+
+
+def _roles(cur: Any, names: Sequence[str]) -> dict[str, tuple[bool, str | None]]:
     cur.execute(
         "SELECT rolname, rolcanlogin, shobj_description(oid, 'pg_authid') FROM pg_roles "
         "WHERE rolname = ANY(%s)",
         (list(names),),
     )
-    found = {row[0]: (bool(row[1]), parse_tag(row[2])) for row in cur.fetchall()}
+    found = {row[0]: (bool(row[1]), row[2]) for row in cur.fetchall()}
     return {r: found.get(r, (False, None)) for r in names}
 
 

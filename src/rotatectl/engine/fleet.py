@@ -66,11 +66,8 @@ def run(
     # queueing on the same locks. Results keep the config's order.
     order = spread(runner.holder, work)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        done = list(pool.map(one, [work[i] for i in order]))
-    results: list[Result] = [done[0]] * len(work) if work else []
-    for position, index in enumerate(order):
-        results[index] = done[position]
-    return results
+        done = dict(zip(order, pool.map(one, [work[i] for i in order]), strict=True))
+    return [done[i] for i in range(len(work))]
 
 
 def spread(holder: str, work: Sequence[Target | Result]) -> list[int]:

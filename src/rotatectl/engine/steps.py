@@ -226,21 +226,15 @@ def pre_promotion_test(st: Step) -> None:
     aborts the rotation (an emergency goes on, saying so)."""
     t, rotation = st.target, st.record
     assert t.pretest is not None
-    value = t.store.read_value(t.path, rotation.new_version_id)
-    secretformat.register(value)
     from ..pretest import run_test
 
-    # The key a client presents: of a JSON secret, its field.
     new = find_version(st.versions, rotation.new_version_id)
     field = new.field if new is not None else t.secret_format.field
-    try:
-        key = secretformat.key_of(value, field)
-    except secretformat.DocumentError as exc:
-        raise ConflictError(f"{t.name}: the new version's document: {exc}") from None
+    key = _key_of(st, rotation.new_version_id, field, "the new version")
     outcome = run_test(
         t.pretest, key, sleep=st.clock.sleep, monotonic=lambda: st.clock.now().timestamp()
     )
-    del value, key
+    del key
     now = st.clock.now()
     intervention = rotation.kind in (RotationKind.EMERGENCY, RotationKind.ROLLBACK)
     if outcome.ok or intervention:
@@ -257,6 +251,19 @@ def pre_promotion_test(st: Step) -> None:
         )
         return
     _fail_before_promotion(st, f"pre-promotion test failed: {outcome.detail}")
+
+
+def _key_of(st: Step, version_id: str, field: str, which: str) -> str:
+    """The key a client presents for ``version_id`` (of a JSON secret, its ``field``),
+    read from the store and registered as secret. ConflictError naming ``which``
+    when the document has no such field."""
+    t = st.target
+    value = st.retry(lambda: t.store.read_value(t.path, version_id))
+    secretformat.register(value)
+    try:
+        return secretformat.key_of(value, field)
+    except secretformat.DocumentError as exc:
+        raise ConflictError(f"{t.name}: {which}'s document: {exc}") from None
 
 
 def _fail_before_promotion(st: Step, why: str) -> None:
@@ -306,13 +313,7 @@ def _promote_at_issuer(st: Step, version: Version | None) -> None:
     t = st.target
     if version is None or not version.issuer_ref or "promote" not in issuer_features(t.issuer):
         return
-    value = st.retry(lambda: t.store.read_value(t.path, version.version_id))
-    secretformat.register(value)
-    try:
-        key = secretformat.key_of(value, version.field)
-    except secretformat.DocumentError as exc:
-        raise ConflictError(f"{t.name}: v{version.number}'s document: {exc}") from None
-    del value
+    key = _key_of(st, version.version_id, version.field, f"v{version.number}")
     ref = version.issuer_ref
     st.retry(lambda: t.issuer.promote(t.name, ref, key))  # type: ignore[attr-defined]
 

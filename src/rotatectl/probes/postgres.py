@@ -30,7 +30,7 @@ from typing import Any, Self
 from ..alternating import session_usage, well_formed_users
 from ..errors import ProbeError
 from ..model import KeyUsage, UsageStatus
-from ..pg import ROLE, admin_dsn, comment_of, cursor, roles, tag_since
+from ..pg import ROLE, admin_dsn, cursor, roles_since
 from ..registry import AdapterContext, check_settings
 
 
@@ -85,9 +85,10 @@ class PostgresSessionsProbe:
         be read."""
         where = f"{credential}: postgres {self.where}: usage"
         with cursor(self._dsn, where, ProbeError, self._connect) as cur:
-            held = {tag[1]: role for role, (_, tag) in roles(cur, self.users).items() if tag}
+            tagged = {r: found for r, found in roles_since(cur, self.users).items() if found[0]}
+            held = {tag[1]: role for role, (tag, _) in tagged.items() if tag}
             # A role of the ``single`` strategy: when its password was set.
-            password_set = {role: tag_since(comment_of(cur, role)) for role in held.values()}
+            password_set = {role: since for role, (_, since) in tagged.items()}
             cur.execute(
                 "SELECT usename, host(client_addr), client_port, "
                 "extract(epoch FROM backend_start) FROM pg_stat_activity "
