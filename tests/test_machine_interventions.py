@@ -261,6 +261,26 @@ def test_plan_rollback_gives_the_demoted_key_a_full_overlap() -> None:
             plan_rollback("c", latest, versions, T0, "")
 
 
+@pytest.mark.parametrize(
+    ("after", "refused"),
+    [
+        (timedelta(days=29), False),  # within its retention: it can come back
+        (timedelta(days=30), True),  # its destruction is due (and may be half done)
+        (timedelta(days=90), True),
+    ],
+)
+def test_plan_rollback_refuses_a_key_past_its_retention(after: timedelta, refused: bool) -> None:
+    latest, versions = rot(Phase.COMPLETED), [RET1, CUR2]
+    now, retain = T0 + after, timedelta(days=30)
+    if refused:
+        with pytest.raises(UsageError, match=r"v1 was retired .* past its retention \(30d\)"):
+            plan_rollback("c", latest, versions, now, "", retain=retain)
+    else:
+        assert plan_rollback("c", latest, versions, now, "", retain=retain).new_version_id == "id-1"
+    # Without a retention to judge by (the automatic rollback: the key is previous).
+    assert plan_rollback("c", latest, versions, now, "").new_version_id == "id-1"
+
+
 def test_plan_emergency_supersedes_and_retires_what_the_flight_left() -> None:
     in_flight = rot(Phase.PROPAGATE)
     emergency = plan_emergency("c", in_flight, [CUR1, PEND2], T0, "leak")

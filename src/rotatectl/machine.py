@@ -596,14 +596,16 @@ def plan_rollback(
     *,
     auto: bool = False,
     to: int | None = None,
+    retain: timedelta | None = None,
 ) -> Rotation:
     """A rollback rotation re-promoting the key ``rotation`` replaced, or with ``to``
     the previous key of that number (any key of a rolling window: none of them was
     compromised, an emergency retires the compromised key). The key it demotes gets
     a full overlap and the usage gate, like any old key (invariant 8), except in an
     automatic rollback (the failed-auth watch: the new key is rejected). UsageError
-    when the earlier key is destroyed or compromised, ``to`` is not a previous key,
-    or nothing was promoted."""
+    when the earlier key is destroyed or compromised, retired longer than ``retain``
+    ago (its destruction is due, and a run cut short may have deleted it at the
+    issuer already), ``to`` is not a previous key, or nothing was promoted."""
     if rotation is None:
         raise UsageError(f"{name}: nothing to roll back (never rotated)")
     new = find_version(versions, rotation.new_version_id)
@@ -626,6 +628,13 @@ def plan_rollback(
         raise UsageError(f"{name}: v{earlier.number} is destroyed; cannot roll back")
     if earlier.compromised:
         raise UsageError(f"{name}: v{earlier.number} is compromised; refusing")
+    retired = earlier.retired if earlier.state is VersionState.RETIRED else None
+    if retain is not None and retired is not None and now >= retired + retain:
+        raise UsageError(
+            f"{name}: v{earlier.number} was retired {format_duration(now - retired)} ago, "
+            f"past its retention ({format_duration(retain)}): it is due for destruction "
+            "and may be deleted at the issuer already; cannot roll back"
+        )
     if current is None or current.version_id != rotation.new_version_id:
         raise UsageError(f"{name}: the current key is not the one rotation {rotation.id} made")
     return _rollback_rotation(name, rotation, earlier, versions, now, reason, auto)
