@@ -18,6 +18,7 @@ from rotatectl.stores.fanout import FanoutStore
 from rotatectl.stores.local import LocalStore
 from rotatectl.testing.feature_contracts import (
     AccessCheckContract,
+    AtomicRecordContract,
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
@@ -181,3 +182,7 @@ def test_a_destination_down_at_promotion_promotes_nowhere() -> None:
         VersionState.PREVIOUS,
         VersionState.CURRENT,
     }
+
+
+class TestTwoLocalAtomicRecord(TwoLocal, AtomicRecordContract):
+    pass

@@ -24,6 +24,7 @@ from rotatectl.registry import AdapterContext
 from rotatectl.stores.local import SCHEMA_VERSION, LocalStore
 from rotatectl.testing.feature_contracts import (
     AccessCheckContract,
+    AtomicRecordContract,
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
@@ -356,3 +357,7 @@ def test_a_closed_store_raises_store_error(db: Path) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.versions(PATH)
+
+
+class TestLocalAtomicRecord(LocalFixture, AtomicRecordContract):
+    pass

@@ -12,6 +12,7 @@ from rotatectl.ports import SecretStore, StoreBase
 from rotatectl.registry import AdapterContext
 from rotatectl.testing.feature_contracts import (
     AccessCheckContract,
+    AtomicRecordContract,
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
@@ -134,3 +135,11 @@ def test_rotation_history_keeps_replaced_records() -> None:
     revision = store.save_rotation(PATH, first, revision)  # same rotation: no history
     store.save_rotation(PATH, make_rotation("r2"), revision)
     assert store.rotation_history(PATH) == [first]
+
+
+class TestMemoryAtomicRecord(MemoryFixture, AtomicRecordContract):
+    pass
+
+
+class TestCoreOnlyAtomicRecord(CoreOnlyFixture, AtomicRecordContract):
+    pass

@@ -54,6 +54,7 @@ SETTINGS: dict[str, type | tuple[type, ...]] = {
 DEFAULT_MAX_ATTEMPTS = 4  # botocore "standard" mode: 1 call + 3 retries, backoff with jitter
 DEFAULT_CONNECT_TIMEOUT = timedelta(seconds=5)
 DEFAULT_READ_TIMEOUT = timedelta(seconds=30)
+MAX_POOL = 64  # connections a client keeps: `run --jobs` up to 64 never waits for one
 
 # Error codes, as the AWS services (and moto) return them.
 DENIED = frozenset(
@@ -100,6 +101,21 @@ TRANSIENT = frozenset(
         "PriorRequestNotComplete",
     }
 )
+
+
+@functools.cache
+def _user_agent() -> str:
+    """``rotatectl/<v> Botocore/<v> Python/<v> <system>/<release>``, as botocore's
+    legacy form (what a ``user_agent`` in its Config gives)."""
+    import platform
+
+    from . import __version__
+
+    return (
+        f"rotatectl/{__version__} Botocore/{botocore.__version__} "
+        f"Python/{platform.python_version()} {platform.system()}/{platform.release()}"
+    )
+
 
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 _XML_CODE = re.compile(r"<Code>([^<]+)</Code>")
@@ -264,7 +280,9 @@ class AwsConnection:
         return conn
 
     def client(self, service: str) -> Any:
-        """The botocore client for ``service`` (built once)."""
+        """The botocore client for ``service`` (built once), with a fixed User-Agent
+        (rotatectl's, botocore's and Python's versions) and a pool of MAX_POOL
+        connections."""
         with self._lock:
             found = self._clients.get(service)
             if found is None:
@@ -273,7 +291,11 @@ class AwsConnection:
                     retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
                     connect_timeout=self.settings.connect_timeout.total_seconds(),
                     read_timeout=self.settings.read_timeout.total_seconds(),
-                    user_agent_extra="rotatectl",
+                    # A fixed User-Agent: botocore's own builder re-sanitises some thirty
+                    # components on every request (~0.7 ms of CPU a call, issue 21).
+                    user_agent=_user_agent(),
+                    # Room for every thread of `run --jobs` (connections open lazily).
+                    max_pool_connections=MAX_POOL,
                 )
                 try:
                     found = self.session.create_client(

@@ -40,6 +40,12 @@ def detect(target: Target, versions: Sequence[Version] | None = None) -> list[st
         return store.drift(target.path)
     if versions is None:
         versions = store.versions(target.path)
+    if "batched-reads" in store.features():
+        # The batched form reads the current value once for both checks (OpenBao: the
+        # client path, which its drift check reads too).
+        found = detect_many([target], {target.name: versions})
+        if target.name in found:
+            return found[target.name]
     value: str | None = None
     if current_version(versions) is not None:
         try:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from .model import (
     AcceptedKey,
@@ -161,6 +161,19 @@ class SecretStore(Protocol):
         held); ``locks`` False: the flag is not needed (a store may skip it)."""
         ...
 
+    def commit(
+        self, path: str, change: VersionChange, rotation: Rotation, expected_revision: int
+    ) -> int:
+        """Make ``change`` (what :meth:`publish`, :meth:`promote` or :meth:`set_state`
+        would do, with their rules and errors) and save ``rotation`` as
+        :meth:`save_rotation` would; the new revision.
+
+        With the "atomic-record" feature both are one write: a ConflictError (the
+        change refused, or the revision moved) leaves both as they were. Without it,
+        the change is made first, then the record saved (two writes).
+        """
+        ...
+
     def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
         """Each path's current value (None when it is gone), for the drift check."""
         ...
@@ -227,7 +240,49 @@ STORE_FEATURES = {
     "access-check": "a report of missing permissions",
     "destinations": "several destinations (views, replicate)",
     "rolling-window": "several previous keys accepted at once (keep_previous > 1)",
+    "atomic-record": "a version change and the rotation record saved in one write (commit)",
 }
+
+
+@dataclass(frozen=True)
+class Publish:
+    """:meth:`SecretStore.publish` of ``version`` with its ``value``, as a change."""
+
+    version: Version
+    value: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Promote:
+    """:meth:`SecretStore.promote`, as a change."""
+
+    version_id: str
+    expected_current: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class SetState:
+    """:meth:`SecretStore.set_state`, as a change."""
+
+    version_id: str
+    state: VersionState
+    expected: VersionState
+    at: datetime
+
+
+# One change to a credential's versions, for SecretStore.commit.
+VersionChange = Publish | Promote | SetState
+
+
+def apply_change(store: SecretStore, path: str, change: VersionChange) -> None:
+    """Make ``change`` with the store's own method (publish, promote or set_state)."""
+    if isinstance(change, Publish):
+        store.publish(path, change.version, change.value)
+    elif isinstance(change, Promote):
+        store.promote(path, change.version_id, change.expected_current, change.at)
+    else:
+        store.set_state(path, change.version_id, change.state, change.expected, change.at)
 
 
 class StoreBase:
@@ -271,6 +326,14 @@ class StoreBase:
         # Without a batched read the lease is not read: False lets `run` report a held
         # credential as what it would do, and the holder advances it.
         return {p: (*self.state(p), False) for p in paths}
+
+    def commit(
+        self, path: str, change: VersionChange, rotation: Rotation, expected_revision: int
+    ) -> int:
+        # Two writes: the change, then the record (the order the steps had before).
+        store = cast("SecretStore", self)
+        apply_change(store, path, change)
+        return store.save_rotation(path, rotation, expected_revision)
 
     def current_values_many(self, paths: Sequence[str]) -> dict[str, str | None]:
         from .errors import NotFoundError
@@ -357,6 +420,8 @@ ISSUER_FEATURES = {
     "switches to this key at its promotion (before the store makes it current; idempotent); "
     "a key works only from its promotion, so the engine disables only keys once promoted "
     "and an abort re-promotes the current key instead",
+    "store-only": "keys exist only in the store (list_keys is None; disable, enable and delete "
+    "change nothing elsewhere): retiring one key needs no intent recorded before it",
 }
 
 

@@ -16,6 +16,7 @@ from moto.core import enable_iam_authentication
 from rotatectl.stores.aws import SecretsManagerStore
 from rotatectl.testing.feature_contracts import (
     AccessCheckContract,
+    AtomicRecordContract,
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
@@ -180,3 +181,11 @@ class TestOverHttpAccessCheck(AccessCheckContract):
         weak = make_store(self.tmp_path, self.auth.url, prefix=self.prefix)
         weak.conn.session.set_credentials(*iam_user(self.auth.client("iam"), NO_PUT))
         return weak, "secretsmanager:PutSecretValue"
+
+
+class TestInProcessAtomicRecord(InProcess, AtomicRecordContract):
+    pass
+
+
+class TestOverHttpAtomicRecord(OverHttp, AtomicRecordContract):
+    pass

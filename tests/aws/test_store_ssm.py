@@ -20,6 +20,7 @@ from rotatectl.model import VersionState
 from rotatectl.stores.ssm import ParameterStore, _Record
 from rotatectl.testing.feature_contracts import (
     AccessCheckContract,
+    AtomicRecordContract,
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
@@ -337,3 +338,11 @@ def test_large_values_need_the_advanced_tier(ssm: Any, store: ParameterStore) ->
         store.publish(PATH, make_version(3), "k" * 9000)
     store.promote(PATH, "v2", "v1", T2 + timedelta(seconds=1))
     assert read(ssm, "/team/partners/acme") == "k" * 8000
+
+
+class TestInProcessAtomicRecord(InProcess, AtomicRecordContract):
+    pass
+
+
+class TestOverHttpAtomicRecord(OverHttp, AtomicRecordContract):
+    pass

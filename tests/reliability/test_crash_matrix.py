@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from rotatectl.engine import BOUNDARIES
+from rotatectl.engine import BOUNDARIES, SAME_POINT_WHEN_ATOMIC
 from rotatectl.model import Phase, RotationKind, VersionState
 from tests.conftest import Cli
 
@@ -78,7 +78,13 @@ def test_kill_at_every_boundary_in_turn(cli: Cli, backend: Backend) -> None:
     backend.configure()
     inv = backend.invariants()
     first_key(cli, inv)
+    # A store that saves a version change with its record (local, AWS) crosses each
+    # record boundary in the state of the change's: that point was crashed at already.
+    same = SAME_POINT_WHEN_ATOMIC if "atomic-record" in backend.store().features() else {}
     for i, boundary in enumerate(BOUNDARIES):
+        if boundary in same:
+            backend.note("crashes", (backend.kind, boundary))
+            continue
         if boundary in DESTROY and i and BOUNDARIES[i - 1] not in DESTROY:
             wait_for_retain(inv)
         args = ROTATE if i == 0 else ("run",)

@@ -14,6 +14,7 @@ from rotatectl.stores.local import LocalStore
 from rotatectl.stores.vault import VaultStore
 from rotatectl.testing.feature_contracts import (
     AccessCheckContract,
+    AtomicRecordContract,
     BatchedReadsContract,
     DriftContract,
     HistoryContract,
@@ -129,4 +130,12 @@ class TestLocalThenVaultRollingWindow(LocalThenOpenBao, RollingWindowContract):
 
 
 class TestLocalThenVaultAccessCheck(LocalThenOpenBao, AccessCheckContract):
+    pass
+
+
+class TestVaultAtomicRecord(OpenBao, AtomicRecordContract):
+    pass
+
+
+class TestLocalThenVaultAtomicRecord(LocalThenOpenBao, AtomicRecordContract):
     pass

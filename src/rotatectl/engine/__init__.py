@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from ..model import Outcome, Result
 from ..ports import Target
-from .boundaries import BOUNDARIES, env_boundary
+from .boundaries import BOUNDARIES, SAME_POINT_WHEN_ATOMIC, env_boundary
 from .lease import default_holder
 from .session import Runner, Session, StartRequest
 
 __all__ = [
     "BOUNDARIES",
+    "SAME_POINT_WHEN_ATOMIC",
     "Outcome",
     "Result",
     "Runner",

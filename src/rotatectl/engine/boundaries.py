@@ -25,6 +25,16 @@ BOUNDARIES = (
 )
 
 
+# With a store that saves a version change and its rotation record in one write
+# (the "atomic-record" feature) nothing lies between the two: each of these
+# boundaries is crossed right after the one it maps to, in the same state.
+SAME_POINT_WHEN_ATOMIC = {
+    "after-publish-record": "after-publish",
+    "after-promote-record": "after-promote",
+    "after-retire-record": "after-retire",
+}
+
+
 def env_boundary() -> Callable[[str], None]:
     """Test-only hook: ``ROTATECTL_TEST_PAUSE_AT=<boundary>`` pauses the process there.
 

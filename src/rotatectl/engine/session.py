@@ -180,13 +180,16 @@ class Runner:
     def rollback(self, target: Target, reason: str = "", to: int | None = None) -> Result:
         """Re-promote the key the latest rotation replaced (``to``: the previous key of
         that number, any key of a rolling window); the key it demotes keeps a full
-        overlap. UsageError when it is destroyed or compromised, not a previous key,
+        overlap. UsageError when it is destroyed, compromised or past its retention
+        (due for destruction), not a previous key,
         or the latest rotation has not promoted yet (abort it instead); AuditError
         (before anything changes) when the audit log cannot be written."""
         self.check_audit()
         with self.session(target) as session:
             return session.drive(
-                intervene=lambda r, v, now: plan_rollback(target.name, r, v, now, reason, to=to)
+                intervene=lambda r, v, now: plan_rollback(
+                    target.name, r, v, now, reason, to=to, retain=target.policy.retain
+                )
             )
 
     def emergency(
@@ -419,6 +422,10 @@ class Session:
         t, runner = self.target, self.runner
         usage: dict[str, KeyUsage] | None = None
         first = True
+        # Drift is checked once a drive: before a start, or where it settles. A
+        # rotation started here was checked moments ago under this lease, and since
+        # then only this session wrote.
+        drift_checked = False
         for _ in range(_MAX_STEPS):
             self.step = "read"
             versions, rotation, revision = runner.retrying(lambda: read_state(t.store, t.path))
@@ -451,11 +458,13 @@ class Session:
             self.step = action.kind.value
             if action.kind in (ActionKind.WAIT, ActionKind.IDLE, ActionKind.ATTENTION):
                 if start_if_due:
-                    action = self._drift_attention(action, versions)
+                    if not drift_checked:
+                        action = self._drift_attention(action, versions)
                     action = expiry_action(action, versions, self.target.policy, now)
                 return self._settle(result, action, rotation, revision, usage, versions, now)
             if action.kind is ActionKind.START:
                 refused = self._drift_attention(action, versions)
+                drift_checked = True
                 if refused.kind is ActionKind.ATTENTION:
                     return self._settle(result, refused, rotation, revision, usage, versions, now)
                 request = start or StartRequest(RotationKind.SCHEDULED, reason=action.reason)

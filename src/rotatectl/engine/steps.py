@@ -35,7 +35,7 @@ from ..model import (
     Version,
     VersionState,
 )
-from ..ports import issuer_features
+from ..ports import Promote, Publish, SetState, VersionChange, apply_change, issuer_features
 from .effects import Effects
 
 if TYPE_CHECKING:
@@ -73,6 +73,28 @@ class Step:
         return answer
 
     @property
+    def atomic(self) -> bool:
+        """Whether the store saves a version change and the record in one write."""
+        return "atomic-record" in self.target.store.features()
+
+    def commit(
+        self, change: VersionChange, rotation: Rotation, revision: int, boundary: str
+    ) -> int:
+        """Make ``change`` and save ``rotation`` (at ``revision``); the new revision.
+
+        One write where the store is atomic: then nothing lies between the two, and
+        ``boundary`` is passed after it. Otherwise the change, ``boundary``, the record.
+        """
+        t = self.target
+        if self.atomic:
+            saved = self.retry(lambda: t.store.commit(t.path, change, rotation, revision))
+            self.boundary(boundary)
+            return int(saved)
+        self.retry(lambda: apply_change(t.store, t.path, change))
+        self.boundary(boundary)
+        return self.save(rotation, revision)
+
+    @property
     def record(self) -> Rotation:
         """The rotation this step advances (every step but a destroy has one)."""
         assert self.rotation is not None
@@ -90,28 +112,34 @@ def publish(st: Step) -> None:
     """Mint the new key and publish it as pending in every destination (a rollback
     makes the earlier key accepted again instead); propagation counts from now."""
     t, rotation = st.target, st.record
+    saved: list[Rotation] = []  # the record, when the publish saved it with the version
     if rotation.kind is RotationKind.ROLLBACK:
         new = _reinstate(st)
     else:
         found = find_version(st.versions, rotation.new_version_id)
         if found is None:
             known: list[Sequence[Version]] = [st.versions]  # what this step just read
-            found = st.retry(lambda: _mint(st, known.pop() if known else None))
+            found = st.retry(lambda: _mint(st, known.pop() if known else None, saved))
         new = found
-    if "destinations" in t.store.features():  # pending in every destination first
-        st.retry(lambda: t.store.replicate(t.path, rotation.new_version_id))
-    published = st.clock.now()
-    rotation = rotation.advance(Phase.PROPAGATE, published, published=published)
-    st.save(rotation, st.revision)
+    if saved:
+        rotation = saved[0]
+    else:
+        if "destinations" in t.store.features():  # pending in every destination first
+            st.retry(lambda: t.store.replicate(t.path, rotation.new_version_id))
+        published = st.clock.now()
+        rotation = rotation.advance(Phase.PROPAGATE, published, published=published)
+        st.save(rotation, st.revision)
     st.boundary("after-publish-record")
     if rotation.kind is not RotationKind.ROLLBACK:
         st.result.steps.append(f"published v{new.number} ({new.key_id}) as pending")
     st.effects.event(st.result, "published", rotation=rotation, version=new)
 
 
-def _mint(st: Step, versions: Sequence[Version] | None) -> Version:
+def _mint(st: Step, versions: Sequence[Version] | None, saved: list[Rotation]) -> Version:
     """Mint the key and publish it. ``versions``: what the step has just read;
-    None (a retry) re-reads, as the write may have landed although its reply was lost."""
+    None (a retry) re-reads, as the write may have landed although its reply was lost.
+    An atomic store (with a single destination) saves the published record in the same
+    write: it is appended to ``saved``."""
     t, rotation = st.target, st.record
     if versions is None:
         versions = t.store.versions(t.path)
@@ -154,7 +182,13 @@ def _mint(st: Step, versions: Sequence[Version] | None) -> Version:
         scopes=t.scopes,
         field=t.secret_format.field,
     )
-    t.store.publish(t.path, version, value)
+    if st.atomic and "destinations" not in t.store.features():
+        published = st.clock.now()  # propagation counts from this write
+        record = rotation.advance(Phase.PROPAGATE, published, published=published)
+        t.store.commit(t.path, Publish(version, value), record, st.revision)
+        saved.append(record)
+    else:
+        t.store.publish(t.path, version, value)
     del issued, value  # the value is in the store now; drop our reference to it
     st.boundary("after-publish")
     return version
@@ -274,7 +308,7 @@ def _fail_before_promotion(st: Step, why: str) -> None:
 
 def promote(st: Step) -> None:
     """Make the new key current (the old one becomes previous), after on_promote."""
-    t, rotation = st.target, st.record
+    rotation = st.record
     new = find_version(st.versions, rotation.new_version_id)
     assert new is not None
     promoted = new.promoted or st.now
@@ -288,13 +322,15 @@ def promote(st: Step) -> None:
         # A service that holds one key at a time switches first: should it fail,
         # nothing has changed and clients keep the key in force.
         _promote_at_issuer(st, new)
-        st.retry(lambda: t.store.promote(t.path, rotation.new_version_id, expected, st.now))
         # Now, not the version's earlier promotion: a rollback re-promotes an old key,
         # and the key it demotes gets its overlap from this moment (invariant 8).
-        promoted = st.now
-    st.boundary("after-promote")
-    rotation = rotation.advance(Phase.OVERLAP, st.now, promoted=promoted)
-    st.save(rotation, revision)
+        rotation = rotation.advance(Phase.OVERLAP, st.now, promoted=st.now)
+        change = Promote(rotation.new_version_id, expected, st.now)
+        st.commit(change, rotation, revision, "after-promote")
+    else:  # promoted before a crash; the record was not saved
+        st.boundary("after-promote")
+        rotation = rotation.advance(Phase.OVERLAP, st.now, promoted=promoted)
+        st.save(rotation, revision)
     st.boundary("after-promote-record")
     st.result.steps.append(f"promoted v{new.number} ({new.key_id}) to current")
     st.promoted = new
@@ -394,28 +430,55 @@ def check_usage(st: Step) -> None:
 def retire(st: Step) -> None:
     """Disable the key the gate let go (and the others the rotation retires), finish."""
     rotation, revision = st.record, st.revision
-    if rotation.phase is not Phase.RETIRE:
-        rotation = rotation.advance(Phase.RETIRE, st.now, detail=st.action.reason)
-        revision = st.save(rotation, revision)
-        st.boundary("after-retire-intent")
     leaving = gated_version(rotation, st.versions, st.target.policy)
+    retiring: dict[str, Version] = {}
     for version_id in (leaving.version_id if leaving else None, *rotation.also_retire):
         old = find_version(st.versions, version_id)
         if old is not None and old.state in (VersionState.PREVIOUS, VersionState.PENDING):
+            retiring.setdefault(old.version_id, old)
+    if rotation.phase is not Phase.RETIRE:
+        rotation = rotation.advance(Phase.RETIRE, st.now, detail=st.action.reason)
+        if len(retiring) > 1 or any(_disables(st, old) for old in retiring.values()):
+            revision = st.save(rotation, revision)
+        # else the intent protects nothing: the one write below retires and finishes.
+        st.boundary("after-retire-intent")
+    finished = rotation.advance(rotation.final_phase, st.now, retired=st.now, finished=st.now)
+    last = list(retiring)[-1] if retiring else None
+    for version_id, old in retiring.items():
+        if version_id == last:
+            # The last one's retirement and the finished record: one write where it can.
+            _disable(st, old)
+            st.boundary("after-disable")
+            change = SetState(version_id, VersionState.RETIRED, old.state, st.now)
+            revision = st.commit(change, finished, revision, "after-retire")
+        else:
             retire_version(st, old)
-            st.retired.append(old)
-            st.result.steps.append(f"retired v{old.number} ({old.key_id}): {st.action.reason}")
-            st.effects.event(
-                st.result, "retired", rotation=rotation, version=old, message=st.action.reason
-            )
-    rotation = rotation.advance(rotation.final_phase, st.now, retired=st.now, finished=st.now)
-    st.save(rotation, revision)
+        st.retired.append(old)
+        st.result.steps.append(f"retired v{old.number} ({old.key_id}): {st.action.reason}")
+        st.effects.event(
+            st.result, "retired", rotation=rotation, version=old, message=st.action.reason
+        )
+    if last is None:
+        st.save(finished, revision)
     st.boundary("after-retire-record")
-    st.result.steps.append(rotation.final_phase.value)
+    st.result.steps.append(finished.final_phase.value)
     st.result.finished = True
-    st.effects.event(st.result, "completed", rotation=rotation)
+    st.effects.event(st.result, "completed", rotation=finished)
     for old in st.retired:
         st.effects.hook(st.result, "on_retire", {"version": str(old.number), "key_id": old.key_id})
+
+
+def _disables(st: Step, version: Version) -> bool:
+    """Whether retiring ``version`` changes something at the issuer (a store-only
+    issuer's keys exist only in the store)."""
+    return bool(version.issuer_ref) and "store-only" not in issuer_features(st.target.issuer)
+
+
+def _disable(st: Step, version: Version) -> None:
+    """Disable ``version``'s key at the issuer (nothing for a key it has no ref of)."""
+    t, ref = st.target, version.issuer_ref
+    if ref:
+        st.retry(lambda: t.issuer.disable(t.name, ref))
 
 
 def retire_version(st: Step, old: Version, *, disable: bool = True) -> None:
@@ -423,7 +486,7 @@ def retire_version(st: Step, old: Version, *, disable: bool = True) -> None:
     there), then mark it retired (disable before destroy)."""
     t = st.target
     if old.issuer_ref and disable:
-        st.retry(lambda: t.issuer.disable(t.name, old.issuer_ref or ""))
+        _disable(st, old)
         st.boundary("after-disable")
     st.retry(
         lambda: t.store.set_state(t.path, old.version_id, VersionState.RETIRED, old.state, st.now)

@@ -17,8 +17,11 @@ class GeneratedIssuer:
     store, and whether verifiers accept it is governed by that version's
     state (pending/current/previous are accepted; retired/destroyed are not).
     So :meth:`list_keys` returns None (nothing can be orphaned here) and
-    :meth:`disable`, :meth:`enable` and :meth:`delete` are no-ops.
+    :meth:`disable`, :meth:`enable` and :meth:`delete` are no-ops (the "store-only"
+    feature).
     """
+
+    FEATURES = frozenset({"store-only"})
 
     def __init__(self, prefix: str = keyformat.DEFAULT_PREFIX) -> None:
         if not keyformat.is_valid_prefix(prefix):

@@ -58,6 +58,18 @@ class RecordDocument:
             history = [*history, self.rotation.to_dict()][-keep:]
         return replace(self, rotation=rotation, revision=self.revision + 1, history=history)
 
+    def saving(self, new: Self | None, save: tuple[Rotation, int] | None, keep: int) -> Self | None:
+        """``new`` (a version change decided on this record; None: no change) with
+        ``save``'s rotation record and expected revision written in the same document
+        (SecretStore.commit). None when there is nothing to write: no change and no
+        record, or this very commit landed already (its reply was lost)."""
+        if save is None:
+            return new
+        rotation, expected = save
+        if new is None and self.rotation == rotation and self.revision == expected + 1:
+            return None
+        return (new or self).with_rotation(rotation, expected, keep)
+
     def with_lease(self, lease: Lease) -> Self:
         """The lock held as ``lease`` (acquired, stolen or renewed by the rules)."""
         return replace(self, lock=LockRow(lease.holder, lease.token, lease.acquired, lease.expires))

@@ -38,7 +38,7 @@ from ..errors import (
 from ..files import denied, make_private_dirs, reason
 from ..machine import current_version
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
-from ..ports import StoreBase
+from ..ports import Promote, Publish, StoreBase, VersionChange
 from ..registry import AdapterContext, check_settings
 from .rules import (
     SINGLE_COPY,
@@ -56,6 +56,7 @@ from .rules import (
 )
 
 SCHEMA_VERSION = 1
+OWN_WRITE_AGE = 20.0  # seconds :meth:`LocalStore.state` trusts what it wrote under a lease
 DEFAULT_FILENAME = "state.db"
 _SIDES = ("-wal", "-shm")  # the files SQLite keeps beside the store in WAL mode
 _IN_CHUNK = 500  # paths per "IN (...)" query: well below SQLite's bound-parameter limit
@@ -160,7 +161,9 @@ def _create_private(file: Path) -> None:
 
 
 class LocalStore(StoreBase):
-    FEATURES = frozenset({"state", "batched-reads", "drift", "history", "rolling-window"})
+    FEATURES = frozenset(
+        {"state", "batched-reads", "drift", "history", "rolling-window", "atomic-record"}
+    )
 
     """A SecretStore in one SQLite file (0600). Thread-safe; process-safe via SQLite."""
 
@@ -185,6 +188,10 @@ class LocalStore(StoreBase):
             raise ConfigError(f"local store {self.file}: {_unsearchable(exc)}") from exc
         self._mutex = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        # Leases this object holds (path -> token), and the state its last write under
+        # one left (path -> versions, rotation, revision, when): see :meth:`state`.
+        self._leases: dict[str, int] = {}
+        self._own: dict[str, tuple[list[Version], Rotation | None, int, float]] = {}
         try:
             _create_private(self.file)
         except OSError as exc:
@@ -362,6 +369,23 @@ class LocalStore(StoreBase):
             except sqlite3.Error as exc:
                 raise self._translate(exc, op, path) from exc
 
+    @contextmanager
+    def _write(self, op: str, path: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction on ``path``. While this object holds the path's lease,
+        the state the write leaves is read back in the same transaction and kept for
+        :meth:`state`; a failed write forgets it."""
+        try:
+            with self._op(op, path, write=True) as conn:
+                yield conn
+                held = path in self._leases
+                if held:
+                    left = (self._versions(conn, path), *self._rotation(conn, path))
+            if held:
+                self._own[path] = (*left, time.monotonic())
+        except BaseException:
+            self._own.pop(path, None)
+            raise
+
     def _where(self, op: str, path: str | None) -> str:
         return f"local store {self.file}: {op}" + (f" {path}" if path is not None else "")
 
@@ -468,38 +492,50 @@ class LocalStore(StoreBase):
         return {p: (versions[p], *rotations.get(p, (None, 0)), p in locked) for p in wanted}
 
     def publish(self, path: str, version: Version, value: str) -> None:
-        with self._op("publish", path, write=True) as conn:
-            new = plan_publish(path, self._versions(conn, path), version)
-            if new is not None:
-                conn.execute(
-                    "INSERT INTO versions (path, version_id, number, state, meta, value)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        path,
-                        new.version_id,
-                        new.number,
-                        new.state.value,
-                        json.dumps(new.to_dict()),
-                        value,
-                    ),
-                )
+        with self._write("publish", path) as conn:
+            self._publish_in(conn, path, version, value)
+
+    def _publish_in(
+        self, conn: sqlite3.Connection, path: str, version: Version, value: str
+    ) -> None:
+        new = plan_publish(path, self._versions(conn, path), version)
+        if new is not None:
+            conn.execute(
+                "INSERT INTO versions (path, version_id, number, state, meta, value)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    path,
+                    new.version_id,
+                    new.number,
+                    new.state.value,
+                    json.dumps(new.to_dict()),
+                    value,
+                ),
+            )
 
     def promote(
         self, path: str, version_id: str, expected_current: str | None, at: datetime
     ) -> None:
-        with self._op("promote", path, write=True) as conn:
-            changed = plan_promote(
-                path, self._versions(conn, path), version_id, expected_current, at
-            )
-            if changed:
-                has_value = conn.execute(
-                    "SELECT 1 FROM versions WHERE path = ? AND version_id = ? "
-                    "AND value IS NOT NULL",
-                    (path, version_id),
-                ).fetchone()
-                check_has_value(path, version_id, has_value is not None)
-            for version in changed:
-                self._update(conn, path, version)
+        with self._write("promote", path) as conn:
+            self._promote_in(conn, path, version_id, expected_current, at)
+
+    def _promote_in(
+        self,
+        conn: sqlite3.Connection,
+        path: str,
+        version_id: str,
+        expected_current: str | None,
+        at: datetime,
+    ) -> None:
+        changed = plan_promote(path, self._versions(conn, path), version_id, expected_current, at)
+        if changed:
+            has_value = conn.execute(
+                "SELECT 1 FROM versions WHERE path = ? AND version_id = ? AND value IS NOT NULL",
+                (path, version_id),
+            ).fetchone()
+            check_has_value(path, version_id, has_value is not None)
+        for version in changed:
+            self._update(conn, path, version)
 
     def set_state(
         self,
@@ -509,15 +545,45 @@ class LocalStore(StoreBase):
         expected: VersionState,
         at: datetime,
     ) -> None:
-        with self._op(f"set {state} on", path, write=True) as conn:
-            new = plan_set_state(path, self._versions(conn, path), version_id, state, expected, at)
-            if new is not None:
-                self._update(conn, path, new)
-                if new.state is VersionState.DESTROYED:
-                    conn.execute(
-                        "UPDATE versions SET value = NULL WHERE path = ? AND version_id = ?",
-                        (path, version_id),
-                    )
+        with self._write(f"set {state} on", path) as conn:
+            self._set_state_in(conn, path, version_id, state, expected, at)
+
+    def _set_state_in(
+        self,
+        conn: sqlite3.Connection,
+        path: str,
+        version_id: str,
+        state: VersionState,
+        expected: VersionState,
+        at: datetime,
+    ) -> None:
+        new = plan_set_state(path, self._versions(conn, path), version_id, state, expected, at)
+        if new is not None:
+            self._update(conn, path, new)
+            if new.state is VersionState.DESTROYED:
+                conn.execute(
+                    "UPDATE versions SET value = NULL WHERE path = ? AND version_id = ?",
+                    (path, version_id),
+                )
+
+    def commit(
+        self, path: str, change: VersionChange, rotation: Rotation, expected_revision: int
+    ) -> int:
+        """SecretStore.commit: the change and the record in one transaction. Repeated
+        after it landed (the same change and record), it changes nothing."""
+        with self._write("commit", path) as conn:
+            if isinstance(change, Publish):
+                self._publish_in(conn, path, change.version, change.value)
+            elif isinstance(change, Promote):
+                self._promote_in(conn, path, change.version_id, change.expected_current, change.at)
+            else:
+                self._set_state_in(
+                    conn, path, change.version_id, change.state, change.expected, change.at
+                )
+            saved, revision = self._rotation(conn, path)
+            if saved == rotation and revision == expected_revision + 1:
+                return revision  # a repeat of this very commit (its reply was lost)
+            return self._save_in(conn, path, rotation, expected_revision)
 
     # -- drift: the generic value check covers this store's only layout ----------
 
@@ -530,7 +596,7 @@ class LocalStore(StoreBase):
         the one it was recorded with (the value changed in place, then was adopted as a
         new version) has lost its value: wiped, so it is never handed out again. It
         stays accepted by its fingerprint until it is retired; it cannot be promoted."""
-        with self._op("adopt", path, write=True) as conn:
+        with self._write("adopt", path) as conn:
             values = dict(
                 conn.execute(
                     "SELECT version_id, value FROM versions WHERE path = ? "
@@ -548,7 +614,7 @@ class LocalStore(StoreBase):
     def restore(self, path: str, at: datetime, value: str | None = None) -> None:
         """Put ``value`` (the current version's, from another copy) back as the current
         value. Without one: ConflictError, this store keeps a single copy."""
-        with self._op("restore", path, write=True) as conn:
+        with self._write("restore", path) as conn:
             current = current_version(self._versions(conn, path))
             if value is None or current is None:
                 raise ConflictError(f"{path}: {SINGLE_COPY}")
@@ -614,7 +680,16 @@ class LocalStore(StoreBase):
         return Rotation.from_dict(_loads(row[1], "rotation")), int(row[0])
 
     def state(self, path: str) -> tuple[list[Version], Rotation | None, int]:
-        """StateReader.state: versions and rotation record in one read transaction."""
+        """StateReader.state: versions and rotation record in one read transaction.
+
+        No transaction at all when this object wrote them itself, under the path's
+        lease, less than OWN_WRITE_AGE ago: the lease's holder is the only writer (an
+        emergency that takes the lease over makes this holder's next write fail its
+        compare-and-set), and the runner's lease lasts minutes.
+        """
+        own = self._own.get(path)
+        if own is not None and path in self._leases and time.monotonic() - own[3] < OWN_WRITE_AGE:
+            return list(own[0]), own[1], own[2]
         with self._op("read state of", path) as conn:
             conn.execute("BEGIN")  # deferred: one consistent snapshot, no write lock
             versions = self._versions(conn, path)
@@ -623,27 +698,33 @@ class LocalStore(StoreBase):
         return versions, rotation, revision
 
     def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
-        with self._op("save rotation of", path, write=True) as conn:
-            row = conn.execute(
-                "SELECT revision, rotation_id, record FROM rotations WHERE path = ?", (path,)
-            ).fetchone()
-            revision = int(row[0]) if row else 0
-            if revision != expected_revision:
-                raise ConflictError(
-                    f"{path}: rotation record is at revision {revision}, not {expected_revision}"
-                )
-            if row is not None and row[1] != rotation.id:
-                conn.execute(
-                    "INSERT OR REPLACE INTO rotation_history (path, rotation_id, revision, record)"
-                    " VALUES (?, ?, ?, ?)",
-                    (path, row[1], revision, row[2]),
-                )
-            conn.execute(
-                "INSERT INTO rotations (path, revision, rotation_id, record) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (path) DO UPDATE SET revision = excluded.revision,"
-                " rotation_id = excluded.rotation_id, record = excluded.record",
-                (path, revision + 1, rotation.id, json.dumps(rotation.to_dict())),
+        with self._write("save rotation of", path) as conn:
+            return self._save_in(conn, path, rotation, expected_revision)
+
+    @staticmethod
+    def _save_in(
+        conn: sqlite3.Connection, path: str, rotation: Rotation, expected_revision: int
+    ) -> int:
+        row = conn.execute(
+            "SELECT revision, rotation_id, record FROM rotations WHERE path = ?", (path,)
+        ).fetchone()
+        revision = int(row[0]) if row else 0
+        if revision != expected_revision:
+            raise ConflictError(
+                f"{path}: rotation record is at revision {revision}, not {expected_revision}"
             )
+        if row is not None and row[1] != rotation.id:
+            conn.execute(
+                "INSERT OR REPLACE INTO rotation_history (path, rotation_id, revision, record)"
+                " VALUES (?, ?, ?, ?)",
+                (path, row[1], revision, row[2]),
+            )
+        conn.execute(
+            "INSERT INTO rotations (path, revision, rotation_id, record) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (path) DO UPDATE SET revision = excluded.revision,"
+            " rotation_id = excluded.rotation_id, record = excluded.record",
+            (path, revision + 1, rotation.id, json.dumps(rotation.to_dict())),
+        )
         return revision + 1
 
     def rotation_history(self, path: str) -> list[Rotation]:
@@ -665,17 +746,29 @@ class LocalStore(StoreBase):
         with self._op("lock", path, write=True) as conn:
             lease = plan_acquire(path, self._lock_row(conn, path), holder, ttl, now, steal_token)
             self._put_lock(conn, path, holder, lease)
+        self._own.pop(path, None)
+        self._leases[path] = lease.token
         return lease
 
     def renew_lock(self, lease: Lease, ttl: timedelta, now: datetime) -> Lease:
         path = lease.credential
-        with self._op("renew lock of", path, write=True) as conn:
-            renewed = plan_renew(self._lock_row(conn, path), lease, ttl, now)
-            self._put_lock(conn, path, renewed.holder, renewed)
+        try:
+            with self._op("renew lock of", path, write=True) as conn:
+                renewed = plan_renew(self._lock_row(conn, path), lease, ttl, now)
+                self._put_lock(conn, path, renewed.holder, renewed)
+        except BaseException:
+            self._forget(path)
+            raise
         return renewed
 
     def release_lock(self, lease: Lease) -> None:
         path = lease.credential
+        self._forget(path)
         with self._op("release lock of", path, write=True) as conn:
             if plan_release(self._lock_row(conn, path), lease):
                 conn.execute("UPDATE locks SET holder = NULL WHERE path = ?", (path,))
+
+    def _forget(self, path: str) -> None:
+        """No longer the holder of ``path``'s lease: nothing remembered is trusted."""
+        self._leases.pop(path, None)
+        self._own.pop(path, None)

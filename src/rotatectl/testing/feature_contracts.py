@@ -3,10 +3,11 @@
 One class per feature of :data:`rotatectl.ports.STORE_FEATURES` that callers rely
 on: :class:`StateContract`, :class:`BatchedReadsContract`, :class:`DriftContract`,
 :class:`HistoryContract`, :class:`AccessCheckContract`,
-:class:`RollingWindowContract`. Every store subclasses every one: a store that does
-not declare a feature in ``features()`` gets :class:`~rotatectl.ports.StoreBase`'s
-default, and the contract checks that default (a loop over one-credential reads, no
-history, adopt/restore refused, no access problems, no window) where the behaviour
+:class:`RollingWindowContract`, :class:`AtomicRecordContract`. Every store
+subclasses every one: a store that does not declare a feature in ``features()`` gets
+:class:`~rotatectl.ports.StoreBase`'s default, and the contract checks that default
+(a loop over one-credential reads, no history, adopt/restore refused, no access
+problems, no window, a change and its record as two writes) where the behaviour
 differs.
 
 Usage::
@@ -52,7 +53,7 @@ from ..drift import detect, detect_many, resolve
 from ..engine import Outcome, Runner
 from ..errors import ConfigError, ConflictError, NotFoundError, UsageError
 from ..model import Phase, Policy, Rotation, Version, VersionState
-from ..ports import SecretStore, Target
+from ..ports import Promote, Publish, SecretStore, SetState, Target
 from ..workspace import check_window
 from .fakes import FakeClock, FakeIssuer, FakeProbe
 from .store_contract import make_version
@@ -200,6 +201,94 @@ class StateContract(FeatureContract):
         assert [v.state for v in started[0]] == [VersionState.CURRENT, VersionState.PENDING]
         assert started[1] is not None and started[1].phase is Phase.PROPAGATE
         assert started[2] > first[2]
+
+
+# -- atomic record -------------------------------------------------------------------
+
+
+class AtomicRecordContract(FeatureContract):
+    """``commit(path, change, rotation, revision)`` ends where the change and then
+    ``save_rotation`` end. With "atomic-record" declared it is one write: a refused
+    change or a moved revision leaves versions and record as they were, and a commit
+    repeated after it landed (a lost reply) changes nothing."""
+
+    def in_flight(self, store: SecretStore) -> tuple[Rotations, list[Version], Rotation, int]:
+        """PATH with v1 current and v2 pending in a rotation waiting to promote it."""
+        engine = self.rotations(store)
+        engine.complete(PATH)
+        engine.start(PATH)
+        versions, rotation, revision = store.state(PATH)
+        assert rotation is not None
+        return engine, versions, rotation, revision
+
+    def atomic(self, store: SecretStore) -> bool:
+        return "atomic-record" in store.features()
+
+    def test_a_promotion_and_its_record(self, store: SecretStore) -> None:
+        engine, (old, new), rotation, revision = self.in_flight(store)
+        at = engine.clock.now()
+        record = rotation.advance(Phase.OVERLAP, at, promoted=at)
+        saved = store.commit(PATH, Promote(new.version_id, old.version_id, at), record, revision)
+        assert saved > revision
+        assert store.load_rotation(PATH) == (record, saved)
+        assert [v.state for v in store.versions(PATH)] == [
+            VersionState.PREVIOUS,
+            VersionState.CURRENT,
+        ]
+        assert store.read_value(PATH) == store.read_value(PATH, new.version_id)
+
+    def test_a_publish_and_a_retirement_with_their_records(self, store: SecretStore) -> None:
+        engine, (old, new), rotation, revision = self.in_flight(store)
+        at = engine.clock.now()
+        promoted = rotation.advance(Phase.OVERLAP, at, promoted=at)
+        revision = store.commit(
+            PATH, Promote(new.version_id, old.version_id, at), promoted, revision
+        )
+        done = promoted.advance(promoted.final_phase, at, retired=at, finished=at)
+        change = SetState(old.version_id, VersionState.RETIRED, VersionState.PREVIOUS, at)
+        revision = store.commit(PATH, change, done, revision)
+        assert store.load_rotation(PATH) == (done, revision)
+        assert store.versions(PATH)[0].state is VersionState.RETIRED
+        value = keyformat.generate(engine.issuer.prefix)
+        third = replace(
+            make_version(3, fingerprint=keyformat.fingerprint_of(value), created=at),
+            key_id=keyformat.parse(value).key_id,
+        )
+        noted = done.noted("note", at, "a record saved with a publish")
+        saved = store.commit(PATH, Publish(third, value), noted, revision)
+        assert store.load_rotation(PATH) == (noted, saved)
+        assert store.read_value(PATH, third.version_id) == value
+        assert [v.number for v in store.versions(PATH)] == [1, 2, 3]
+
+    def test_a_refused_change_saves_no_record(self, store: SecretStore) -> None:
+        engine, (old, new), rotation, revision = self.in_flight(store)
+        at = engine.clock.now()
+        record = rotation.advance(Phase.OVERLAP, at, promoted=at)
+        with pytest.raises(ConflictError):  # v2 is not current: the compare-and-set fails
+            store.commit(PATH, Promote(old.version_id, new.version_id, at), record, revision)
+        assert store.state(PATH) == ([old, new], rotation, revision)
+
+    def test_a_moved_revision_changes_nothing_where_atomic(self, store: SecretStore) -> None:
+        engine, (old, new), rotation, revision = self.in_flight(store)
+        at = engine.clock.now()
+        record = rotation.advance(Phase.OVERLAP, at, promoted=at)
+        with pytest.raises(ConflictError):
+            store.commit(PATH, Promote(new.version_id, old.version_id, at), record, revision + 7)
+        assert store.load_rotation(PATH) == (rotation, revision)
+        if self.atomic(store):
+            assert store.versions(PATH) == [old, new]
+
+    def test_a_repeated_commit_changes_nothing_where_atomic(self, store: SecretStore) -> None:
+        engine, (old, new), rotation, revision = self.in_flight(store)
+        if not self.atomic(store):
+            return  # two writes: the repeat's record save is refused (its revision moved)
+        at = engine.clock.now()
+        record = rotation.advance(Phase.OVERLAP, at, promoted=at)
+        change = Promote(new.version_id, old.version_id, at)
+        saved = store.commit(PATH, change, record, revision)
+        before = store.state(PATH)
+        assert store.commit(PATH, change, record, revision) == saved
+        assert store.state(PATH) == before
 
 
 # -- batched reads -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from .. import secretformat
 from ..errors import ConflictError, NotFoundError
 from ..machine import current_version
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState
-from ..ports import StoreBase
+from ..ports import StoreBase, VersionChange, apply_change
 from ..registry import AdapterContext, check_settings
 from ..stores.rules import (
     SINGLE_COPY,
@@ -39,12 +39,12 @@ from ..stores.rules import (
 
 
 class MemoryStore(StoreBase):
-    FEATURES = frozenset({"drift", "history", "rolling-window"})
+    FEATURES = frozenset({"drift", "history", "rolling-window", "atomic-record"})
 
     """A thread-safe SecretStore held in dicts. Nothing survives the process."""
 
     def __init__(self) -> None:
-        self._mutex = threading.Lock()
+        self._mutex = threading.RLock()  # commit holds it across a change and a save
         self._versions: dict[str, dict[str, Version]] = {}
         self._values: dict[tuple[str, str], str] = {}
         self._rotations: dict[str, tuple[Rotation, int]] = {}
@@ -170,6 +170,22 @@ class MemoryStore(StoreBase):
                 self._history.setdefault(path, []).append(old)
             self._rotations[path] = (rotation, revision + 1)
         return revision + 1
+
+    def commit(
+        self, path: str, change: VersionChange, rotation: Rotation, expected_revision: int
+    ) -> int:
+        """SecretStore.commit under one hold of the lock: the revision is checked before
+        the change, which changes nothing when it is refused."""
+        with self._mutex:
+            saved, revision = self._rotations.get(path, (None, 0))
+            if saved == rotation and revision == expected_revision + 1:
+                return revision  # this very commit landed already
+            if revision != expected_revision:
+                raise ConflictError(
+                    f"{path}: rotation record is at revision {revision}, not {expected_revision}"
+                )
+            apply_change(self, path, change)
+            return self.save_rotation(path, rotation, expected_revision)
 
     def rotation_history(self, path: str) -> list[Rotation]:
         """Earlier rotation records of ``path`` (replaced by a newer rotation), oldest first."""

@@ -28,7 +28,7 @@ from typing import Any, Self
 from ...aws_common import AwsConnection, AwsExpected
 from ...errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
 from ...model import AcceptedKey, Rotation, Version, VersionState
-from ...ports import StoreBase
+from ...ports import Promote, Publish, StoreBase, VersionChange
 from ...registry import AdapterContext, check_settings
 from .._cas import RECORD_MAX_AGE, CasLost, RecordCache, mutate
 from .._record import RecordLease
@@ -69,9 +69,29 @@ LIST_PAGE_SIZE = 100  # ListSecrets maximum
 _CasLost = CasLost  # the name the tests and earlier code know
 
 
+def _moved(desc: Mapping[str, Any], want: Mapping[str, str | None]) -> dict[str, Any]:
+    """``desc`` with each label of ``want`` on its version only (None: on none)."""
+    stages: dict[str, list[str]] = {
+        vid: [label for label in labels if label not in want]
+        for vid, labels in (desc.get("VersionIdsToStages") or {}).items()
+    }
+    for label, target in want.items():
+        if target is not None:
+            stages.setdefault(target, []).append(label)
+    return {**desc, "VersionIdsToStages": stages}
+
+
 class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
     FEATURES = frozenset(
-        {"state", "batched-reads", "drift", "history", "access-check", "rolling-window"}
+        {
+            "state",
+            "batched-reads",
+            "drift",
+            "history",
+            "access-check",
+            "rolling-window",
+            "atomic-record",
+        }
     )
 
     """A SecretStore in AWS Secrets Manager (the layout: :mod:`rotatectl.stores.aws`).
@@ -98,7 +118,9 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
         )
         # key secret name -> (the drift check's DescribeSecret answer, time.monotonic()),
         # for the publish that follows it; dropped on any write to the secret
-        self._described: dict[str, tuple[dict[str, Any], float]] = {}
+        self._described: dict[str, tuple[dict[str, Any] | None, float]] = {}
+        # What a label sync left (predicted), for the retire that follows it (_kept).
+        self._synced: dict[str, tuple[dict[str, Any], float]] = {}
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], ctx: AdapterContext) -> Self:
@@ -150,6 +172,7 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
     ) -> dict[str, Any]:
         if not method.startswith(("get_", "describe_", "list_", "batch_get_")):
             self._described.pop(name, None)  # a write: its description is out of date
+            self._synced.pop(name, None)
         return self.conn.call(
             "secretsmanager", method, where=self._where(name), expect=expect, **params
         )
@@ -281,21 +304,31 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
         self, path: str, *, keep: bool = False, reuse: bool = False
     ) -> dict[str, Any] | None:
         """DescribeSecret of the key secret (None: it does not exist). ``keep`` the
-        answer for one later ``reuse`` within RECORD_MAX_AGE, unless this store
-        writes to the secret in between (the drift check, then the publish)."""
+        answer (an absent secret too) for one later ``reuse`` within RECORD_MAX_AGE,
+        unless this store writes to the secret in between (the drift check, then the
+        publish, whose CreateSecret of an absent secret is itself a compare-and-set)."""
         name = self.secret_name(path)
         known = self._described.pop(name, None)
         if reuse and known is not None and time.monotonic() - known[1] < RECORD_MAX_AGE:
             return known[0]
+        desc: dict[str, Any] | None
         try:
             desc = self._sm(
                 "describe_secret", name, expect={"ResourceNotFoundException"}, SecretId=name
             )
         except AwsExpected:
-            return None
+            desc = None
         if keep:
             self._described[name] = (desc, time.monotonic())
         return desc
+
+    def _kept(self, path: str) -> dict[str, Any] | None:
+        """The description kept by the last label sync (used once, within
+        RECORD_MAX_AGE); None: none."""
+        known = self._synced.pop(self.secret_name(path), None)
+        if known is None or time.monotonic() - known[1] >= RECORD_MAX_AGE:
+            return None
+        return known[0]
 
     def _secrets(self, tag_filters: list[dict[str, Any]], where: str) -> Iterator[dict[str, Any]]:
         """Every secret ListSecrets returns for ``tag_filters`` under this store's prefix,
@@ -405,13 +438,18 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
                         self._stage(name, label, **params)
                     for version_id in stale:
                         self._stage(name, label, RemoveFromVersionId=version_id)
-                return
             except AwsExpected:
                 if attempt == 2:
                     raise StoreError(
                         f"{self._where(name)}: staging labels keep changing; another process "
                         "is moving them"
                     ) from None
+            else:
+                # What the secret's labels are now, for the next step of this rotation
+                # (its retire): if another hand moved one meanwhile, that step's moves
+                # fail and are redone from a fresh DescribeSecret, as above.
+                self._synced[name] = (_moved(desc, want), time.monotonic())
+                return
 
     def _stage(self, name: str, label: str, **params: Any) -> None:
         self._sm(
@@ -579,7 +617,8 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
                 continue
             if "ErrorCode" in entry:
                 if entry["ErrorCode"] == "ResourceNotFoundException":
-                    found[path] = _Record(path)
+                    found[path] = _Record(path)  # no record yet: remembered as _read does
+                    self._remember(path, found[path], None)
                 continue
             found[path] = _Record.parse(
                 path, str(entry.get("SecretString", "")), self._where(str(entry["Name"]))
@@ -596,6 +635,35 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
         on first use (AWS then puts ``AWSCURRENT`` on that first version by itself).
         StoreError when the key secret is not rotatectl's or labels would run out.
         """
+        self._publish(path, version, value, None)
+
+    def commit(
+        self, path: str, change: VersionChange, rotation: Rotation, expected_revision: int
+    ) -> int:
+        """SecretStore.commit: the change's calls on the key secret (its value, its
+        labels), then one record write holding the versions and the rotation record."""
+        save = (rotation, expected_revision)
+        if isinstance(change, Publish):
+            record = self._publish(path, change.version, change.value, save)
+        elif isinstance(change, Promote):
+            record = self._promote(
+                path, change.version_id, change.expected_current, change.at, save
+            )
+        else:
+            record = self._set_state(
+                path, change.version_id, change.state, change.expected, change.at, save
+            )
+        return record.revision
+
+    def _saving(
+        self, decide: Callable[[_Record], _Record | None], save: tuple[Rotation, int] | None
+    ) -> Callable[[_Record], _Record | None]:
+        """``decide``, with ``save``'s rotation record written in the same record write."""
+        return lambda record: record.saving(decide(record), save, HISTORY_KEEP)
+
+    def _publish(
+        self, path: str, version: Version, value: str, save: tuple[Rotation, int] | None
+    ) -> _Record:
         (record, read_from), remembered = self._recent(path)
         try:
             done = plan_publish(path, record.versions, version) is None
@@ -604,12 +672,13 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
                 raise
             done = True
         if done:
-            if not remembered:
-                return
-            # Published or refused, says the remembered record: ask AWS.
-            (record, read_from), remembered = (self._read(path, remember=True), False)
-            if plan_publish(path, record.versions, version) is None:
-                return
+            if remembered:
+                # Published or refused, says the remembered record: ask AWS.
+                (record, read_from), remembered = (self._read(path, remember=True), False)
+                done = plan_publish(path, record.versions, version) is None
+            if done:
+                unchanged = self._saving(lambda _: None, save)
+                return self._mutate(path, "save rotation of", unchanged, first=(record, read_from))
         desc, created = self._ensure_key_secret(path)
         name = self.secret_name(path)
 
@@ -662,10 +731,11 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
             return current.with_versions([new], {version.version_id: aws_id})
 
         first = None if remembered else (record, read_from)
-        committed = self._mutate(path, "publish", decide, first=first)
+        committed = self._mutate(path, "publish", self._saving(decide, save), first=first)
         if present:
             # Resuming an interrupted publish: its labels may be half done.
             self._sync_labels(path, committed)
+        return committed
 
     def _free_labels(
         self, name: str, desc: Mapping[str, Any], want: Mapping[str, str | None]
@@ -683,6 +753,16 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
         then the record. ConflictError also when ``AWSCURRENT`` was moved outside
         rotatectl: it is never overwritten.
         """
+        self._promote(path, version_id, expected_current, at, None)
+
+    def _promote(
+        self,
+        path: str,
+        version_id: str,
+        expected_current: str | None,
+        at: datetime,
+        save: tuple[Rotation, int] | None,
+    ) -> _Record:
         name = self.secret_name(path)
 
         def decide(record: _Record) -> _Record | None:
@@ -697,7 +777,7 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
             self._sync_labels(path, new, after)
             return new
 
-        self._mutate(path, "promote", decide)
+        return self._mutate(path, "promote", self._saving(decide, save))
 
     def _move_current(
         self, path: str, record: _Record, target: str, expected_current: str | None
@@ -778,6 +858,17 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
         """SecretStore.set_state: labels first (a retired version loses ``AWSPREVIOUS``/
         ``AWSPENDING``, a destroyed one every label), then the record.
         """
+        self._set_state(path, version_id, state, expected, at, None)
+
+    def _set_state(
+        self,
+        path: str,
+        version_id: str,
+        state: VersionState,
+        expected: VersionState,
+        at: datetime,
+        save: tuple[Rotation, int] | None,
+    ) -> _Record:
 
         def decide(record: _Record) -> _Record | None:
             new_version = plan_set_state(path, record.versions, version_id, state, expected, at)
@@ -786,10 +877,10 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
             new = record.with_versions([new_version])
             # Labels first: once the record says retired/destroyed, no naive
             # client reading AWSPREVIOUS/AWSPENDING should still get it.
-            self._sync_labels(path, new)
+            self._sync_labels(path, new, self._kept(path))
             return new
 
-        self._mutate(path, f"set {state} on", decide)
+        return self._mutate(path, f"set {state} on", self._saving(decide, save))
 
     def read_value(self, path: str, version_id: str | None = None) -> str:
         """SecretStore.read_value, by the AWS VersionId the record holds for the version.

@@ -176,14 +176,21 @@ class VaultStore(VaultDrift, LeaseLock, VaultAccess):
             )
             if new is None:
                 return
-            meta = self._metadata(where, rel)
-            cas = int(meta.get("current_version") or 0) if meta else 0
             custom = {
                 "version-id": version.version_id,
                 "number": str(version.number),
                 "key-id": version.key_id[:512],
             }
-            kv_version = self._write(where, rel, {"value": value}, cas, "value", custom)
+            # A version id is new to the store: its value path is written as new
+            # (check-and-set 0) without asking first. An earlier attempt that was cut
+            # short left a value there: written over it, then wiped below.
+            cas = 0
+            try:
+                kv_version = self._write(where, rel, {"value": value}, cas, "value", custom)
+            except CasMismatch:
+                meta = self._metadata(where, rel)
+                cas = int(meta.get("current_version") or 0) if meta else 0
+                kv_version = self._write(where, rel, {"value": value}, cas, "value", custom)
             updated = index.with_versions([new])
             updated = replace(updated, value_kv={**updated.value_kv, new.version_id: kv_version})
             self._write_index(where, path, updated)
