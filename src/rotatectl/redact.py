@@ -14,12 +14,20 @@ from typing import IO, Any
 
 MASK = "<redacted>"
 _MIN_LENGTH = 8  # shorter strings would mask ordinary words; keys are far longer
-_ANCHOR = _MIN_LENGTH  # every value is indexed under one of its 8-character windows
+_ANCHOR = _MIN_LENGTH  # values are indexed under 8-character windows of theirs
+# A value at least _LONG long is filed under _STRIDE consecutive windows of its own:
+# wherever it appears in a text, one of them starts at a multiple of _STRIDE there,
+# so scrub() looks only at the text's windows at those positions (1 in 8).
+_STRIDE = 8
+_LONG = _ANCHOR + _STRIDE - 1
 _values: set[str] = set()
-# anchor -> the values indexed under it. scrub() looks up the text's own windows here,
-# so its cost grows with the text, not with how many values are registered (a
-# 10,000-credential run registers 10,000 keys and prints a line for each).
-_anchors: dict[str, set[str]] = {}
+# window -> (value, the window's offset in it). scrub() looks up the text's own
+# windows here, so its cost grows with the text, not with how many values are
+# registered (a 10,000-credential run registers 10,000 keys and prints a line each).
+_anchors: dict[str, set[tuple[str, int]]] = {}
+# Shorter values (8 to 14 characters), each under one window: every window of the
+# text is looked up for them (there are rarely any).
+_short: dict[str, set[str]] = {}
 _lock = threading.Lock()
 _FEW = 32  # up to this many values, one C-speed search each beats indexing the text
 
@@ -38,20 +46,37 @@ def register(value: str) -> None:
 
 
 def _index(value: str) -> None:
-    """File ``value`` under its window shared by the fewest values so far: keys that
+    """File ``value`` under the windows shared by the fewest values so far: keys that
     share a prefix (``rk_live_``) are told apart by their random part."""
-    best = min(
-        (value[i : i + _ANCHOR] for i in range(0, len(value) - _ANCHOR + 1)),
-        key=lambda window: len(_anchors.get(window, ())),
-    )
-    _anchors.setdefault(best, set()).add(value)
+    if len(value) < _LONG:
+        best = min(
+            (value[i : i + _ANCHOR] for i in range(len(value) - _ANCHOR + 1)),
+            key=lambda window: len(_short.get(window, ())),
+        )
+        _short.setdefault(best, set()).add(value)
+        return
+
+    def shared(start: int) -> int:
+        return sum(len(_anchors.get(value[i : i + _ANCHOR], ())) for i in _block(start))
+
+    start = min(range(len(value) - _LONG + 1), key=shared)
+    for i in _block(start):
+        _anchors.setdefault(value[i : i + _ANCHOR], set()).add((value, i))
+
+
+def _block(start: int) -> range:
+    return range(start, start + _STRIDE)
 
 
 def _unindex(value: str) -> None:
-    for window, values in list(_anchors.items()):
+    for window, entries in list(_anchors.items()):
+        entries.difference_update({e for e in entries if e[0] == value})
+        if not entries:
+            del _anchors[window]
+    for window, values in list(_short.items()):
         values.discard(value)
         if not values:
-            del _anchors[window]
+            del _short[window]
 
 
 def public(value: str) -> None:
@@ -77,19 +102,31 @@ def forget_all_but(kept: set[str]) -> None:
 def scrub(text: str) -> str:
     """``text`` with every registered value replaced by a mask (the longest first,
     then in sorted order, where two overlap). Linear in the text: only the values
-    filed under one of the text's own 8-character windows are looked for."""
+    filed under one of the text's own 8-character windows are looked for, and for
+    values of 15 characters or more only the windows at every 8th position."""
     if not _values or len(text) < _MIN_LENGTH:
         return text
     with _lock:
-        if len(_values) <= _FEW:
-            candidates = list(_values)  # a search per value is cheaper than the windows
-        else:
-            windows = {text[i : i + _ANCHOR] for i in range(len(text) - _ANCHOR + 1)}
-            candidates = [v for w in windows if w in _anchors for v in _anchors[w]]
-    for value in sorted(set(candidates), key=lambda v: (-len(v), v)):
+        # Up to _FEW values, one C-speed search each is cheaper than indexing the text.
+        found = {v for v in _values if v in text} if len(_values) <= _FEW else _found(text)
+    for value in sorted(found, key=lambda v: (-len(v), v)):
         if value in text:
             text = text.replace(value, MASK)
     return text
+
+
+def _found(text: str) -> set[str]:
+    """The registered values ``text`` holds (the caller holds the lock)."""
+    found: set[str] = set()
+    last = len(text) - _ANCHOR
+    for at in range(0, last + 1, _STRIDE):
+        for value, offset in _anchors.get(text[at : at + _ANCHOR], ()):
+            if at >= offset and text.startswith(value, at - offset):
+                found.add(value)
+    if _short:
+        windows = {text[i : i + _ANCHOR] for i in range(last + 1)}
+        found.update(v for w in windows & _short.keys() for v in _short[w] if v in text)
+    return found
 
 
 class ScrubbingWriter:
