@@ -30,6 +30,23 @@ speed-up is wall(J = 1) / wall(J); the ratio is rotatectl's speed-up over the
 baseline's. Targets (issue 21 item 1): on OpenBao at 20 ms, ``--jobs 16`` at
 least 0.8x the baseline's speed-up; at 100 ms, ``--jobs 16`` at least 10x
 ``--jobs 1`` on both stores.
+
+Several runners on one fleet (issue 21 item 2), with ``--runners R``:
+
+    python benchmarks/latency.py --store aws --delay-ms 100 --runners 4 --jobs 4 --credentials 500
+
+On a fresh set of N due credentials, one ``rotatectl run --jobs J -o json``;
+then, on another fresh set of N (another namespace, same server and proxy), R
+such processes started together (all started, then all waited for). Each
+runner has a state directory (audit log) of its own, as on separate hosts;
+all read the same config. Wall time is from the first start to the last exit;
+CPU time is each process's (``os.wait4``), summed. Afterwards each fleet is
+checked: its runners' JSON results (``done`` with a ``started`` step, counted
+by credential; ``locked``; ``failed``) and ``rotatectl status -o json`` (one
+version, current, its rotation completed, no error, no drift): a credential
+is rotated exactly once when both say so. Requests are counted at the proxy
+for the runs alone (not the check). Target: R runners' wall at most 0.4x the
+one runner's (judged unrounded; printed rounded up).
 """
 
 from __future__ import annotations
@@ -38,6 +55,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -354,6 +372,247 @@ def _reads_writes(by: dict[str, int], store: str) -> tuple[int, int]:
     return reads, sum(by.values()) - reads
 
 
+# -- several runners on one fleet ----------------------------------------------------
+
+
+@dataclass
+class Runner:
+    wall: float  # from its own start to its exit
+    cpu: float
+    code: int
+    outcomes: dict[str, int]  # outcome -> credentials, from its JSON results
+    started: list[str]  # credentials it rotated: ``done`` with a ``started`` step
+    error: str  # the end of its stderr when it printed no JSON document
+
+
+@dataclass
+class Fleet:
+    wall: float  # from the first start to the last exit
+    runners: list[Runner]
+    requests: int
+    connections: int
+    by: dict[str, int]
+    once: int  # rotated exactly once: by one runner, and one current version in status
+    twice: list[str]  # started by more than one runner
+    missed: list[str]  # started by no runner
+    bad: list[str]  # status is not one current version of a completed rotation
+    failed: int  # ``failed`` results, all runners together
+
+    @property
+    def cpu(self) -> float:
+        return sum(r.cpu for r in self.runners)
+
+    def outcomes(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for r in self.runners:
+            total.update(r.outcomes)
+        return dict(total)
+
+
+def _together(
+    argv: list[str], envs: list[dict[str, str]], cwd: Path, proxy: Proxy
+) -> tuple[float, list[Runner], dict[str, Any]]:
+    """One process per environment, all started, then all waited for (``os.wait4``
+    on its own thread each, so each exit is timed when it happens)."""
+    proxy.reset()
+    procs: list[subprocess.Popen[bytes]] = []
+    starts: list[float] = []
+    with contextlib.ExitStack() as files:
+        first = time.perf_counter()
+        for i, env in enumerate(envs):
+            out = files.enter_context((cwd / f"runner-{i}.json").open("wb"))
+            err = files.enter_context((cwd / f"runner-{i}.err").open("wb"))
+            starts.append(time.perf_counter())
+            procs.append(subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err))
+
+        def wait(i: int) -> tuple[float, float, int]:
+            _, status, usage = os.wait4(procs[i].pid, 0)
+            ended = time.perf_counter()
+            procs[i].returncode = os.waitstatus_to_exitcode(status)
+            return ended, usage.ru_utime + usage.ru_stime, procs[i].returncode
+
+        with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+            ends = list(pool.map(wait, range(len(procs))))
+    stats = proxy.stats()
+    runners = []
+    for i, ((ended, cpu, code), start) in enumerate(zip(ends, starts, strict=True)):
+        outcomes: Counter[str] = Counter()
+        started: list[str] = []
+        error = ""
+        try:
+            results = json.loads((cwd / f"runner-{i}.json").read_text())["results"]
+        except (ValueError, KeyError):
+            results = []
+            error = (cwd / f"runner-{i}.err").read_text(errors="replace")[-500:]
+        for r in results:
+            outcomes[r["outcome"]] += 1
+            if r["outcome"] == "done" and any(s.startswith("started") for s in r["steps"]):
+                started.append(r["credential"])
+        runners.append(Runner(ended - start, cpu, code, dict(outcomes), started, error))
+    return max(e for e, _, _ in ends) - first, runners, stats
+
+
+def _status_ok(cred: dict[str, Any]) -> bool:
+    """One version, current, made by a completed rotation; no error, no drift."""
+    versions, rotation = cred["versions"], cred["rotation"]
+    return (
+        not cred["error"]
+        and not cred["drift"]
+        and len(versions) == 1
+        and versions[0]["state"] == "current"
+        and cred["current_version"] == versions[0]["number"]
+        and rotation is not None
+        and rotation["phase"] == "completed"
+        and not rotation["failure"]
+    )
+
+
+def _fleet(
+    wd: Any,
+    setup: Any,
+    namespace: str,
+    n: int,
+    runners: int,
+    jobs: int,
+    proxy: Proxy,
+) -> Fleet:
+    """``runners`` processes of ``run --jobs J`` together over N fresh due credentials,
+    then the check: who rotated what, and ``status -o json``."""
+    import run as bench
+
+    creds = bench.names("c", n)
+    env, cwd = bench.prepare(wd, setup, namespace, creds)
+    # One state directory (audit log) a runner, as on separate hosts; one config.
+    envs = [env] + [wd.env(f"{namespace}-r{i}", **setup.env) for i in range(1, runners)]
+    argv = [*bench.rotatectl_argv(), "run", "--jobs", str(jobs), "-o", "json"]
+    wall, done, stats = _together(argv, envs, cwd, proxy)
+
+    status = subprocess.run(
+        [*bench.rotatectl_argv(), "status", "-o", "json"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        found = {c["name"]: c for c in json.loads(status.stdout)["credentials"]}
+    except (ValueError, KeyError):
+        print(f"status -o json (exit {status.returncode}): {status.stderr[-500:]}", file=sys.stderr)
+        found = {}
+    by_runner: Counter[str] = Counter(c for r in done for c in r.started)
+    good = {c for c in creds if c in found and _status_ok(found[c])}
+    return Fleet(
+        wall=wall,
+        runners=done,
+        requests=stats["requests"],
+        connections=stats["connections"],
+        by=stats["by"],
+        once=sum(1 for c in creds if by_runner[c] == 1 and c in good),
+        twice=[c for c in creds if by_runner[c] > 1],
+        missed=[c for c in creds if by_runner[c] == 0],
+        bad=[c for c in creds if c not in good],
+        failed=sum(r.outcomes.get("failed", 0) for r in done),
+    )
+
+
+def report_runners(args: argparse.Namespace, n: int, one: Fleet, many: Fleet) -> int:
+    label = {"vault": "OpenBao", "aws": "moto_server"}[args.store]
+    r = len(many.runners)
+    print(
+        f"\n{label}, {args.delay_ms:g} ms a request, {n} credentials, "
+        f"rotatectl run --jobs {args.jobs} -o json"
+    )
+    print(
+        "| runners | wall | CPU | requests/cred | connections | rotated once | failed "
+        "| twice / none / status not one current | exit codes | outcomes |"
+    )
+    print("|---" * 10 + "|")
+    rows = []
+    for fleet in (one, many):
+        codes = [x.code for x in fleet.runners]
+        outcomes = fleet.outcomes()
+        rows.append(
+            {
+                "runners": len(fleet.runners),
+                "wall": fleet.wall,
+                "cpu": fleet.cpu,
+                "requests": fleet.requests,
+                "requests_per_credential": fleet.requests / n,
+                "connections": fleet.connections,
+                "rotated_once": fleet.once,
+                "failed": fleet.failed,
+                "rotated_twice": fleet.twice,
+                "not_rotated": fleet.missed,
+                "status_not_one_current": fleet.bad,
+                "by": fleet.by,
+                "per_runner": [
+                    {
+                        "exit": x.code,
+                        "wall": x.wall,
+                        "cpu": x.cpu,
+                        "rotated": len(x.started),
+                        "outcomes": x.outcomes,
+                    }
+                    for x in fleet.runners
+                ],
+            }
+        )
+        print(
+            f"| {len(fleet.runners)} | {fleet.wall:.2f} s | {fleet.cpu:.2f} s "
+            f"| {fleet.requests / n:.2f} | {fleet.connections} | {fleet.once} / {n} "
+            f"| {fleet.failed} | {len(fleet.twice)} / {len(fleet.missed)} / {len(fleet.bad)} "
+            f"| {', '.join(map(str, codes))} "
+            f"| {', '.join(f'{k} {v}' for k, v in sorted(outcomes.items()))} |"
+        )
+    for i, x in enumerate(many.runners):
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(x.outcomes.items()))
+        print(
+            f"  runner {i + 1}: exit {x.code}, {x.wall:.2f} s wall, {x.cpu:.2f} s CPU, "
+            f"rotated {len(x.started)} ({outcomes or 'no JSON results'})"
+        )
+        if x.error:
+            print(f"    stderr: {x.error.strip()}")
+    for what, fleet in (("1 runner", one), (f"{r} runners", many)):
+        for kind, found in (("rotated twice", fleet.twice), ("not rotated", fleet.missed)):
+            if found:
+                print(f"  {what}: {kind}: {len(found)} ({', '.join(found[:5])})")
+        if fleet.bad:
+            print(
+                f"  {what}: status not one current version of a completed rotation: "
+                f"{len(fleet.bad)} ({', '.join(fleet.bad[:5])})"
+            )
+    ratio = many.wall / one.wall
+    ok = ratio <= 0.4
+    print(
+        f"target: {r} runners' wall <= 0.4x one runner's: {many.wall:.2f} s / "
+        f"{one.wall:.2f} s = {_ceil(ratio)}x: {'met' if ok else 'missed'}"
+    )
+    correct = all(f.once == n and not f.failed for f in (one, many))
+    codes_ok = all(x.code == 0 for f in (one, many) for x in f.runners)
+    if not correct:
+        print("not every credential was rotated exactly once (see above)")
+    if not codes_ok:
+        print("runs that exited non-zero: see the exit codes above")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "store": args.store,
+                    "delay_ms": args.delay_ms,
+                    "credentials": n,
+                    "jobs": int(args.jobs),
+                    "runners": r,
+                    "rows": rows,
+                    "ratio": ratio,
+                    "targets": [{"what": f"{r} runners' wall <= 0.4x one runner's", "met": ok}],
+                },
+                indent=2,
+            )
+        )
+    return 0 if ok and correct and codes_ok else 1
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "proxy":
         upstream, delay_ms, ready = sys.argv[2:5]
@@ -371,19 +630,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=("vault", "aws"), required=True)
     parser.add_argument("--delay-ms", type=float, default=20.0)
-    parser.add_argument("--jobs", default="1,4,16", help="comma-separated; 1 is added if absent")
+    parser.add_argument(
+        "--jobs",
+        help="comma-separated; 1 is added if absent (default 1,4,16); "
+        "with --runners, one number (default 4)",
+    )
     parser.add_argument("--credentials", type=int, default=100)
+    parser.add_argument(
+        "--runners", type=int, help="R runners on one fleet against one (no baseline)"
+    )
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
-    jobs = sorted({1, *(int(j) for j in args.jobs.split(","))})
+    if args.runners is not None:
+        args.jobs = args.jobs or "4"
+        if not args.jobs.isdigit() or args.runners < 1:
+            parser.error("--runners takes one --jobs number and at least 1 runner")
+        jobs = [int(args.jobs)]
+    else:
+        jobs = sorted({1, *(int(j) for j in (args.jobs or "1,4,16").split(","))})
 
     import run as bench
     import servers
 
     label = {"vault": "OpenBao", "aws": "moto_server"}[args.store]
+    runners = f", {args.runners} runners against 1" if args.runners is not None else ""
     print(
         f"{label} behind a {args.delay_ms:g} ms proxy (once a request), "
-        f"{args.credentials} due credentials, --jobs {','.join(map(str, jobs))}; {bench.load()}",
+        f"{args.credentials} due credentials, --jobs {','.join(map(str, jobs))}{runners}; "
+        f"{bench.load()}",
         flush=True,
     )
     with contextlib.ExitStack() as stack:
@@ -417,9 +691,24 @@ def main() -> int:
         if warm.code != 0:
             print(f"rotatectl run failed (exit {warm.code})", file=sys.stderr)
             return 1
+        n = args.credentials
+        if args.runners is not None:
+            j = jobs[0]
+            one = _fleet(wd, setup, "one-runner", n, 1, j, proxy)
+            print(
+                f"  1 runner: {one.wall:7.2f} s wall, {one.cpu:6.2f} s CPU, "
+                f"{one.requests} requests, exit {one.runners[0].code}",
+                flush=True,
+            )
+            many = _fleet(wd, setup, f"{args.runners}-runners", n, args.runners, j, proxy)
+            print(
+                f"  {args.runners} runners: {many.wall:7.2f} s wall, {many.cpu:6.2f} s CPU, "
+                f"{many.requests} requests, exits {[x.code for x in many.runners]}",
+                flush=True,
+            )
+            return report_runners(args, n, one, many)
         baseline("warmup-base", 2, 2, 2, 2)
 
-        n = args.credentials
         rot: dict[int, Run] = {}
         base: dict[int, Run] = {}
         reads = writes = 0
@@ -520,6 +809,11 @@ def report(
             )
         )
     return 1 if failed or not all(ok for _, ok in verdicts) else 0
+
+
+def _ceil(x: float) -> str:
+    """Two decimals, rounded up: a ceiling is never met by rounding."""
+    return f"{math.ceil(x * 100) / 100:.2f}"
 
 
 def _floor(x: float) -> str:
