@@ -100,8 +100,17 @@ def test_a_store_with_the_default_batched_read_is_settled_the_same(ws: Workspace
 
 def test_settled_in_shares_gives_what_one_pass_gives(tmp_path: Path) -> None:
     """The lock-free pass on several threads, each over a share of the fleet, settles
-    exactly what one pass settles (65 credentials: shares of 20, 20, 20 and 5)."""
+    exactly what one pass settles (65 credentials; a store whose batched read takes
+    20: shares of 20, 20, 20 and 5 at --jobs 4; of one each for a store that reads
+    credential by credential)."""
     from rotatectl.engine.fleet import settled_in_shares
+    from rotatectl.stores.local import LocalStore
+
+    class BatchOf(LocalStore):
+        read_batch = 20
+
+    class OneByOne(LocalStore):
+        read_batch = 1
 
     names = [f"fleet/c{n:02d}" for n in range(65)]
     (tmp_path / "rotatectl.toml").write_text(
@@ -116,5 +125,9 @@ def test_settled_in_shares_gives_what_one_pass_gives(tmp_path: Path) -> None:
             runner.rotate(target)
         one = settled(targets, clock.now())
         assert sorted(one) == names[::2]
-        for jobs in (1, 2, 4, 16):
-            assert settled_in_shares(targets, clock.now(), jobs) == one
+        file = tmp_path / "state" / "state.db"
+        for kind in (BatchOf, OneByOne):
+            with kind(file) as store:
+                shared = [replace(t, store=store) for t in targets]
+                for jobs in (1, 2, 4, 16):
+                    assert settled_in_shares(shared, clock.now(), jobs) == one, (kind, jobs)

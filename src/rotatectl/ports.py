@@ -146,6 +146,11 @@ class SecretStore(Protocol):
     """True when a version's value can never change once written (AWS): the
     store's own check of which version clients get then proves the value."""
 
+    read_batch: int
+    """How many credentials one of the store's batched reads takes (1: it reads them
+    one by one): ``run --jobs`` gives each thread of its lock-free pass at least
+    this many, and otherwise spreads the credentials over every thread."""
+
     def features(self) -> frozenset[str]:
         """The optional features this store implements itself (see STORE_FEATURES);
         the others work through StoreBase's defaults."""
@@ -300,6 +305,7 @@ class StoreBase:
 
     FEATURES: frozenset[str] = frozenset()
     immutable_versions: bool = False
+    read_batch: int = 1
 
     # The core port, implemented by every store.
     def versions(self, path: str) -> list[Version]:

@@ -11,6 +11,7 @@ most serious exit code.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -53,13 +54,28 @@ def run(
         # Credentials with nothing to do now need no lock: batched reads decide.
         quiet = settled_in_shares(targets, runner.clock.now(), jobs)
 
+    # Set once this run meets a credential another runner holds or has just advanced:
+    # from then on a credential is looked at without its lease first (one batched read,
+    # no drift check), and one that another runner advanced since the pass is left as
+    # that runner left it, instead of taking and giving back its lease.
+    others = threading.Event()
+
     def one(item: Target | Result) -> Result:
         if isinstance(item, Result):
             return item
         found = quiet.get(item.name)
         if found is not None:
             return found
-        return isolated(item.name, lambda: runner.advance(item, dry_run=dry_run))
+        if others.is_set() and not dry_run:
+            found = settled([item], runner.clock.now(), drift=False).get(item.name)
+            if found is not None:
+                return found
+        result = isolated(item.name, lambda: runner.advance(item, dry_run=dry_run))
+        if result.outcome is Outcome.LOCKED or (
+            result.outcome is Outcome.IDLE and not result.steps and not dry_run
+        ):
+            others.set()
+        return result
 
     # Several runners over one fleet (hosts, CronJob pods) start together: each takes
     # the credentials in an order of its own, so they spread over the fleet instead of
@@ -84,27 +100,28 @@ def spread(holder: str, work: Sequence[Target | Result]) -> list[int]:
     return sorted(range(len(work)), key=key)
 
 
-# The fewest credentials a share of the lock-free pass reads: a store's batched read
-# stays full (Secrets Manager's BatchGetSecretValue takes 20 secrets a call).
-SHARE = 20
-
-
 def settled_in_shares(targets: Sequence[Target], now: datetime, jobs: int) -> dict[str, Result]:
-    """:func:`settled` on ``jobs`` threads, each over a contiguous share of at least
-    SHARE credentials. A store that reads credential by credential (OpenBao: a few
-    requests each) then no longer reads the whole fleet on one thread before the
-    pool starts: behind 20 ms a request, that pass was half of a ``--jobs 16`` run
-    (``benchmarks/latency.py``)."""
-    size = max(SHARE, -(-len(targets) // max(jobs, 1)))
-    shares = [targets[i : i + size] for i in range(0, len(targets), size)]
+    """:func:`settled` on up to ``jobs`` threads, each over a share of one store's
+    credentials: ``ceil(N / jobs)`` of them, but at least what one of the store's
+    batched reads takes (``read_batch``: Secrets Manager's BatchGetSecretValue 20, the
+    local store any number). A store that reads credential by credential (OpenBao)
+    then spreads its round trips over every thread: behind 100 ms a request, the pass
+    in shares of 20 was two thirds of a ``--jobs 16`` run (``benchmarks/latency.py``)."""
+    by_store: dict[int, list[Target]] = {}
+    for t in targets:
+        by_store.setdefault(id(t.store), []).append(t)
+    shares: list[Sequence[Target]] = []
+    for group in by_store.values():
+        size = max(group[0].store.read_batch, -(-len(group) // max(jobs, 1)), 1)
+        shares.extend(group[i : i + size] for i in range(0, len(group), size))
     if len(shares) <= 1:
         return settled(targets, now)
-    with ThreadPoolExecutor(max_workers=len(shares)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(shares), max(jobs, 1))) as pool:
         parts = list(pool.map(lambda share: settled(share, now), shares))
     return {name: result for part in parts for name, result in part.items()}
 
 
-def settled(targets: Sequence[Target], now: datetime) -> dict[str, Result]:
+def settled(targets: Sequence[Target], now: datetime, *, drift: bool = True) -> dict[str, Result]:
     """The results ``run`` needs no lock for: credentials with nothing to do now.
 
     For each target whose store reads snapshots in batches and whose credential
@@ -116,6 +133,8 @@ def settled(targets: Sequence[Target], now: datetime) -> dict[str, Result]:
     drift check) instead of a lock acquire and release per credential.
     Everything else is left to the runner, which decides again under the lock.
     Any error leaves the credential to the runner, where it stays its own.
+    ``drift`` False: no drift check (a credential another runner advanced since this
+    run's pass: its session checked).
     """
     from ..drift import detect, detect_many
     from ..probes.none import NoProbe
@@ -123,7 +142,11 @@ def settled(targets: Sequence[Target], now: datetime) -> dict[str, Result]:
 
     try:
         batch = snapshots(targets)
-        drifts = detect_many(targets, {name: snap[0] for name, snap in batch.items()})
+        drifts = (
+            detect_many(targets, {name: snap[0] for name, snap in batch.items()})
+            if drift
+            else {t.name: [] for t in targets}
+        )
     except RotatectlError:
         return {}
     done: dict[str, Result] = {}

@@ -46,6 +46,7 @@ class FanoutStore(StoreBase):
         if all("rolling-window" in store.features() for _, store in self.destinations):
             features |= {"rolling-window"}
         self._features = features
+        self.read_batch = self.primary.read_batch  # its snapshots are the primary's
 
     def features(self) -> frozenset[str]:
         """Its own (destinations; drift, which checks every secondary against the

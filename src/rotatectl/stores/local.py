@@ -164,6 +164,7 @@ class LocalStore(StoreBase):
     FEATURES = frozenset(
         {"state", "batched-reads", "drift", "history", "rolling-window", "atomic-record"}
     )
+    read_batch = 1 << 30  # one read transaction takes any number (and no round trip)
 
     """A SecretStore in one SQLite file (0600). Thread-safe; process-safe via SQLite."""
 

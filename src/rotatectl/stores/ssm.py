@@ -200,6 +200,7 @@ class ParameterStore(RecordLease, StoreBase):
     FEATURES = frozenset(
         {"state", "batched-reads", "drift", "history", "access-check", "rolling-window"}
     )
+    read_batch = BATCH  # names a GetParameters call reads
     # An SSM parameter version's value never changes: :meth:`drift` checks which
     # version clients get (and its value, in the same read).
     immutable_versions = True

@@ -105,6 +105,7 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
     # A VersionId's value never changes in Secrets Manager: where AWSCURRENT is
     # (checked by drift) proves the current value, so drift checks do not read it.
     immutable_versions = True
+    read_batch = BATCH_SIZE  # records a BatchGetSecretValue call reads
 
     def __init__(
         self, conn: AwsConnection, *, prefix: str = "", kms_key_id: str | None = None

@@ -208,7 +208,7 @@ class VaultDrift(Records):
         clients, self._clients_seen = self._clients_seen, RecordCache(RECORD_MAX_AGE)
         meta = None
         if len(paths) > 1:  # one credential: its own reads cost no more than a scan
-            meta = self._scan_metadata("vault drift check", self._common_folder(paths))
+            meta = self._scan_shared("vault drift check", self._common_folder(paths))
         found: dict[str, list[str]] = {}
         for path in paths:
             where = f"vault drift check of {path}"

@@ -7,7 +7,9 @@ hvac is imported when the first request is made, never on import.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -29,6 +31,8 @@ T = TypeVar("T")
 
 # What the store remembers of what it read or wrote (never a value; see _recall).
 REMEMBERED_KINDS = frozenset({"index", "rotation", "lock"})
+MAX_POOL = 64  # connections kept open: `run --jobs` up to 64 never opens one a request
+SCAN_REUSE = 10.0  # seconds a folder's metadata scan answers the pass's other shares
 # Slack added to a wait when deciding whether the token would outlive it.
 _RENEW_SLACK = 15.0
 
@@ -70,6 +74,10 @@ class VaultKv(Layout, StoreBase):
             RECORD_MAX_AGE
         )
         self._scan_refused = False  # the server or the token refused a metadata scan
+        # The last scan of each folder: the shares of one `run --jobs` pass ask for the
+        # same folder moments apart, and the first answers them all (_scan_shared).
+        self._scans: dict[str, tuple[dict[str, dict[str, Any]] | None, float]] = {}
+        self._scan_lock = threading.Lock()
 
     def close(self) -> None:
         """Revoke a token we logged in for (best effort) and close the session."""
@@ -93,8 +101,26 @@ class VaultKv(Layout, StoreBase):
                 raise StoreError(f"vault store {self.url}: the store is closed")
             if self._client_obj is None:
                 import hvac  # lazily: only commands that touch vault pay for it
+                import requests
 
                 c = self.connection
+                session = requests.Session()
+                # The environment is read once, here, as requests would read it on
+                # every request (proxies for this URL, a CA bundle for the default
+                # verification): that was a third of the client's CPU a request.
+                session.trust_env = False
+                session.proxies = requests.utils.get_environ_proxies(c.url)
+                verify = c.verify
+                if verify is True:  # as requests: a CA bundle named by the environment
+                    env = os.environ
+                    verify = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or True
+                # hvac takes verify and cert from a session it is given, when set.
+                session.verify, session.cert = verify, c.cert
+                # Room for every thread of `run --jobs` (requests keeps 10 by default,
+                # and opens and drops a connection a request beyond them).
+                pooled = requests.adapters.HTTPAdapter(pool_maxsize=MAX_POOL)
+                session.mount("https://", pooled)
+                session.mount("http://", pooled)
                 # token="" keeps hvac from reading VAULT_TOKEN itself: the
                 # Authenticator decides (it honours BAO_TOKEN and the config).
                 self._client_obj = hvac.Client(
@@ -104,6 +130,7 @@ class VaultKv(Layout, StoreBase):
                     cert=c.cert,
                     timeout=c.timeout,
                     namespace=c.namespace,
+                    session=session,
                 )
             client = self._client_obj
         self._auth.ensure(client)
@@ -228,6 +255,19 @@ class VaultKv(Layout, StoreBase):
             return None
         data: dict[str, Any] = resp["data"]
         return data
+
+    def _scan_shared(self, where: str, folder: str) -> dict[str, dict[str, Any]] | None:
+        """:meth:`_scan_metadata` of ``folder``, or its answer of less than SCAN_REUSE
+        seconds ago (one request at a time: concurrent callers wait for it). A drift
+        check confirms on fresh reads whatever the scan shows, so a scan moments old
+        can only delay a drift's report to the next run."""
+        with self._scan_lock:
+            found = self._scans.get(folder)
+            if found is not None and time.monotonic() - found[1] < SCAN_REUSE:
+                return found[0]
+            scanned = self._scan_metadata(where, folder)
+            self._scans[folder] = (scanned, time.monotonic())
+            return scanned
 
     def _scan_metadata(self, where: str, folder: str) -> dict[str, dict[str, Any]] | None:
         """The metadata of every KV path under ``folder`` (recursively), by rel, in one
