@@ -49,17 +49,32 @@ def _index(value: str) -> None:
     """File ``value`` under the windows shared by the fewest values so far: keys that
     share a prefix (``rk_live_``) are told apart by their random part."""
     if len(value) < _LONG:
-        best = min(
+        fewest = min(
             (value[i : i + _ANCHOR] for i in range(len(value) - _ANCHOR + 1)),
             key=lambda window: len(_short.get(window, ())),
         )
-        _short.setdefault(best, set()).add(value)
+        _short.setdefault(fewest, set()).add(value)
         return
 
-    def shared(start: int) -> int:
-        return sum(len(_anchors.get(value[i : i + _ANCHOR], ())) for i in _block(start))
+    # The last block first: a key's random part is at its end, and a block no other
+    # value shares is as good as any. Else the block of _STRIDE windows filed for the
+    # fewest values in all (a running sum: linear in the value).
+    last = len(value) - _LONG
+    if not any(value[i : i + _ANCHOR] in _anchors for i in _block(last)):
+        _file(value, last)
+        return
+    windows = range(len(value) - _ANCHOR + 1)
+    counts = [len(_anchors.get(value[i : i + _ANCHOR], ())) for i in windows]
+    total = best = sum(counts[:_STRIDE])
+    start = 0
+    for i in range(1, len(counts) - _STRIDE + 1):
+        total += counts[i + _STRIDE - 1] - counts[i - 1]
+        if total < best:
+            best, start = total, i
+    _file(value, start)
 
-    start = min(range(len(value) - _LONG + 1), key=shared)
+
+def _file(value: str, start: int) -> None:
     for i in _block(start):
         _anchors.setdefault(value[i : i + _ANCHOR], set()).add((value, i))
 
