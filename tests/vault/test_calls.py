@@ -49,6 +49,28 @@ def test_a_no_op_run_reads_at_most_eight_times_a_credential(cli: Cli, vault: Vau
     assert sum(calls.values()) - sum(START.values()) <= 8 * n
 
 
+def test_a_run_reads_a_due_credential_once(cli: Cli, vault: Vault) -> None:
+    """The lock-free pass reads the lock, then the index and the rotation record; the
+    lease is then taken with a check-and-set on that lock copy, which proves nobody
+    wrote the records since: the session reads none of them again (issue 21)."""
+    cli.env.update(vault.server.cli_env())
+    due = [f"due/c{i:02d}" for i in range(4)]
+    write_config(
+        cli,
+        vault,
+        '[defaults]\nstore = "vault"\n\n' + "".join(f'[credentials."{name}"]\n' for name in due),
+    )
+    run, calls = cli.counted("run", count="vault")
+    assert run.code == 0, run.err
+    assert run.out.count("done") >= len(due), run.out
+    for read in ("GET data .../index", "GET data .../rotation", "GET data .../lock"):
+        assert calls[read] == len(due), (read, calls)
+    assert calls["POST data .../lock"] == 2 * len(due)  # taken and given back
+    # And the store holds what a rotation wrote: one current version each.
+    status = json.loads(cli("-o", "json", "status").out)["credentials"]
+    assert [[v["state"] for v in c["versions"]] for c in status] == [["current"]] * len(due)
+
+
 def test_status_is_at_most_three_requests_a_credential(cli: Cli, vault: Vault) -> None:
     _fleet(cli, vault)
     run, calls = cli.counted("status", "-o", "json", count="vault")

@@ -74,6 +74,9 @@ class VaultKv(Layout, StoreBase):
             RECORD_MAX_AGE
         )
         self._scan_refused = False  # the server or the token refused a metadata scan
+        # path -> (the lock's KV version this store wrote when it took the lease, when
+        # it had read the free lock that write replaced): see VaultStore.state.
+        self._fences: dict[str, tuple[int, float]] = {}
         # The last scan of each folder: the shares of one `run --jobs` pass ask for the
         # same folder moments apart, and the first answers them all (_scan_shared).
         self._scans: dict[str, tuple[dict[str, dict[str, Any]] | None, float]] = {}

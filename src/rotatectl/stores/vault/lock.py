@@ -7,6 +7,7 @@ token before it, whatever renewals happened in between.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -69,14 +70,31 @@ class LeaseLock(VaultKv):
         where = f"vault lock {path}"
 
         def attempt() -> Lease:
-            row, version, _ = self._lock_row(where, path)
-            lease = plan_acquire(path, row, holder, ttl, now, steal_token)
+            rel = self._rel(path, "lock")
+            copy = self._known.stamped(rel)
+            row, version, remembered = self._lock_row(where, path, fresh=False)
+            try:
+                lease = plan_acquire(path, row, holder, ttl, now, steal_token)
+            except RotatectlError:
+                if not remembered:
+                    raise
+                row, version, remembered = self._lock_row(where, path)  # held, says a copy
+                lease = plan_acquire(path, row, holder, ttl, now, steal_token)
+            # A free lock read at ``read_at``: once this write's check-and-set on it
+            # succeeds, nobody took the lease since, so nobody wrote the records
+            # either (state() trusts copies read after it).
+            read_at = None
+            if remembered and copy is not None and (row is None or row.holder is None):
+                read_at = time.monotonic() - copy[1]
             # The fencing token is the KV version this very write creates: larger
             # than any token before it, whatever renewals happened in between.
             lease = replace(lease, token=version + 1)
             written = self._put_lock(where, path, holder, lease, version)
             if written != lease.token:
                 raise StoreError(f"{where}: expected lock version {lease.token}, got {written}")
+            self._fences.pop(path, None)
+            if read_at is not None:
+                self._fences[path] = (written, read_at)
             if row is not None and row.holder is not None:
                 why = (
                     "expired"

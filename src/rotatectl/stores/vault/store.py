@@ -30,6 +30,7 @@ make a second writer a conflict rather than an overwrite even without it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -117,11 +118,13 @@ class VaultStore(VaultDrift, LeaseLock, VaultAccess):
         ``locks`` (``locked`` is then False)."""
         found: dict[str, tuple[list[Version], Rotation | None, int, bool]] = {}
         for path in dict.fromkeys(paths):
-            versions, rotation, revision = self._state(path)
             locked = False
             if locks:
+                # The lock first: a lease then taken on this very copy (its
+                # check-and-set) proves nobody wrote the records read after it.
                 row, _, _ = self._lock_row(f"vault read lock of {path}", path)
                 locked = row is not None and row.holder is not None
+            versions, rotation, revision = self._state(path)
             found[path] = (versions, rotation, revision, locked)
         return found
 
@@ -131,11 +134,18 @@ class VaultStore(VaultDrift, LeaseLock, VaultAccess):
 
         No request at all when this store itself wrote the lock less than
         OWN_WRITE_AGE ago (it holds the lease: nobody else writes) and has copies
-        of both made since, with no promotion pending.
+        of both made since, with no promotion pending; or made since it read the
+        free lock its lease was then taken on with a check-and-set (no one took the
+        lease in between, so no one wrote: a ``run`` whose lock-free pass read the
+        lock, then the records, reads neither again).
         """
         lock, index, rotation = (
             self._known.stamped(self._rel(path, leaf)) for leaf in ("lock", "index", "rotation")
         )
+        since = lock[1] if lock is not None else 0.0  # how old the oldest trusted copy may be
+        fence = self._fences.get(path)
+        if lock is not None and fence is not None and fence[0] == lock[0][1]:
+            since = max(since, time.monotonic() - fence[1])
         if (
             lock is not None
             and lock[0][2]
@@ -145,7 +155,7 @@ class VaultStore(VaultDrift, LeaseLock, VaultAccess):
             and index is not None
             and rotation is not None
             # Copies from before the lease was taken may predate another holder's work.
-            and max(index[1], rotation[1]) <= lock[1]
+            and max(index[1], rotation[1]) <= since
             and max(index[1], rotation[1]) < RECORD_MAX_AGE
         ):
             (index_data, index_kv, _), _ = index
