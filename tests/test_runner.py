@@ -346,3 +346,37 @@ def test_crash_at_every_boundary_is_resumed_to_completion(boundary: str) -> None
     orphaned = 1 if boundary == "after-issue" else 0
     assert w.issuer.count("create") == 3 + orphaned
     assert len(w.issuer.live()) == 2  # v2 (retired, disabled) and v3; v1 and any orphan deleted
+
+
+class LostReplies(MemoryStore):
+    """A memory store whose next ``lose`` commits land, then answer as if the server
+    was unreachable (the reply was lost): the runner's retry finds them done."""
+
+    def __init__(self, lose: int) -> None:
+        super().__init__()
+        self.lose = lose
+
+    def commit(self, path, change, rotation, expected_revision):  # type: ignore[no-untyped-def]
+        revision = super().commit(path, change, rotation, expected_revision)
+        if self.lose:
+            self.lose -= 1
+            raise StoreUnavailableError("the reply was lost")
+        return revision
+
+
+def test_an_atomic_commit_whose_reply_was_lost_is_not_redone() -> None:
+    """Issue 21: the publish (version and record in one write) landed, its reply was
+    lost; the retry finds the version and the record saved with it, so the rotation
+    goes on: one key minted, no conflict, no failure."""
+    w = World()
+    rotate(w)
+    w.store = LostReplies(lose=0)
+    rotate(w)  # a first key on the new store
+    w.store.lose = 1
+    result = w.runner().rotate(w.target())
+    assert result.outcome is Outcome.WAITING, result.message
+    assert w.states() == [(1, "current"), (2, "pending")]
+    rotation, _ = w.store.load_rotation("partners/acme")
+    assert rotation is not None and rotation.phase is Phase.PROPAGATE
+    assert not rotation.error
+    assert len(w.issuer.live("partners/acme")) == 2  # no second key for v2

@@ -142,7 +142,14 @@ def _mint(st: Step, versions: Sequence[Version] | None, saved: list[Rotation]) -
     write: it is appended to ``saved``."""
     t, rotation = st.target, st.record
     if versions is None:
+        # Fresh reads (state() may answer from this store's own copy).
         versions = t.store.versions(t.path)
+        stored, _ = t.store.load_rotation(t.path)
+        existing = find_version(versions, rotation.new_version_id)
+        if existing is not None and stored is not None and stored.id == rotation.id:
+            if stored.phase is Phase.PROPAGATE and stored.published is not None:
+                saved.append(stored)  # an atomic commit landed, its reply lost
+            return existing
     existing = find_version(versions, rotation.new_version_id)
     if existing is not None:
         return existing
