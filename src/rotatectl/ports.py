@@ -10,10 +10,11 @@ issuers never read a clock of their own.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
+from functools import partial
+from typing import TYPE_CHECKING, Protocol, TypeVar, cast, runtime_checkable
 
 from .model import (
     AcceptedKey,
@@ -29,6 +30,8 @@ from .model import (
     utcnow,
 )
 from .secretformat import BARE, SecretFormat
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .hooks import HookSpec
@@ -280,14 +283,30 @@ class SetState:
 VersionChange = Publish | Promote | SetState
 
 
+def dispatch(
+    change: VersionChange,
+    publish: Callable[[Version, str], T],
+    promote: Callable[[str, str | None, datetime], T],
+    set_state: Callable[[str, VersionState, VersionState, datetime], T],
+) -> T:
+    """Call the one of ``publish``, ``promote`` and ``set_state`` that makes ``change``,
+    with its arguments in the order of the SecretStore method of that name (without
+    the path)."""
+    if isinstance(change, Publish):
+        return publish(change.version, change.value)
+    if isinstance(change, Promote):
+        return promote(change.version_id, change.expected_current, change.at)
+    return set_state(change.version_id, change.state, change.expected, change.at)
+
+
 def apply_change(store: SecretStore, path: str, change: VersionChange) -> None:
     """Make ``change`` with the store's own method (publish, promote or set_state)."""
-    if isinstance(change, Publish):
-        store.publish(path, change.version, change.value)
-    elif isinstance(change, Promote):
-        store.promote(path, change.version_id, change.expected_current, change.at)
-    else:
-        store.set_state(path, change.version_id, change.state, change.expected, change.at)
+    dispatch(
+        change,
+        partial(store.publish, path),
+        partial(store.promote, path),
+        partial(store.set_state, path),
+    )
 
 
 class StoreBase:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Self
 
-from ..errors import ConflictError, StoreError
+from ..errors import StoreError
 from ..machine import current_version, find_version
 from ..model import Lease, Rotation, Version, iso, parse_iso
-from .rules import LockRow, plan_acquire, plan_release, plan_renew
+from .rules import LockRow, check_revision, landed, plan_acquire, plan_release, plan_renew
 
 
 @dataclass
@@ -48,11 +48,7 @@ class RecordDocument:
         """``rotation`` saved as the latest record at the next revision; the one it
         replaces (another id) joins the ``keep`` earlier ones. ConflictError when the
         revision is not ``expected_revision``."""
-        if self.revision != expected_revision:
-            raise ConflictError(
-                f"{self.path}: rotation record is at revision {self.revision}, "
-                f"not {expected_revision}"
-            )
+        check_revision(self.path, self.revision, expected_revision)
         history = self.history
         if self.rotation is not None and self.rotation.id != rotation.id:
             history = [*history, self.rotation.to_dict()][-keep:]
@@ -66,7 +62,7 @@ class RecordDocument:
         if save is None:
             return new
         rotation, expected = save
-        if new is None and self.rotation == rotation and self.revision == expected + 1:
+        if new is None and landed(self.rotation, self.revision, rotation, expected):
             return None
         return (new or self).with_rotation(rotation, expected, keep)
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -38,7 +39,7 @@ from ..errors import (
 from ..files import denied, make_private_dirs, reason
 from ..machine import current_version
 from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso, parse_iso
-from ..ports import Promote, Publish, StoreBase, VersionChange
+from ..ports import StoreBase, VersionChange, dispatch
 from ..registry import AdapterContext, check_settings
 from .rules import (
     SINGLE_COPY,
@@ -46,6 +47,8 @@ from .rules import (
     accepted,
     check_has_value,
     check_path,
+    check_revision,
+    landed,
     lost_values,
     plan_acquire,
     plan_promote,
@@ -573,17 +576,14 @@ class LocalStore(StoreBase):
         """SecretStore.commit: the change and the record in one transaction. Repeated
         after it landed (the same change and record), it changes nothing."""
         with self._write("commit", path) as conn:
-            if isinstance(change, Publish):
-                self._publish_in(conn, path, change.version, change.value)
-            elif isinstance(change, Promote):
-                self._promote_in(conn, path, change.version_id, change.expected_current, change.at)
-            else:
-                self._set_state_in(
-                    conn, path, change.version_id, change.state, change.expected, change.at
-                )
-            saved, revision = self._rotation(conn, path)
-            if saved == rotation and revision == expected_revision + 1:
-                return revision  # a repeat of this very commit (its reply was lost)
+            dispatch(
+                change,
+                partial(self._publish_in, conn, path),
+                partial(self._promote_in, conn, path),
+                partial(self._set_state_in, conn, path),
+            )
+            if landed(*self._rotation(conn, path), rotation, expected_revision):
+                return expected_revision + 1
             return self._save_in(conn, path, rotation, expected_revision)
 
     # -- drift: the generic value check covers this store's only layout ----------
@@ -710,10 +710,7 @@ class LocalStore(StoreBase):
             "SELECT revision, rotation_id, record FROM rotations WHERE path = ?", (path,)
         ).fetchone()
         revision = int(row[0]) if row else 0
-        if revision != expected_revision:
-            raise ConflictError(
-                f"{path}: rotation record is at revision {revision}, not {expected_revision}"
-            )
+        check_revision(path, revision, expected_revision)
         if row is not None and row[1] != rotation.id:
             conn.execute(
                 "INSERT OR REPLACE INTO rotation_history (path, rotation_id, revision, record)"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from ..errors import ConflictError, LockedError, NotFoundError, UsageError
-from ..model import AcceptedKey, Lease, Version, VersionState, iso
+from ..model import AcceptedKey, Lease, Rotation, Version, VersionState, iso
 
 RESERVED = ".rotatectl"
 """Path segments starting with this are the stores' own: the AWS record secret
@@ -226,6 +226,19 @@ def lost_values(versions: Sequence[Version], values: Mapping[str, str]) -> list[
         if not secretformat.matches(v, value):
             lost.append(v.version_id)
     return lost
+
+
+def check_revision(path: str, revision: int, expected: int) -> None:
+    """save_rotation's compare-and-set: ConflictError unless the rotation record is at
+    revision ``expected``."""
+    if revision != expected:
+        raise ConflictError(f"{path}: rotation record is at revision {revision}, not {expected}")
+
+
+def landed(stored: Rotation | None, revision: int, rotation: Rotation, expected: int) -> bool:
+    """Whether a commit of ``rotation`` at ``expected`` is stored already (``stored`` at
+    ``revision``): repeated after its reply was lost, it has nothing to write."""
+    return stored == rotation and revision == expected + 1
 
 
 def check_has_value(path: str, version_id: str, has_value: bool) -> None:

@@ -28,6 +28,8 @@ from ..stores.rules import (
     LockRow,
     accepted,
     check_has_value,
+    check_revision,
+    landed,
     lost_values,
     plan_acquire,
     plan_promote,
@@ -162,10 +164,7 @@ class MemoryStore(StoreBase):
     def save_rotation(self, path: str, rotation: Rotation, expected_revision: int) -> int:
         with self._mutex:
             old, revision = self._rotations.get(path, (None, 0))
-            if revision != expected_revision:
-                raise ConflictError(
-                    f"{path}: rotation record is at revision {revision}, not {expected_revision}"
-                )
+            check_revision(path, revision, expected_revision)
             if old is not None and old.id != rotation.id:
                 self._history.setdefault(path, []).append(old)
             self._rotations[path] = (rotation, revision + 1)
@@ -178,12 +177,9 @@ class MemoryStore(StoreBase):
         the change, which changes nothing when it is refused."""
         with self._mutex:
             saved, revision = self._rotations.get(path, (None, 0))
-            if saved == rotation and revision == expected_revision + 1:
-                return revision  # this very commit landed already
-            if revision != expected_revision:
-                raise ConflictError(
-                    f"{path}: rotation record is at revision {revision}, not {expected_revision}"
-                )
+            if landed(saved, revision, rotation, expected_revision):
+                return revision
+            check_revision(path, revision, expected_revision)
             apply_change(self, path, change)
             return self.save_rotation(path, rotation, expected_revision)
 

@@ -28,7 +28,7 @@ from typing import Any, Self
 from ...aws_common import AwsConnection, AwsExpected
 from ...errors import ConflictError, NotFoundError, RotatectlError, StoreError, UsageError
 from ...model import AcceptedKey, Rotation, Version, VersionState
-from ...ports import Promote, Publish, StoreBase, VersionChange
+from ...ports import StoreBase, VersionChange, dispatch
 from ...registry import AdapterContext, check_settings
 from .._cas import RECORD_MAX_AGE, CasLost, RecordCache, mutate
 from .._record import RecordLease
@@ -644,16 +644,14 @@ class SecretsManagerStore(DriftMixin, AccessMixin, RecordLease, StoreBase):
         """SecretStore.commit: the change's calls on the key secret (its value, its
         labels), then one record write holding the versions and the rotation record."""
         save = (rotation, expected_revision)
-        if isinstance(change, Publish):
-            record = self._publish(path, change.version, change.value, save)
-        elif isinstance(change, Promote):
-            record = self._promote(
-                path, change.version_id, change.expected_current, change.at, save
-            )
-        else:
-            record = self._set_state(
-                path, change.version_id, change.state, change.expected, change.at, save
-            )
+        record = dispatch(
+            change,
+            lambda version, value: self._publish(path, version, value, save),
+            lambda version_id, expected, at: self._promote(path, version_id, expected, at, save),
+            lambda version_id, state, expected, at: self._set_state(
+                path, version_id, state, expected, at, save
+            ),
+        )
         return record.revision
 
     def _saving(
