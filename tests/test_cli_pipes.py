@@ -97,3 +97,31 @@ def test_on_a_terminal_cells_fold_instead_of_being_cut(piped: Cli) -> None:
     out = ANSI.sub("", piped("status", NAMES[0], env=terminal).out)
     firsts = "".join(line.split("│")[1].strip() for line in out.splitlines() if "│" in line)
     assert NAMES[0] in firsts
+
+
+@pytest.mark.parametrize("command", [("status",), ("run", "--dry-run"), ("audit", "show")])
+def test_json_prints_each_entry_of_a_list_on_a_line_of_its_own(
+    piped: Cli, command: tuple[str, ...]
+) -> None:
+    """`-o json` is one document any parser reads, with each credential (result,
+    record) on one line: `grep NAME` finds that entry whole, and it parses alone."""
+    run = piped("-o", "json", *command)
+    assert run.code == 0, run.err
+    doc = json.loads(run.out)
+    assert isinstance(doc, dict)
+    lines = run.out.splitlines()
+    entries = [e for v in doc.values() if isinstance(v, list) for e in v]
+    assert entries, doc
+    for entry in entries:
+        alone = [line for line in lines if _parses(line) == entry]
+        assert len(alone) == 1, (entry, run.out)
+    # "{", a line a field, two more for a non-empty list's brackets, "}".
+    fields = sum(len(v) + 2 if isinstance(v, list) and v else 1 for v in doc.values())
+    assert len(lines) == 2 + fields, run.out
+
+
+def _parses(line: str) -> object:
+    try:
+        return json.loads(line.strip().rstrip(","))
+    except json.JSONDecodeError:
+        return None

@@ -11,6 +11,7 @@ Errors are mapped to one line and an exit code by the same guard as there.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -20,10 +21,16 @@ from .guard import guarded
 
 # Set by the completion scripts Typer generates (`--show-completion`).
 _COMPLETING = "_ROTATECTL_COMPLETE"
+# The collector's first generation is scanned after this many new container objects
+# (Python's default: 700). A command builds records, dicts and statuses by the
+# hundred thousand and almost none form cycles: at 700 the scans that find nothing
+# took 15% of the CPU of `status -o json` over 10,000 credentials (0.3 s).
+GC_YOUNG = 10_000
 
 
 def main() -> None:
     """Console-script entry point: maps every error to one line and an exit code."""
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
     argv = sys.argv[1:]
     parsed = None if _COMPLETING in os.environ else spec.parse(argv)
     if parsed is None:

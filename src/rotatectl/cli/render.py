@@ -159,8 +159,37 @@ def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], stream: I
     return True
 
 
+def json_text(data: Any) -> str:
+    """``data`` as the JSON document every ``-o json`` prints: an object's fields one a
+    line, and each entry of a list among them (credentials, results, records) on a
+    line of its own, compact; a list's entries likewise. Any JSON parser reads it;
+    ``grep`` finds one credential's line; ``jq .`` indents it all.
+
+    Why not ``indent=2``: Python's encoder has no C path for indented output, and the
+    document of 10,000 credentials took 0.5 s to indent and then 25 MB to scrub."""
+    if isinstance(data, dict):
+        fields = [f"  {_compact(k)}: {_entries(v, '  ')}" for k, v in data.items()]
+        return "{\n" + ",\n".join(fields) + "\n}" if fields else "{}"
+    return _entries(data, "")
+
+
+def _entries(value: Any, indent: str) -> str:
+    if not isinstance(value, list) or not value:
+        return _compact(value)
+    inner = indent + "  "
+    return "[\n" + ",\n".join(inner + _compact(v) for v in value) + "\n" + indent + "]"
+
+
+_COMPACT = json.JSONEncoder(separators=(", ", ": "))  # one encoder: built once, C speed
+
+
+def _compact(value: Any) -> str:
+    return _COMPACT.encode(value)
+
+
 def emit_json(data: Any) -> None:
-    sys.stdout.write(scrub(json.dumps(data, indent=2, sort_keys=False)) + "\n")
+    """Print ``data`` as :func:`json_text` does, scrubbed of every registered value."""
+    sys.stdout.write(scrub(json_text(data)) + "\n")
 
 
 def ago(now: datetime, then: datetime | None) -> str:
