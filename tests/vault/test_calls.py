@@ -1,8 +1,9 @@
 """HTTP requests the CLI makes against OpenBao (issue 10), counted on hvac's adapter.
 
 KV v2 has no batch read, so ``status`` and a no-op ``run`` read each credential;
-a rotation reads the index and rotation record once, then works from what it
-wrote itself while it holds the lease (every write is a check-and-set). The drift
+a rotation reads the index, which holds the rotation record (issue 21), once, then
+works from what it wrote itself while it holds the lease (every write is a
+check-and-set). The drift
 check of many credentials (issue 21) reads the client path once (the current value's
 read) and the metadata of them all with one SCAN of ``detailed-metadata``.
 """
@@ -40,9 +41,10 @@ def test_a_no_op_run_reads_at_most_eight_times_a_credential(cli: Cli, vault: Vau
     run, calls = cli.counted("run", count="vault")
     assert run.code == 0, run.err
     n = len(NAMES)
-    # Index, rotation record and lock of each: no lease taken and given back.
-    for read in ("GET data .../index", "GET data .../rotation", "GET data .../lock"):
+    # Index (with the rotation record) and lock of each: no lease taken and given back.
+    for read in ("GET data .../index", "GET data .../lock"):
         assert calls[read] == n
+    assert "GET data .../rotation" not in calls
     # The drift check (cron must hear of drift): what a client reads and the value
     # it should be. Bounds, not pins: at most 8 requests a credential in all.
     assert not any(op.startswith(("POST", "PUT", "DELETE")) for op in calls)
@@ -50,7 +52,7 @@ def test_a_no_op_run_reads_at_most_eight_times_a_credential(cli: Cli, vault: Vau
 
 
 def test_a_run_reads_a_due_credential_once(cli: Cli, vault: Vault) -> None:
-    """The lock-free pass reads the lock, then the index and the rotation record; the
+    """The lock-free pass reads the lock, then the index (with the rotation record); the
     lease is then taken with a check-and-set on that lock copy, which proves nobody
     wrote the records since: the session reads none of them again (issue 21)."""
     cli.env.update(vault.server.cli_env())
@@ -63,27 +65,28 @@ def test_a_run_reads_a_due_credential_once(cli: Cli, vault: Vault) -> None:
     run, calls = cli.counted("run", count="vault")
     assert run.code == 0, run.err
     assert run.out.count("done") >= len(due), run.out
-    for read in ("GET data .../index", "GET data .../rotation", "GET data .../lock"):
+    for read in ("GET data .../index", "GET data .../lock"):
         assert calls[read] == len(due), (read, calls)
+    assert "GET data .../rotation" not in calls
     assert calls["POST data .../lock"] == 2 * len(due)  # taken and given back
     # And the store holds what a rotation wrote: one current version each.
     status = json.loads(cli("-o", "json", "status").out)["credentials"]
     assert [[v["state"] for v in c["versions"]] for c in status] == [["current"]] * len(due)
 
 
-def test_status_is_at_most_three_requests_a_credential(cli: Cli, vault: Vault) -> None:
+def test_status_is_at_most_two_requests_a_credential(cli: Cli, vault: Vault) -> None:
     _fleet(cli, vault)
     run, calls = cli.counted("status", "-o", "json", count="vault")
     assert run.code == 0, run.err
     assert all(not c["drift"] for c in json.loads(run.out)["credentials"])
     n = len(NAMES)
-    # Index, rotation record and client path of each (KV v2 has no batch read); the
-    # settings and value paths the drift check looks at come from one scan for all.
-    for read in ("GET data .../index", "GET data .../rotation", "GET data .../<client path>"):
+    # Index (with the rotation record) and client path of each (KV v2 has no batch
+    # read); the drift check's settings and value paths come from one scan for all.
+    for read in ("GET data .../index", "GET data .../<client path>"):
         assert calls[read] == n, calls
     assert not any(op.startswith(("POST", "PUT", "DELETE")) for op in calls)
-    # A bound, not a pin: 3N and a constant (the token lookup, the mount check, scans).
-    assert sum(calls.values()) <= 3 * n + sum(START.values()) + 2, calls
+    # A bound, not a pin: 2N and a constant (the token lookup, the mount check, scans).
+    assert sum(calls.values()) <= 2 * n + sum(START.values()) + 2, calls
 
 
 def _value_rel(vault: Vault, store: Any, name: str) -> str:
@@ -131,7 +134,7 @@ def test_status_of_many_finds_what_the_one_credential_check_finds(cli: Cli, vaul
     assert "holds another value" in found[overwritten][0]
     assert "holds another value" in found[recreated][0]
     assert found[settings] == [
-        f"secret/{vault.prefix}/{settings}/.rotatectl/index keeps 3 versions, not 10"
+        f"secret/{vault.prefix}/{settings}/.rotatectl/index keeps 3 versions, not 50"
     ]
     assert found[cas_off] == [f"secret/{vault.prefix}/{cas_off} does not require check-and-set"]
     assert "is missing" in found[deleted][0]
@@ -179,26 +182,28 @@ def test_without_the_scan_status_reads_each_credential_and_finds_the_same(
     assert calls["GET metadata .../index"] == 1  # the drifted one, looked at again
 
 
-def test_a_full_rotation_is_at_most_24_requests(cli: Cli, vault: Vault) -> None:
+def test_a_full_rotation_is_at_most_18_requests(cli: Cli, vault: Vault) -> None:
     _fleet(cli, vault)
     run, calls = cli.counted(
         "rotate", NAMES[0], "--propagation", "0s", "--overlap", "0s", count="vault"
     )
     assert run.code == 0, run.err
-    # One read of the index and of the rotation record; after that every step
+    # One read of the index, which holds the rotation record; after that every step
     # works from what this process wrote under its lease.
     assert calls["GET data .../index"] == 1  # the drift scan uses the step's read
-    assert calls["GET data .../rotation"] == 1
-    # Start, published, promoted, completed: no retire intent for one key of a
-    # store-only issuer (issue 21).
-    assert calls["POST data .../rotation"] == 4
+    assert "GET data .../rotation" not in calls and "POST data .../rotation" not in calls
+    # The record and each version change in one index write (issue 21): the start;
+    # published; the promotion's intent, then its completion; retired and completed.
+    assert calls["POST data .../index"] == 5
     assert calls["POST data .../lock"] == 2  # taken and given back
-    # The drift check reads the client path once for both of its checks, and the
-    # promotion once more for its check-and-set (issue 21: was 3).
-    assert calls["GET data .../<client path>"] <= 2
-    # The new value path is written as new, without asking for its metadata first.
+    # The drift check reads the client path once for both of its checks; the
+    # promotion's check-and-set takes its KV version from that read.
+    assert calls["GET data .../<client path>"] == 1
+    # The new value path is written as new, without asking for its metadata first,
+    # and the promotion copies the value this process wrote there, unread.
     assert "GET metadata .../versions/<id>" not in calls
-    assert sum(calls.values()) <= 24
+    assert calls["GET data .../versions/<id>"] == 1  # the drift check's, of the current
+    assert sum(calls.values()) <= 18
 
 
 def test_a_stale_copy_never_skips_or_refuses_a_change(vault: Vault) -> None:
@@ -219,7 +224,7 @@ def test_state_is_free_while_the_store_holds_the_lease_it_wrote(vault: Vault) ->
     publish(store, 1)
     store.save_rotation(PATH, make_rotation(), 0)
     lease = store.acquire_lock(PATH, "me", timedelta(minutes=2), T0)
-    store.state(PATH)  # reads the index and the record once
+    store.state(PATH)  # reads the index (with the record) once
     sent: list[str] = []
     adapter = store._client().adapter
     request = adapter.request
@@ -230,4 +235,4 @@ def test_state_is_free_while_the_store_holds_the_lease_it_wrote(vault: Vault) ->
     store.release_lock(lease)  # from its copy of the lock: one write
     assert len(sent) == 1
     store.state(PATH)  # no lease held: ask the server
-    assert len(sent) == 3
+    assert len(sent) == 2

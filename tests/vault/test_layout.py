@@ -65,7 +65,7 @@ def test_paths_are_bounded_and_need_check_and_set(vault: Vault) -> None:
     base = f"{vault.prefix}/{PATH}"
     expected = {
         base: 1,
-        f"{base}/.rotatectl/index": 10,
+        f"{base}/.rotatectl/index": 50,
         f"{base}/.rotatectl/versions/v2": 5,
     }
     for path, max_versions in expected.items():
@@ -200,5 +200,12 @@ def test_rotation_history_is_the_kv_history(vault: Vault) -> None:
     revision = store.save_rotation(PATH, second, revision)
     store.save_rotation(PATH, second.advance(Phase.PROPAGATE, T1), revision)
     assert store.rotation_history(PATH) == [first]
-    meta = vault.kv().read_secret_metadata(f"{vault.prefix}/{PATH}/.rotatectl/rotation", "secret")
+    # The records live in the index (format 2): its KV history holds the earlier ones.
+    index = vault.read(f"{PATH}/.rotatectl/index")
+    assert index["format"] == 2 and index["rotation"]["id"] == "r2"
+    assert index["rotation_revision"] == 4
+    kv = vault.kv()
+    meta = kv.read_secret_metadata(f"{vault.prefix}/{PATH}/.rotatectl/index", "secret")
     assert meta["data"]["max_versions"] == 50
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        kv.read_secret_metadata(f"{vault.prefix}/{PATH}/.rotatectl/rotation", "secret")

@@ -37,10 +37,15 @@ class VaultAccess(VaultKv):
             # Data writes need "update" only: each path's metadata is written first.
             need(self._api("data", full), "read", "update")
             need(self._api("metadata", full), "create", "update")
-            for leaf in ("index", "rotation", "lock", "versions/example"):
+            for leaf in ("index", "lock", "versions/example"):
                 rel = self._rel(path, leaf)
                 need(self._api("data", rel), "read", "update")
                 need(self._api("metadata", rel), "read", "create", "update")
+            # Format 1's rotation record: read until the index's next write, and its
+            # KV history (earlier records) for `history`.
+            legacy = self._rel(path, "rotation")
+            need(self._api("data", legacy), "read")
+            need(self._api("metadata", legacy), "read")
             need(self._api("delete", value), "update")
             need(self._api("destroy", value), "update")
         resp = self._call(

@@ -25,12 +25,12 @@ from .._cas import RECORD_MAX_AGE, RecordCache
 from ..rules import plan_set_state
 from .layout import (
     CLIENT_FIELD,
-    MAX_VERSIONS,
     client_custom,
     client_data,
     client_value,
     client_version_id,
     document_field,
+    kept_versions,
 )
 from .record import Records, _Index
 
@@ -187,8 +187,9 @@ class VaultDrift(Records):
             where = f"vault read value of {path}"
             # As read_value does: the format never changes, so the step's index says it.
             known, _ = self._recall(where, self._rel(path, "index"), read_only=True)
-            field = document_field(_Index.decode(*known, where).versions)
-            data, kv = self._read(where, self._full(path))
+            versions = _Index.decode(*known, where).versions
+            field = document_field(versions)
+            data, kv = self._read_client(where, path, versions)
             seen.put(path, (data, kv))
             values[path] = client_value(data, field)
         self._clients_seen = seen
@@ -274,7 +275,7 @@ class VaultDrift(Records):
         # is what others changed since.
         (data, revision), _ = self._recall(where, index_rel, read_only=True)
         index = _Index.decode(data, revision, where)
-        client, client_kv = seen.client or self._read(where, self._full(path))
+        client, client_kv = seen.client or self._read_client(where, path, index.versions)
 
         def metadata(rel: str) -> Mapping[str, Any] | None:
             if seen.meta is not None:
@@ -345,10 +346,9 @@ class VaultDrift(Records):
             if not meta.get("cas_required"):
                 settings.append((rel, kind, "does not require check-and-set"))
             kept = int(meta.get("max_versions") or 0)
-            if kept != MAX_VERSIONS[kind]:
-                settings.append(
-                    (rel, kind, f"keeps {kept or 'unlimited'} versions, not {MAX_VERSIONS[kind]}")
-                )
+            want = kept_versions(kind, index.stored_format)
+            if kept != want:
+                settings.append((rel, kind, f"keeps {kept or 'unlimited'} versions, not {want}"))
         return replace(
             scan,
             client_matches=client_matches,
@@ -612,7 +612,8 @@ class VaultDrift(Records):
         """Set check-and-set and max_versions again where an outside change dropped them."""
         for rel, kind in dict.fromkeys((rel, kind) for rel, kind, _ in scan.settings):
             custom = client_custom(scan.field) if kind == "client" else None
-            self._configure(where, rel, kind, custom)
+            kept = kept_versions(kind, scan.index.stored_format)
+            self._configure(where, rel, kind, custom, versions=kept)
 
     def _kv_version(self, where: str, rel: str) -> int:
         """The latest KV version of ``rel`` (deleted or not): the cas for the next write."""

@@ -6,6 +6,7 @@ hvac is imported when the first request is made, never on import.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -32,6 +33,7 @@ T = TypeVar("T")
 # What the store remembers of what it read or wrote (never a value; see _recall).
 REMEMBERED_KINDS = frozenset({"index", "rotation", "lock"})
 MAX_POOL = 64  # connections kept open: `run --jobs` up to 64 never opens one a request
+PUBLISHED_KEPT = 256  # values written and not yet copied to a client path, at most
 SCAN_REUSE = 10.0  # seconds a folder's metadata scan answers the pass's other shares
 # Slack added to a wait when deciding whether the token would outlive it.
 _RENEW_SLACK = 15.0
@@ -81,6 +83,14 @@ class VaultKv(Layout, StoreBase):
         # same folder moments apart, and the first answers them all (_scan_shared).
         self._scans: dict[str, tuple[dict[str, dict[str, Any]] | None, float]] = {}
         self._scan_lock = threading.Lock()
+        # client rel -> (the version id its data names, its KV version) as last read or
+        # written here: a promotion's client write takes its check-and-set from it
+        # (see Records._complete). No value.
+        self._serving: RecordCache[str, tuple[str | None, int]] = RecordCache(RECORD_MAX_AGE)
+        # value rel -> (KV version, value) this store wrote, until a promotion copies it
+        # to the client path (Records._value): a KV version's data never changes, so
+        # the pin names it. Values the process holds anyway (it minted them).
+        self._published: collections.OrderedDict[str, tuple[int, str]] = collections.OrderedDict()
 
     def close(self) -> None:
         """Revoke a token we logged in for (best effort) and close the session."""
@@ -301,16 +311,23 @@ class VaultKv(Layout, StoreBase):
         }
 
     def _configure(
-        self, where: str, rel: str, kind: str, custom: Mapping[str, str] | None = None
+        self,
+        where: str,
+        rel: str,
+        kind: str,
+        custom: Mapping[str, str] | None = None,
+        *,
+        versions: int | None = None,
     ) -> None:
-        """Set max_versions and cas_required (and custom_metadata) on a new path."""
+        """Set max_versions (``versions``, else the kind's) and cas_required (and
+        custom_metadata) on a new path, or again on one."""
         self._call(
             where,
             self._api("metadata", rel),
             "create",
             lambda c: c.secrets.kv.v2.update_metadata(
                 rel,
-                max_versions=MAX_VERSIONS[kind],
+                max_versions=versions or MAX_VERSIONS[kind],
                 cas_required=True,
                 custom_metadata={"managed-by": "rotatectl", "role": kind, **(custom or {})},
                 mount_point=self.mount,
@@ -357,6 +374,8 @@ class VaultKv(Layout, StoreBase):
             )
             return int(resp["data"]["version"])
 
+        if kind == "client":
+            self._serving.forget(rel)  # the caller remembers what it wrote, if it knows
         try:
             version = self._retrying(once)
         except CasMismatch:
@@ -365,6 +384,19 @@ class VaultKv(Layout, StoreBase):
         if kind in REMEMBERED_KINDS:
             self._known.put(rel, (data, version, True))
         return version
+
+    def _wrote_value(self, rel: str, kv_version: int, value: str) -> None:
+        """Remember the value written at ``rel``'s ``kv_version`` (see ``_published``)."""
+        with self._mutex:
+            self._published[rel] = (kv_version, value)
+            while len(self._published) > PUBLISHED_KEPT:
+                self._published.popitem(last=False)
+
+    def _written_value(self, rel: str, kv_version: int) -> str | None:
+        """The value this store wrote at ``rel``'s ``kv_version``, given once; None."""
+        with self._mutex:
+            found = self._published.pop(rel, None)
+        return found[1] if found is not None and found[0] == kv_version else None
 
     def _list(self, where: str, rel: str) -> list[str]:
         try:

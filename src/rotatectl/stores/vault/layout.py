@@ -8,14 +8,19 @@ A credential stored at ``path`` lives under ``<mount>/<prefix>/<path>``
     P                              client path: {"current": <key>, "key_id", "version_id"};
                                    for a JSON document (format = "json"): the document's
                                    own fields, nothing added (bao kv get -field=api_key)
-    P/.rotatectl/index             verifier view + version metadata (no values):
-                                     {"format": 1,
+    P/.rotatectl/index             verifier view + version metadata (no values) + the
+                                   rotation record (its KV history: earlier records):
+                                     {"format": 2,
                                       "accepted": {<key_id>: {"version_id", "number",
                                                    "fingerprint", "state", "scopes", "expires"}},
                                       "versions": [<Version.to_dict()> + "value_kv_version"],
-                                      "promotion": null | {"target", "expected", "at"}}
+                                      "promotion": null | {"target", "expected", "at",
+                                                   "rotation", "rotation_revision"},
+                                      "rotation": null | <Rotation.to_dict()>,
+                                      "rotation_revision": <int>}
     P/.rotatectl/versions/<id>     one key value per version: {"value": <key>}
-    P/.rotatectl/rotation          the rotation record; its KV version is the revision
+    P/.rotatectl/rotation          format 1 only: the rotation record (KV version =
+                                   revision), read until the index's next write
     P/.rotatectl/lock              the lease: {"holder", "token", "acquired", "expires"};
                                    the KV version written by an acquisition is its fencing token
 
@@ -30,7 +35,8 @@ A credential stored at ``path`` lives under ``<mount>/<prefix>/<path>``
   write changes states and the verifier view together.
 - Every data write passes ``cas``; every path gets ``cas_required`` and a
   ``max_versions`` bound (client 1, so an old key does not linger in its
-  history; values 5; index 10; rotation 50; lock 1). Destroying a version
+  history; values 5; index 50, its KV history the earlier rotation records (10 in
+  format 1); lock 1). Destroying a version
   soft-deletes then destroys (KV v2 ``destroy``) every KV version of its value
   path; the metadata stays, showing ``destroyed``.
 """
@@ -51,7 +57,16 @@ if TYPE_CHECKING:
     from ...model import Version
 
 CLIENT_FIELD = "current"
-MAX_VERSIONS = {"client": 1, "value": 5, "index": 10, "rotation": 50, "lock": 1}
+MAX_VERSIONS = {"client": 1, "value": 5, "index": 50, "rotation": 50, "lock": 1}
+LEGACY_INDEX_VERSIONS = 10  # a format 1 index's (its records' history was the rotation path's)
+
+
+def kept_versions(kind: str, index_format: int) -> int:
+    """The ``max_versions`` rotatectl gives a path of ``kind``, under an index of
+    ``index_format`` (format 1 kept fewer of the index's)."""
+    return LEGACY_INDEX_VERSIONS if kind == "index" and index_format == 1 else MAX_VERSIONS[kind]
+
+
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
