@@ -530,19 +530,22 @@ MINIMUM = {
         "ListSecrets for the drift check cron must report (labels, no values)",
     ),
     ("vault", "rotation"): (
-        "12 requests: read index and rotation; write rotation (intent), value, index "
-        "(published), index (promotion intent), client path, index (promoted), index "
-        "(retired), rotation (completed); lock write and release (KV v2: one path a request)",
+        "12 requests: read the index (it holds the rotation record); write index (intent), "
+        "value, index (published), index (promotion intent), client path, index "
+        "(promoted), index (retired and completed); lock write and release (KV v2: one "
+        "path a request); 18 with the process's token lookup and mount check and the "
+        "drift check (client path, current value, two paths' settings)",
     ),
     ("vault", "status"): (
-        "3N + 2 requests: index, rotation record and client path of each credential (KV "
-        "v2 has no batch read), and the token lookup and mount check; the drift check's "
-        "settings and value-path versions come from one SCAN of detailed-metadata (OpenBao)",
+        "2N + 2 requests: index (with the rotation record) and client path of each "
+        "credential (KV v2 has no batch read), and the token lookup and mount check; the "
+        "drift check's settings and value-path versions come from one SCAN of "
+        "detailed-metadata (OpenBao)",
     ),
     ("vault", "noop-run"): (
-        "3N + 2 requests: index, rotation record and lock of each credential (no batch "
-        "read), and the token lookup and mount check; the drift check cron must report "
-        "adds the client path of each (and one SCAN of detailed-metadata, OpenBao)",
+        "2N + 2 requests: index (with the rotation record) and lock of each credential "
+        "(no batch read), and the token lookup and mount check; the drift check cron must "
+        "report adds the client path of each (and one SCAN of detailed-metadata, OpenBao)",
     ),
 }
 CALL_KIND = {"local": "local", "aws": "aws", "vault": "vault"}
