@@ -15,15 +15,6 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import (
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
-
 from .errors import RotatectlError
 
 T = TypeVar("T")
@@ -61,6 +52,16 @@ def retry_call(
                 exc.retried = True
             raise
         first: RotatectlError | None = exc
+
+    # Imported on the first retry: a command whose calls all succeed never loads it.
+    from tenacity import (
+        Retrying,
+        retry_if_exception,
+        stop_after_attempt,
+        stop_after_delay,
+        wait_exponential,
+        wait_random,
+    )
 
     def attempt() -> T:
         nonlocal first

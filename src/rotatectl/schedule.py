@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -24,6 +27,9 @@ class Window:
     timezone: str = "UTC"
 
     def _zone(self) -> ZoneInfo:
+        # zoneinfo (and the tz database it finds) only where a window is configured.
+        from zoneinfo import ZoneInfo
+
         return ZoneInfo(self.timezone)
 
     def contains(self, moment: datetime) -> bool:
@@ -77,6 +83,8 @@ def parse_window(days: list[str] | None, hours: str | None, timezone: str | None
             start, end = time.fromisoformat(left.strip()), time.fromisoformat(right.strip())
         except ValueError:
             raise ValueError(f"bad hours {hours!r}: use e.g. '09:00-17:00'") from None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     zone = timezone or "UTC"
     try:
         ZoneInfo(zone)

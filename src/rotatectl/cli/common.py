@@ -1,24 +1,54 @@
-"""What every command module shares: the global options, the option types, and the
-few steps between parsing and the service layer (load the workspace, build the
-runner, finish with the results' exit code).
+"""What every Typer command module shares: the option types, shell completion, and
+the steps between parsing and the service layer (from :mod:`.context`, which the
+entry point's fast path uses without Typer), ending in ``typer.Exit``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from ..errors import UsageError
 from . import spec
+from .context import (
+    Options,
+    audit_log,
+    check_output,
+    duration,
+    load,
+    report,
+    runner,
+    validated,
+    validated_one,
+    workspace,
+)
 
 if TYPE_CHECKING:
-    from ..audit import AuditLog
-    from ..config import Config
-    from ..engine import Result, Runner
-    from ..workspace import Workspace
+    from ..engine import Result
+
+__all__ = [
+    "DryRunOption",
+    "NameArgument",
+    "NamesArgument",
+    "OptionalNamesArgument",
+    "Options",
+    "OutputOption",
+    "QuietOption",
+    "ReasonOption",
+    "audit_log",
+    "check_output",
+    "command_app",
+    "complete_names",
+    "duration",
+    "exit_with",
+    "finish",
+    "load",
+    "opts",
+    "runner",
+    "validated",
+    "validated_one",
+    "workspace",
+]
 
 
 def complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
@@ -59,24 +89,7 @@ OptionalNamesArgument = Annotated[
     ),
 ]
 ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why.", metavar="TEXT")]
-DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")]
-
-
-@dataclass
-class Options:
-    """The global options, and the subcommand invoked (the audit log's ``via``)."""
-
-    config: str | None = None
-    output: str = "table"
-    quiet: bool = False
-    debug: bool = False
-    invoked: str | None = None
-
-
-def check_output(output: str) -> str:
-    if output not in spec.OUTPUTS:
-        raise UsageError(f"--output must be one of {', '.join(spec.OUTPUTS)}, not {output!r}")
-    return output
+DryRunOption = Annotated[bool, spec.DRY_RUN.typer()]
 
 
 def opts(ctx: typer.Context, output: str | None = None, quiet: bool = False) -> Options:
@@ -89,52 +102,6 @@ def opts(ctx: typer.Context, output: str | None = None, quiet: bool = False) -> 
     return obj
 
 
-def duration(option: str, text: str | None) -> timedelta | None:
-    """``text`` parsed as a duration (None stays None); UsageError naming ``option``."""
-    if text is None:
-        return None
-    from ..durations import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from exc
-
-
-def load(opts: Options) -> Config:
-    from ..config import load_config
-
-    return load_config(opts.config)
-
-
-def workspace(opts: Options) -> Workspace:
-    from ..workspace import Workspace
-
-    return Workspace(load(opts))
-
-
-def audit_log(opts: Options, config: Config) -> AuditLog:
-    """``config.audit_log()``, with this invocation's subcommand as the actor's ``via``."""
-    return config.audit_log(opts.invoked or "api")
-
-
-def runner(opts: Options, ws: Workspace) -> Runner:
-    from ..engine import Runner
-    from ..ports import SystemClock
-
-    return Runner(SystemClock(), audit=audit_log(opts, ws.config))
-
-
-def validated(names: list[str]) -> list[str]:
-    from ..config import validate_name
-
-    return [validate_name(n) for n in names]
-
-
-def validated_one(name: str) -> str:
-    return validated([name])[0]
-
-
 def finish(
     opts: Options,
     results: list[Result],
@@ -144,22 +111,7 @@ def finish(
     run_mode: bool = False,
 ) -> NoReturn:
     """Print ``results`` (unless the display already did) and exit with their code."""
-    from ..model import overall_exit
-    from ..ports import SystemClock
-    from .render import print_results
-
-    # A credential locked by another runner is that runner's to advance: not a failure of cron.
-    code = overall_exit(results, locked_is_ok=run_mode)
-    if not printed or opts.output == "json":
-        print_results(
-            results,
-            SystemClock().now(),
-            opts.output,
-            quiet=opts.quiet,
-            summary=summary,
-            exit_code=int(code),
-        )
-    raise typer.Exit(int(code))
+    raise typer.Exit(report(opts, results, summary=summary, printed=printed, run_mode=run_mode))
 
 
 def exit_with(code: int) -> None:

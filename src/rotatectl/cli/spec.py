@@ -68,6 +68,20 @@ QUIET = Opt("quiet", ("--quiet", "-q"), "Print only what needs attention (for cr
 DEBUG = Opt("debug", ("--debug",), "Show tracebacks.")
 VERSION = Opt("version", ("--version",), "Print the version and exit.")
 
+WAIT = Opt("wait", ("--wait",), "Follow the rotation to the end, or persist and exit.")
+NO_WAIT = Opt("no_wait", ("--no-wait",), "Persist and exit at the first wait (the default).")
+PROPAGATION = Opt(
+    "propagation",
+    ("--propagation",),
+    "Override the propagation delay, e.g. 30s.",
+    value=True,
+    metavar="DURATION",
+)
+OVERLAP = Opt(
+    "overlap", ("--overlap",), "Override the overlap, e.g. 24h.", value=True, metavar="DURATION"
+)
+DRY_RUN = Opt("dry_run", ("--dry-run",), "Print the plan; change nothing.")
+
 # Before the command: CONFIG, OUTPUT, QUIET, DEBUG, VERSION. After a reporting
 # command: OUTPUT and QUIET again (the command's own win over the global ones).
 GLOBAL = (CONFIG, OUTPUT, QUIET, DEBUG, VERSION)
@@ -95,7 +109,12 @@ COMMANDS: dict[str, str] = {
 }
 
 # The commands the entry point runs without Typer, with the options they take.
-FAST: dict[str, tuple[Opt, ...]] = {"status": REPORTING}
+FAST: dict[str, tuple[Opt, ...]] = {
+    "status": REPORTING,
+    "rotate": (WAIT, NO_WAIT, PROPAGATION, OVERLAP, DRY_RUN, *REPORTING),
+}
+# Those of them that take at least one argument (Typer reports its absence).
+NEEDS_ARGS = frozenset({"rotate"})
 
 
 class Parsed:
@@ -164,8 +183,9 @@ def parse(argv: Sequence[str], commands: dict[str, tuple[Opt, ...]] = FAST) -> P
     """``[GLOBAL...] [COMMAND [OPTION | ARG]...]`` for the options declared here.
 
     None when unsure: an option not declared for that place, an abbreviated or
-    combined flag, ``--``, ``--help``, a value outside an option's choices, or a
-    command not in ``commands``. ``--version`` among the global options is
+    combined flag, ``--``, ``--help``, a value outside an option's choices, a
+    command not in ``commands``, no argument to a command that needs one, or both
+    ``--wait`` and ``--no-wait``. ``--version`` among the global options is
     answered (``command`` "--version") as Typer's eager option is, whatever follows.
     """
     parsed = Parsed(command=None)
@@ -196,4 +216,8 @@ def parse(argv: Sequence[str], commands: dict[str, tuple[Opt, ...]] = FAST) -> P
         for opt in (*GLOBAL, *commands[parsed.command]):
             if opt.choices and opt.dest in place and place[opt.dest] not in opt.choices:
                 return None
+    if parsed.command in NEEDS_ARGS and not parsed.args:
+        return None
+    if WAIT.dest in parsed.options and NO_WAIT.dest in parsed.options:
+        return None  # the last of the two wins, in Typer: its to read
     return parsed

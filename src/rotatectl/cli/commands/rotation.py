@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ...errors import RotatectlError
+from .. import spec
 from ..common import (
     DryRunOption,
     NamesArgument,
@@ -16,10 +17,10 @@ from ..common import (
     QuietOption,
     command_app,
     duration,
+    exit_with,
     finish,
     opts,
     runner,
-    validated,
     workspace,
 )
 
@@ -35,17 +36,10 @@ def rotate(
     names: NamesArgument,
     wait: Annotated[
         bool,
-        typer.Option(
-            "--wait/--no-wait", help="Follow the rotation to the end, or persist and exit."
-        ),
+        typer.Option(f"{spec.WAIT.flags[0]}/{spec.NO_WAIT.flags[0]}", help=spec.WAIT.help),
     ] = False,
-    propagation: Annotated[
-        str | None,
-        typer.Option(help="Override the propagation delay, e.g. 30s.", metavar="DURATION"),
-    ] = None,
-    overlap: Annotated[
-        str | None, typer.Option(help="Override the overlap, e.g. 24h.", metavar="DURATION")
-    ] = None,
+    propagation: Annotated[str | None, spec.PROPAGATION.typer()] = None,
+    overlap: Annotated[str | None, spec.OVERLAP.typer()] = None,
     dry_run: DryRunOption = False,
     output: OutputOption = None,
     quiet: QuietOption = False,
@@ -54,38 +48,12 @@ def rotate(
 
     --overlap/--propagation apply to a rotation in flight too, or are refused.
     """
-    from ... import services
-    from ...engine.fleet import follow
-    from ..follow import TerminalDisplay
-    from ..status import print_statuses
+    from ..rotate import run_rotate
 
     o = opts(ctx, output, quiet)
-    prop, over = duration("--propagation", propagation), duration("--overlap", overlap)
-    names = validated(names)
-    with workspace(o) as ws:
-        targets = [ws.target(n) for n in names]
-        if not o.quiet:
-            for note in services.adhoc_notes(ws, names):
-                sys.stderr.write(f"note: {note}\n")
-        run = runner(o, ws)
-        if dry_run:
-            results = [run.rotate(t, propagation=prop, overlap=over, dry_run=True) for t in targets]
-            finish(o, results, summary=False)
-        display = TerminalDisplay(speak=o.output == "table" and not o.quiet)
-        try:
-            results = follow(
-                run, targets, propagation=prop, overlap=over, wait=wait, display=display
-            )
-        except KeyboardInterrupt:
-            # The session released its lease on the way out; say where each stands.
-            from ...errors import Interrupted
-
-            raise Interrupted(services.where_it_stands(ws, names)) from None
-        if wait and o.output == "table" and not o.quiet:
-            code = print_statuses(ws, names, o.output)
-            if code:
-                raise typer.Exit(code)
-        finish(o, results, summary=True, printed=o.output == "table" and not o.quiet)
+    exit_with(
+        run_rotate(o, names, wait=wait, propagation=propagation, overlap=overlap, dry_run=dry_run)
+    )
 
 
 @app.command()
