@@ -274,16 +274,21 @@ class Records(VaultKv):
     def _settled(self, where: str, path: str, *, fresh: bool = False) -> tuple[_Index, bool]:
         """The index with any promotion left by an earlier call completed, and
         whether it is the remembered copy (see :meth:`_recall`); ``fresh``: read it."""
+        index, remembered = self._recent(where, path, fresh=fresh)
+        if index.promotion is not None:
+            log.info("%s: completing an interrupted promotion", where)
+            index = self._complete(where, path, index)
+        return index, remembered
+
+    def _recent(self, where: str, path: str, *, fresh: bool = False) -> tuple[_Index, bool]:
+        """The index as stored, with its record: the remembered copy (see
+        :meth:`_recall`) unless ``fresh``; and whether it was that copy."""
         rel = self._rel(path, "index")
         if fresh:
             found, remembered = self._read(where, rel, remember=True), False
         else:
             found, remembered = self._recall(where, rel, remember=True)
-        index = self._with_record(where, path, _Index.decode(*found, where))
-        if index.promotion is not None:
-            log.info("%s: completing an interrupted promotion", where)
-            index = self._complete(where, path, index)
-        return index, remembered
+        return self._with_record(where, path, _Index.decode(*found, where)), remembered
 
     def _plan(self, where: str, path: str, plan: Callable[[_Index], T]) -> tuple[_Index, T]:
         """``plan`` on the settled index; when that is the remembered copy and the plan
@@ -318,10 +323,5 @@ class Records(VaultKv):
         """The index as readers see it (:meth:`_effective`, with its record), from the
         remembered copy unless ``fresh``; and whether it was that copy. Unlike
         :meth:`_settled` it writes nothing: a promotion not yet committed stays."""
-        rel = self._rel(path, "index")
-        if fresh:
-            found, remembered = self._read(where, rel, remember=True), False
-        else:
-            found, remembered = self._recall(where, rel, remember=True)
-        index = self._with_record(where, path, _Index.decode(*found, where))
+        index, remembered = self._recent(where, path, fresh=fresh)
         return self._committed(where, path, index), remembered
