@@ -18,7 +18,14 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from ..errors import RotatectlError, UsageError
-from ..machine import ActionKind, check_overlap, drift_action, expiry_action, next_action
+from ..machine import (
+    Action,
+    ActionKind,
+    check_overlap,
+    drift_action,
+    expiry_action,
+    next_action,
+)
 from ..model import Outcome, Result, RotationKind, Version, VersionState
 from ..ports import Target
 from .session import Runner, Session, StartRequest
@@ -142,14 +149,11 @@ def settled(targets: Sequence[Target], now: datetime, *, drift: bool = True) -> 
 
     try:
         batch = snapshots(targets)
-        drifts = (
-            detect_many(targets, {name: snap[0] for name, snap in batch.items()})
-            if drift
-            else {t.name: [] for t in targets}
-        )
     except RotatectlError:
         return {}
-    done: dict[str, Result] = {}
+    # What the runner would do first, on the snapshot; only the credentials settled
+    # here need the drift check: the runner's session checks the others' itself.
+    candidates: list[tuple[Target, Action]] = []
     for t in targets:
         found = batch.get(t.name)
         if found is None or found[3]:
@@ -171,6 +175,19 @@ def settled(targets: Sequence[Target], now: datetime, *, drift: bool = True) -> 
             and not isinstance(t.probe, NoProbe)
         ):
             continue  # the runner asks the probe whether a retired key is still presented
+        candidates.append((t, action))
+    try:
+        checked = [t for t, _ in candidates]
+        drifts = (
+            detect_many(checked, {t.name: batch[t.name][0] for t in checked})
+            if drift and checked
+            else {t.name: [] for t in checked}
+        )
+    except RotatectlError:
+        return {}
+    done: dict[str, Result] = {}
+    for t, action in candidates:
+        versions, rotation = batch[t.name][0], batch[t.name][1]
         try:
             problems = drifts[t.name] if t.name in drifts else detect(t, versions)
         except RotatectlError:
