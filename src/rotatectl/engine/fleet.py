@@ -74,7 +74,7 @@ def run(
         if found is not None:
             return found
         if others.is_set() and not dry_run:
-            found = settled([item], runner.clock.now(), drift=False).get(item.name)
+            found = settled([item], runner.clock.now(), drift=False, locks=False).get(item.name)
             if found is not None:
                 return found
         result = isolated(item.name, lambda: runner.advance(item, dry_run=dry_run))
@@ -128,7 +128,9 @@ def settled_in_shares(targets: Sequence[Target], now: datetime, jobs: int) -> di
     return {name: result for part in parts for name, result in part.items()}
 
 
-def settled(targets: Sequence[Target], now: datetime, *, drift: bool = True) -> dict[str, Result]:
+def settled(
+    targets: Sequence[Target], now: datetime, *, drift: bool = True, locks: bool = True
+) -> dict[str, Result]:
     """The results ``run`` needs no lock for: credentials with nothing to do now.
 
     For each target whose store reads snapshots in batches and whose credential
@@ -141,14 +143,17 @@ def settled(targets: Sequence[Target], now: datetime, *, drift: bool = True) -> 
     Everything else is left to the runner, which decides again under the lock.
     Any error leaves the credential to the runner, where it stays its own.
     ``drift`` False: no drift check (a credential another runner advanced since this
-    run's pass: its session checked).
+    run's pass: its session checked). ``locks`` False: the lock is not read (a store
+    without batch reads saves a request a credential), so a credential another runner
+    holds is settled as its records show it (finished, or waiting), not as locked;
+    one with work left still goes to the runner, whose lease attempt says it is held.
     """
     from ..drift import detect, detect_many
     from ..probes.none import NoProbe
     from ..report import snapshots
 
     try:
-        batch = snapshots(targets)
+        batch = snapshots(targets, locks=locks)
     except RotatectlError:
         return {}
     # What the runner would do first, on the snapshot; only the credentials settled
