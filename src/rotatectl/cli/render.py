@@ -168,7 +168,7 @@ def json_text(data: Any) -> str:
     Why not ``indent=2``: Python's encoder has no C path for indented output, and the
     document of 10,000 credentials took 0.5 s to indent and then 25 MB to scrub."""
     if isinstance(data, dict):
-        fields = [f"  {_compact(k)}: {_entries(v, '  ')}" for k, v in data.items()]
+        fields = [f"  {_compact(str(k))}: {_entries(v, '  ')}" for k, v in data.items()]
         return "{\n" + ",\n".join(fields) + "\n}" if fields else "{}"
     return _entries(data, "")
 

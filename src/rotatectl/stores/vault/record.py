@@ -9,9 +9,10 @@ store's "atomic-record" feature); a ``promotion`` intent marks a promotion under
 :class:`_Index` is that document decoded; :class:`Records` reads and writes it, and
 the client path, and finishes an interrupted promotion before any change.
 
-Format 1 (before 0.1's issue 21) kept the record at ``P/.rotatectl/rotation``, its KV
-version the revision. Such an index is still read, its record from there, and the
-first write makes it format 2 (the record and its revision carried over).
+Format 1 (every rotatectl before format 2) kept the record at
+``P/.rotatectl/rotation``, its KV version the revision. Such an index is still read,
+its record from there, and the first write makes it format 2 (the record and its
+revision carried over).
 """
 
 from __future__ import annotations
