@@ -164,8 +164,16 @@ class _Index:
         rotation, expected = save
         if new is None and landed(self.rotation, self.rotation_revision, rotation, expected):
             return None
+        self.check_revision(path, expected)
+        return (new or self).with_rotation(rotation, expected)
+
+    def check_revision(self, path: str, expected: int) -> None:
+        """ConflictError (the rules') unless the record is at revision ``expected``."""
         check_revision(path, self.rotation_revision, expected)
-        return replace(new or self, rotation=rotation, rotation_revision=expected + 1)
+
+    def with_rotation(self, rotation: Rotation, expected: int) -> _Index:
+        """This index with ``rotation`` saved at the revision after ``expected``."""
+        return replace(self, rotation=rotation, rotation_revision=expected + 1)
 
 
 def _saved(data: Any, revision: Any) -> Saved | None:

@@ -49,7 +49,6 @@ from .._cas import RECORD_MAX_AGE, confirmed
 from ..rules import (
     RESERVED,
     accepted,
-    check_revision,
     plan_promote,
     plan_publish,
     plan_set_state,
@@ -274,7 +273,7 @@ class VaultStore(VaultDrift, LeaseLock, VaultAccess):
             later = None
             if save is not None:
                 rotation, expected = save
-                check_revision(path, ix.rotation_revision, expected)
+                ix.check_revision(path, expected)
                 later = (rotation, expected + 1)
             return replace(ix, promotion=_Promotion(version_id, expected_current, at, later))
 
@@ -354,11 +353,9 @@ class VaultStore(VaultDrift, LeaseLock, VaultAccess):
         where = f"vault save rotation of {path}"
 
         def plan(ix: _Index) -> _Index:
-            check_revision(path, ix.rotation_revision, expected_revision)
+            ix.check_revision(path, expected_revision)
             pending = ix.promotion and replace(ix.promotion, save=None)
-            return replace(
-                ix, rotation=rotation, rotation_revision=expected_revision + 1, promotion=pending
-            )
+            return replace(ix, promotion=pending).with_rotation(rotation, expected_revision)
 
         def attempt() -> None:
             _, updated = confirmed(
